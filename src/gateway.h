@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The running gateway: every component built from one struct config, started and stopped
+ * in a fixed order. main.c owns one gateway at a time; a reload builds a new one.
+ *
+ * Thread: main, except where noted.
+ */
+#ifndef TBGW_GATEWAY_H
+#define TBGW_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct gateway;
+
+/* Build the components (no threads yet). The gateway keeps a reference to cfg, which
+ * must outlive it. Returns NULL with a log line on failure. */
+struct gateway *gateway_new(const struct config *cfg);
+
+/* Start threads and connections. Returns 0 or -errno (logged). */
+int gateway_start(struct gateway *g);
+
+/* Orderly stop: buses first, then drain what they produced, commit, disconnect. */
+void gateway_stop(struct gateway *g);
+
+struct gateway *gateway_free(struct gateway *g);
+
+/* True if every thread made progress recently (feeds the systemd watchdog). */
+bool gateway_alive(struct gateway *g, unsigned long long max_age_ms);
+
+/* One-line summary for sd_notify STATUS=. */
+void gateway_status(struct gateway *g, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tbgw: command line, configuration, process lifecycle.
+ *
+ * The main thread runs an sd-event loop and nothing else: signals (SIGTERM/SIGINT stop,
+ * SIGHUP reloads), the systemd watchdog, and the STATUS= line. The gateway's threads
+ * (one per bus, the uplink, paho's) are started after the signals are blocked, so every
+ * signal arrives here through signalfd and never interrupts a bus transaction.
+ *
+ * This is the only file that chooses an exit status: 0 (stopped on request), 1 (could not
+ * run), 64 (bad command line), 78 (bad configuration, EX_CONFIG).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "config/config.h"
+#include "gateway.h"
+#include "util/log.h"
+#include "util/macros.h"
+
+#define EXIT_USAGE 64
+#define STATUS_INTERVAL_US (5ull * 1000000ull)
+
+static const char *arg_config = DEFAULT_CONFIG_FILE;
+static bool arg_check_config;
+static int arg_verbose;
+
+struct daemon {
+    sd_event *event;
+    struct config *cfg;
+    struct gateway *gw;
+    uint64_t watchdog_us; /* 0: no watchdog */
+};
+
+static void help(void)
+{
+    printf("Usage: tbgw [OPTION]...\n"
+           "Poll Modbus and serial-line sensors and deliver their data to ThingsBoard.\n"
+           "\n"
+           "  -c, --config FILE   configuration file (default: %s)\n"
+           "      --check-config  validate the configuration, print every problem, and exit\n"
+           "                      (0: valid, 78: invalid)\n"
+           "  -v, --verbose       log at debug level (overrides log.level)\n"
+           "  -h, --help          show this help and exit\n"
+           "      --version       show the version and exit\n"
+           "\n"
+           "Signals: SIGTERM/SIGINT stop (everything unsent is kept), SIGHUP reloads the\n"
+           "configuration (an invalid one is refused and the running one kept).\n"
+           "See tbgw(8) and tbgw.conf(5).\n",
+           DEFAULT_CONFIG_FILE);
+}
+
+static int parse_argv(int argc, char **argv)
+{
+    enum { ARG_VERSION = 0x100, ARG_CHECK };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, ARG_CHECK},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, ARG_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) >= 0) {
+        switch (c) {
+        case 'c':
+            arg_config = optarg;
+            break;
+        case ARG_CHECK:
+            arg_check_config = true;
+            break;
+        case 'v':
+            arg_verbose++;
+            break;
+        case 'h':
+            help();
+            return 0;
+        case ARG_VERSION:
+            printf("tbgw %s\n", PACKAGE_VERSION);
+            return 0;
+        default:
+            fprintf(stderr, "Try 'tbgw --help'.\n");
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tbgw: unexpected argument '%s'\nTry 'tbgw --help'.\n", argv[optind]);
+        return -EINVAL;
+    }
+    return 1;
+}
+
+/* Print each line of a diagnostic report through the log (journald gets priorities). */
+static void log_diag(struct diag *d)
+{
+    const char *text = diag_text(d);
+
+    while (*text) {
+        const char *nl = strchr(text, '\n');
+        int len = (int)(nl ? nl - text : (ptrdiff_t)strlen(text));
+        bool warning = memmem(text, (size_t)len, ": warning: ", 11) != NULL;
+
+        if (warning)
+            log_warning("%.*s", len, text);
+        else
+            log_error("%.*s", len, text);
+        text += len + (nl ? 1 : 0);
+    }
+}
+
+static struct config *load(struct diag *d)
+{
+    struct config *c = config_load(arg_config, d);
+
+    return c;
+}
+
+static void apply_log_level(const struct config *c)
+{
+    log_max_level = arg_verbose ? LOG_DEBUG : c->log_level;
+}
+
+static void update_status(struct daemon *dm)
+{
+    char status[256];
+
+    gateway_status(dm->gw, status, sizeof(status));
+    sd_notifyf(0, "STATUS=%s", status);
+}
+
+static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+    struct daemon *dm = userdata;
+
+    log_info("received %s, stopping", strsignal((int)si->ssi_signo));
+    sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+    return sd_event_exit(dm->event, 0);
+}
+
+/* SIGHUP: validate the new file completely before touching the running gateway. */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+    struct daemon *dm = userdata;
+    struct diag *d = diag_new();
+    struct config *nc;
+    struct gateway *ng;
+
+    sd_notify(0, "RELOADING=1\nSTATUS=reloading configuration");
+    log_info("reloading configuration from '%s'", arg_config);
+    nc = load(d);
+    log_diag(d);
+    d = diag_free(d);
+    if (!nc) {
+        log_error("configuration '%s' is invalid; still running with the previous one",
+                  arg_config);
+        goto out;
+    }
+    ng = gateway_new(nc);
+    if (!ng) {
+        log_error("cannot build the new configuration; still running with the previous one");
+        config_free(nc);
+        goto out;
+    }
+    gateway_stop(dm->gw);
+    dm->gw = gateway_free(dm->gw);
+    config_free(dm->cfg);
+    dm->cfg = nc;
+    dm->gw = ng;
+    apply_log_level(nc);
+    if (gateway_start(dm->gw) < 0) {
+        log_error("cannot start with the new configuration, stopping");
+        return sd_event_exit(dm->event, 1);
+    }
+    log_info("configuration reloaded: %zu buses, %zu devices", nc->n_buses, nc->n_devices);
+out:
+    sd_notify(0, "READY=1");
+    update_status(dm);
+    return 0;
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    struct daemon *dm = userdata;
+
+    update_status(dm);
+    sd_event_source_set_time(s, usec + STATUS_INTERVAL_US);
+    return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* The watchdog is fed only while every gateway thread is making progress: a wedged bus
+ * thread gets the whole daemon restarted by systemd instead of silently stopping data. */
+static int on_watchdog_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    struct daemon *dm = userdata;
+
+    if (gateway_alive(dm->gw, dm->watchdog_us / 1000))
+        sd_notify(0, "WATCHDOG=1");
+    else
+        log_error("a gateway thread is stuck; not feeding the watchdog");
+    sd_event_source_set_time(s, usec + dm->watchdog_us / 2);
+    return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static int run(struct daemon *dm)
+{
+    sigset_t mask;
+    uint64_t now;
+    int r;
+
+    /* Before any thread exists: every thread inherits this mask, so the signals are
+     * delivered only through sd-event's signalfd. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
+        return log_error_errno(EINVAL, "cannot block signals");
+    signal(SIGPIPE, SIG_IGN);
+
+    r = sd_event_default(&dm->event);
+    if (r < 0)
+        return log_error_errno(r, "cannot create the event loop: %m");
+    sd_event_add_signal(dm->event, NULL, SIGTERM, on_stop, dm);
+    sd_event_add_signal(dm->event, NULL, SIGINT, on_stop, dm);
+    sd_event_add_signal(dm->event, NULL, SIGHUP, on_reload, dm);
+
+    sd_event_now(dm->event, CLOCK_MONOTONIC, &now);
+    r = sd_event_add_time(dm->event, NULL, CLOCK_MONOTONIC, now + STATUS_INTERVAL_US, 0,
+                          on_status_timer, dm);
+    if (r < 0)
+        return log_error_errno(r, "cannot add a timer: %m");
+    if (sd_watchdog_enabled(0, &dm->watchdog_us) > 0 && dm->watchdog_us > 0) {
+        r = sd_event_add_time(dm->event, NULL, CLOCK_MONOTONIC, now + dm->watchdog_us / 2, 0,
+                              on_watchdog_timer, dm);
+        if (r < 0)
+            return log_error_errno(r, "cannot add the watchdog timer: %m");
+    }
+
+    dm->gw = gateway_new(dm->cfg);
+    if (!dm->gw)
+        return -EINVAL;
+    r = gateway_start(dm->gw);
+    if (r < 0)
+        return r;
+
+    log_info("tbgw %s started: %zu buses, %zu devices, edge %s:%d", PACKAGE_VERSION,
+             dm->cfg->n_buses, dm->cfg->n_devices, dm->cfg->edge.host, dm->cfg->edge.port);
+    sd_notify(0, "READY=1");
+    update_status(dm);
+
+    r = sd_event_loop(dm->event);
+
+    gateway_stop(dm->gw);
+    log_info("stopped");
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon dm = {0};
+    struct diag *d;
+    int r;
+
+    log_open();
+    r = parse_argv(argc, argv);
+    if (r <= 0)
+        return r < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+    if (arg_verbose)
+        log_max_level = LOG_DEBUG;
+
+    d = diag_new();
+    dm.cfg = load(d);
+    if (arg_check_config) {
+        fputs(diag_text(d), stderr);
+        if (dm.cfg)
+            printf("%s: configuration is valid (%zu bus%s, %zu device%s)\n", arg_config,
+                   dm.cfg->n_buses, dm.cfg->n_buses == 1 ? "" : "es", dm.cfg->n_devices,
+                   dm.cfg->n_devices == 1 ? "" : "s");
+        r = dm.cfg ? EXIT_SUCCESS : EX_CONFIG_ERROR;
+        diag_free(d);
+        config_free(dm.cfg);
+        return r;
+    }
+    log_diag(d);
+    diag_free(d);
+    if (!dm.cfg) {
+        log_error("configuration '%s' is invalid, not starting", arg_config);
+        return EX_CONFIG_ERROR;
+    }
+    apply_log_level(dm.cfg);
+
+    r = run(&dm);
+
+    gateway_free(dm.gw);
+    config_free(dm.cfg);
+    sd_event_unref(dm.event);
+    return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,362 @@
+"""Shared helpers for tbgw's integration tests.
+
+Every test starts its own peers (fake Modbus slaves, socat pty pairs, the ThingsBoard
+emulator, tbgw itself) on 127.0.0.1, in its own temporary directory, and stops every
+process it started by PID. Nothing here sleeps to wait for readiness: tbgw is waited for
+through $NOTIFY_SOCKET (READY=1, exactly as systemd does), the fakes through the READY
+line they print.
+
+Run a test file directly (python3 tests/integration/test_x.py) after a build; it finds
+the build through $TBGW_BUILDDIR (set by `make check`) or ../../ relative to itself.
+A test that lacks a tool it needs exits 77, which automake reports as SKIP.
+"""
+
+import contextlib
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("TBGW_SRCDIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILDDIR = os.environ.get("TBGW_BUILDDIR") or SRCDIR
+FAKES = os.path.join(SRCDIR, "tests", "fakes")
+DATA = os.path.join(SRCDIR, "tests", "data")
+sys.path.insert(0, FAKES)
+
+TBGW = os.path.join(BUILDDIR, "tbgw")
+TBGWCTL = os.path.join(BUILDDIR, "tbgwctl")
+FAKE_MODBUS = os.path.join(BUILDDIR, "tests", "fakes", "fake-modbus")
+
+# Generous bounds: CI machines are slow and sanitizer builds slower still.
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+
+
+def skip_unless(cond, why):
+    """Exit 77 (automake SKIP) unless cond holds."""
+    if not cond:
+        print("SKIP: " + why)
+        sys.exit(77)
+
+
+def need_tool(name):
+    skip_unless(shutil.which(name), name + " is not installed")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    """Poll pred() until it is true; raise AssertionError naming what after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class Proc:
+    """A child process with its output captured to a file, stopped by PID."""
+
+    def __init__(self, argv, logpath, env=None, cwd=None, stdout_pipe=False):
+        self.argv = argv
+        self.logpath = logpath
+        self.log = open(logpath, "wb")
+        self.p = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE if stdout_pipe else self.log,
+            stderr=self.log,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.pid = self.p.pid
+
+    def read_line(self, timeout):
+        """One line from stdout (stdout_pipe=True), bounded by timeout."""
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.p.stdout.fileno()
+        while not buf.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s: no output line within %.1fs; log:\n%s"
+                                     % (self.argv[0], timeout, self.output()))
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                c = os.read(fd, 1)
+                if not c:
+                    raise AssertionError("%s exited before printing a line; log:\n%s"
+                                         % (self.argv[0], self.output()))
+                buf += c
+        return buf.decode().strip()
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill(self, sig):
+        """Send sig to the process (if it is still running)."""
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout):
+        return self.p.wait(timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Stop by PID: sig, then SIGKILL after timeout. Returns the exit status."""
+        if self.alive():
+            os.kill(self.pid, sig)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait(timeout=5)
+        if self.p.stdout:
+            self.p.stdout.close()
+        self.log.close()
+        return self.p.returncode
+
+    def output(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class NotifySocket:
+    """Plays systemd's side of sd_notify(): binds $NOTIFY_SOCKET and collects messages."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+
+    def _pump(self, timeout):
+        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if not r:
+            return False
+        data = self.sock.recv(65536).decode()
+        for line in data.split("\n"):
+            if line:
+                self.messages.append(line)
+        return True
+
+    def wait_for(self, entry, timeout=START_TIMEOUT, proc=None, start=0):
+        """Wait until a message equal to entry (e.g. "READY=1") or matching a "KEY=" prefix
+        arrives; returns its index. Fails early if proc exits."""
+        deadline = time.monotonic() + timeout
+        i = start
+        while True:
+            while i < len(self.messages):
+                m = self.messages[i]
+                if m == entry or (entry.endswith("=") and m.startswith(entry)):
+                    return i
+                i += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %s within %.1fs; got %r%s" % (
+                    entry, timeout, self.messages,
+                    ("; log:\n" + proc.output()) if proc else ""))
+            if proc is not None and not proc.alive():
+                self._pump(0)
+                if i >= len(self.messages):
+                    raise AssertionError("tbgw exited (status %s) before %s; log:\n%s"
+                                         % (proc.p.returncode, entry, proc.output()))
+            self._pump(min(left, 0.2))
+
+    def count(self, entry):
+        self._pump(0)
+        while self._pump(0):
+            pass
+        return sum(1 for m in self.messages if m == entry)
+
+    def close(self):
+        self.sock.close()
+
+
+class TestCase(unittest.TestCase):
+    """Gives each test a temporary directory and stops every process it started."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tbgw-test-")
+        self._procs = []
+        self._cleanups_late = []
+
+    def tearDown(self):
+        failed = self._outcome_failed()
+        for p in reversed(self._procs):
+            p.stop()
+            if failed:
+                sys.stderr.write("---- %s ----\n%s\n" % (" ".join(p.argv[:3]), p.output()[-6000:]))
+        for fn in reversed(self._cleanups_late):
+            with contextlib.suppress(Exception):
+                fn()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        result = getattr(outcome, "result", None)
+        if result is None:
+            return False
+        return any(t is self for t, _ in (result.failures + result.errors))
+
+    def later(self, fn):
+        self._cleanups_late.append(fn)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, text, mode=0o600):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, mode)
+        return p
+
+    def spawn(self, argv, name, env=None, stdout_pipe=False, cwd=None):
+        p = Proc(argv, self.path(name + ".log"), env=env, cwd=cwd, stdout_pipe=stdout_pipe)
+        self._procs.append(p)
+        return p
+
+    # ---- tbgw ----
+
+    def tbgw_env(self, extra=None):
+        env = dict(os.environ)
+        env.pop("JOURNAL_STREAM", None)
+        env.pop("WATCHDOG_USEC", None)
+        env.pop("WATCHDOG_PID", None)
+        env.pop("STATE_DIRECTORY", None)
+        env.pop("RUNTIME_DIRECTORY", None)
+        if extra:
+            env.update(extra)
+        return env
+
+    def start_tbgw(self, config_text, args=(), env=None, wait_ready=True, name="tbgw"):
+        """Write config_text, start tbgw with a notify socket, wait for READY=1.
+        Returns (proc, notify, config_path)."""
+        cfg = self.write(name + ".conf", config_text, 0o640)
+        notify = NotifySocket(self.path(name + ".notify"))
+        self.later(notify.close)
+        e = self.tbgw_env(env)
+        e["NOTIFY_SOCKET"] = notify.path
+        proc = self.spawn([TBGW, "-c", cfg] + list(args), name, env=e)
+        if wait_ready:
+            notify.wait_for("READY=1", proc=proc)
+        return proc, notify, cfg
+
+    def stop_tbgw(self, proc, expect=0):
+        rc = proc.stop()
+        self.assertEqual(rc, expect, "tbgw exit status; log:\n" + proc.output())
+        self.assert_clean_log(proc)
+        return rc
+
+    def assert_clean_log(self, proc):
+        """No sanitizer report in a process's output."""
+        out = proc.output()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer"):
+            self.assertNotIn(marker, out, "sanitizer report in %s:\n%s" % (proc.argv[0], out))
+
+    # ---- peers ----
+
+    def socat_pair(self, name="tty"):
+        """A pty pair; returns (path_a, path_b). tbgw uses a, the fake uses b."""
+        need_tool("socat")
+        a, b = self.path(name + "-a"), self.path(name + "-b")
+        self.spawn(["socat", "-d", "-d", "pty,raw,echo=0,link=" + a, "pty,raw,echo=0,link=" + b],
+                   "socat-" + name)
+        wait_until(lambda: os.path.exists(a) and os.path.exists(b), 10, "socat pty links")
+        return a, b
+
+    def fake_modbus(self, *args, name="fake-modbus"):
+        """Start fake-modbus; returns a FakeModbus (tcp port, control connection)."""
+        skip_unless(os.access(FAKE_MODBUS, os.X_OK), "fake-modbus not built")
+        proc = self.spawn([FAKE_MODBUS] + list(args), name, stdout_pipe=True)
+        line = proc.read_line(START_TIMEOUT)
+        m = re.match(r"READY tcp=(\S+) control=(\d+)", line)
+        self.assertTrue(m, "fake-modbus said %r" % line)
+        fm = FakeModbus(proc, None if m.group(1) == "-" else int(m.group(1)), int(m.group(2)))
+        self.later(fm.close)
+        return fm
+
+    def emulator(self, **kw):
+        from tb_emulator import Emulator
+        emu = Emulator(**kw)
+        emu.start()
+        self.later(emu.stop)
+        return emu
+
+
+class FakeModbus:
+    """Client of fake-modbus's control port (see tests/fakes/README.md)."""
+
+    def __init__(self, proc, port, control_port):
+        self.proc = proc
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", control_port), timeout=10)
+        self.f = self.sock.makefile("rw", newline="\n")
+
+    def cmd(self, line, multi=False):
+        self.f.write(line + "\n")
+        self.f.flush()
+        first = self.f.readline().strip()
+        if first.startswith("err"):
+            raise AssertionError("fake-modbus: %s -> %s" % (line, first))
+        if not multi:
+            return first
+        lines = []
+        while True:
+            l = self.f.readline()
+            if not l:
+                raise AssertionError("fake-modbus closed the control connection")
+            l = l.strip()
+            if l == "end":
+                return lines
+            lines.append(l)
+
+    def set(self, unit, table, addr, *values):
+        self.cmd("set %d %s %d %s" % (unit, table, addr, " ".join(str(v) for v in values)))
+
+    def get(self, unit, table, addr, count=1):
+        r = self.cmd("get %d %s %d %d" % (unit, table, addr, count))
+        return [int(v) for v in r.split()[1:]]
+
+    def stats(self):
+        r = self.cmd("stats")
+        return {k: int(v) for k, v in (kv.split("=") for kv in r.split()[1:])}
+
+    def log(self):
+        """Requests since the last reset: list of (unit, fc, addr, count)."""
+        return [tuple(int(x) for x in l.split()) for l in self.cmd("log", multi=True)]
+
+    def reset(self):
+        self.cmd("reset")
+
+    def fault(self, *args):
+        self.cmd("fault " + " ".join(str(a) for a in args))
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.sock.close()
+
+
+def main():
+    unittest.main(verbosity=2)

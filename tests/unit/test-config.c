@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Unit tests of the configuration loader: the contract example parsed into exactly the
+ * documented values and defaults, template resolution, number forms. (Error messages are
+ * tested end to end by tests/integration/test_config_check.py.)
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+
+static char *example_path(void)
+{
+    const char *src = getenv("TBGW_SRCDIR");
+    static char path[4096];
+
+    snprintf(path, sizeof(path), "%s/etc/tbgw.conf.example", src ? src : "../..");
+    return path;
+}
+
+static struct config *load_text(const char *text, struct diag **ret_diag)
+{
+    char path[] = "/tmp/tbgw-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    struct diag *d = diag_new();
+    struct config *c;
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    c = config_load(path, d);
+    unlink(path);
+    if (ret_diag)
+        *ret_diag = d;
+    else
+        diag_free(d);
+    return c;
+}
+
+static const struct tag_config *tag(const struct tag_list *l, const char *key)
+{
+    const struct tag_config *t = device_find_tag(l, key);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_contract_example(void **state)
+{
+    struct diag *d = diag_new();
+    struct config *c;
+    const struct device_config *dev;
+    const struct tag_config *t;
+    const struct bus_config *b;
+
+    unsetenv("STATE_DIRECTORY");
+    unsetenv("RUNTIME_DIRECTORY");
+    c = config_load(example_path(), d);
+    if (!c)
+        fail_msg("%s", diag_text(d));
+    assert_int_equal(diag_errors(d), 0);
+
+    assert_string_equal(c->edge.host, "127.0.0.1");
+    assert_int_equal(c->edge.port, 1883);
+    assert_int_equal(c->edge.keepalive_s, 60);
+    assert_int_equal(c->edge.qos, 1);
+    assert_false(c->edge.tls);
+    assert_string_equal(c->storage.path, "/var/lib/tbgw");
+    assert_int_equal(c->storage.max_size_mb, 256);
+    assert_int_equal(c->storage.commit_interval_ms, 1000);
+    assert_int_equal(c->log_level, LOG_INFO);
+    assert_int_equal(c->health_interval_s, 60);
+    assert_string_equal(c->control_socket, "/run/tbgw/control.sock");
+
+    assert_int_equal(c->n_buses, 3);
+    assert_int_equal(c->n_devices, 4);
+
+    b = &c->buses[0];
+    assert_string_equal(b->name, "rs485");
+    assert_int_equal(b->driver, DRIVER_MODBUS_RTU);
+    assert_string_equal(b->device, "/dev/ttyUSB0");
+    assert_int_equal(b->baud, 9600);
+    assert_int_equal(b->parity, 'N');
+    assert_int_equal(b->data_bits, 8);
+    assert_int_equal(b->stop_bits, 1);
+    assert_false(b->rs485);
+    assert_int_equal(b->timeout_ms, 500);
+    assert_int_equal(b->inter_frame_ms, 0);
+    assert_int_equal(b->retries, 1);
+
+    dev = config_find_device(c, "boiler-1");
+    assert_non_null(dev);
+    assert_int_equal(dev->index, 0);
+    assert_ptr_equal(dev->bus, b);
+    assert_int_equal(dev->unit_id, 1);
+    assert_int_equal(dev->poll_ms, 1000);
+    assert_int_equal(dev->cred.kind, CRED_TOKEN);
+    assert_string_equal(dev->cred.token, "BOILER1_TOKEN");
+    assert_int_equal(dev->byte_order, ORDER_BIG);
+    assert_int_equal(dev->word_order, ORDER_BIG);
+    assert_int_equal(dev->report, REPORT_ALWAYS);
+    assert_int_equal(dev->telemetry.n, 9);
+    assert_int_equal(dev->attributes.n, 2);
+    assert_int_equal(dev->writes.n, 2);
+    assert_int_equal(dev->rpc.n, 2);
+    assert_false(dev->allow_raw_rpc);
+
+    t = tag(&dev->telemetry, "temperature");
+    assert_int_equal(t->table, TABLE_INPUT);
+    assert_int_equal(t->address, 0);
+    assert_int_equal(t->type, VT_INT16);
+    assert_int_equal(t->count, 1);
+    assert_true(t->scale == 0.1);
+    assert_true(t->offset == 0.0);
+    t = tag(&dev->telemetry, "pressure");
+    assert_true(t->scale == 0.01);
+    assert_true(t->offset == -1.0);
+    t = tag(&dev->telemetry, "flow");
+    assert_int_equal(t->word_order, ORDER_LITTLE);
+    assert_int_equal(t->byte_order, ORDER_BIG);
+    assert_int_equal(t->report, REPORT_CHANGE);
+    assert_true(t->deadband == 0.5);
+    assert_int_equal(t->count, 2);
+    assert_int_equal(tag(&dev->telemetry, "runtime")->count, 4);
+    assert_int_equal(tag(&dev->telemetry, "power")->type, VT_FLOAT64);
+    assert_int_equal(tag(&dev->telemetry, "burner_on")->table, TABLE_COIL);
+    assert_int_equal(tag(&dev->telemetry, "alarm_low")->table, TABLE_DISCRETE);
+    t = tag(&dev->telemetry, "mode_bit2");
+    assert_int_equal(t->type, VT_BIT);
+    assert_int_equal(t->bit, 2);
+    t = tag(&dev->attributes, "serial");
+    assert_int_equal(t->type, VT_STRING);
+    assert_int_equal(t->count, 8);
+    assert_int_equal(t->role, ROLE_ATTRIBUTE);
+    t = tag(&dev->writes, "setpoint");
+    assert_true(t->scale == 0.1);
+    assert_int_equal(t->role, ROLE_WRITE);
+    t = tag(&dev->rpc, "setValve");
+    assert_int_equal(t->access, ACCESS_WRITE);
+    assert_int_equal(t->table, TABLE_COIL);
+    assert_int_equal(tag(&dev->rpc, "getSetpoint")->access, ACCESS_READ);
+    assert_true(dev->ota.enabled);
+    assert_string_equal(dev->ota.command, "/usr/local/lib/tbgw/flash-boiler.sh");
+    assert_true(dev->ota.exclusive_bus);
+    assert_int_equal(dev->ota.timeout_s, 900);
+
+    /* meter-7: template energy-meter + its own frequency. */
+    dev = config_find_device(c, "meter-7");
+    assert_non_null(dev);
+    assert_int_equal(dev->unit_id, 7);
+    assert_int_equal(dev->poll_ms, 5000);
+    assert_int_equal(dev->word_order, ORDER_LITTLE);
+    assert_string_equal(dev->template_name, "energy-meter");
+    assert_int_equal(dev->cred.kind, CRED_MQTT);
+    assert_string_equal(dev->cred.client_id, "meter-7");
+    assert_string_equal(dev->cred.username, "meter7");
+    assert_string_equal(dev->cred.password, "s3cret");
+    assert_int_equal(dev->telemetry.n, 4);
+    assert_string_equal(dev->telemetry.v[0].key, "voltage");
+    assert_string_equal(dev->telemetry.v[3].key, "frequency");
+    assert_int_equal(tag(&dev->telemetry, "voltage")->word_order, ORDER_LITTLE);
+    assert_true(tag(&dev->telemetry, "energy")->scale == 0.01);
+    assert_false(dev->ota.enabled);
+
+    b = &c->buses[1];
+    assert_int_equal(b->driver, DRIVER_MODBUS_TCP);
+    assert_string_equal(b->host, "192.168.10.20");
+    assert_int_equal(b->tcp_port, 502);
+    assert_int_equal(b->timeout_ms, 1000);
+    dev = config_find_device(c, "press-line");
+    assert_int_equal(dev->poll_ms, 100);
+    assert_int_equal(tag(&dev->telemetry, "count")->type, VT_UINT32);
+
+    b = &c->buses[2];
+    assert_int_equal(b->driver, DRIVER_SERIAL_LINE);
+    dev = config_find_device(c, "weather-station");
+    assert_int_equal(dev->format, FORMAT_KV);
+    assert_null(dev->send);
+    assert_string_equal(dev->cred.token, "WEATHER_TOKEN");
+
+    assert_true(config_has_secrets(c));
+    config_free(c);
+    diag_free(d);
+}
+
+static void test_template_override(void **state)
+{
+    struct diag *d;
+    struct config *c = load_text(
+        "edge = { host = \"h\"; tls = { ca_file = \"/dev/null\"; }; };\n"
+        "templates = ( { name = \"t\"; poll_ms = 250; byte_order = \"little\"; report = \"change\";\n"
+        "  telemetry = ( { key = \"a\"; table = \"holding\"; address = 0; type = \"int16\"; },\n"
+        "                { key = \"b\"; table = \"holding\"; address = 1; type = \"int16\"; } );\n"
+        "  writes = ( { key = \"w\"; table = \"coil\"; address = 0; type = \"bool\"; } ); } );\n"
+        "buses = ( { name = \"x\"; driver = \"modbus-tcp\"; host = \"h\"; devices = (\n"
+        "  { name = \"d\"; unit_id = 3; template = \"t\"; poll_ms = 2000.0; token = \"T\";\n"
+        "    telemetry = ( { key = \"b\"; table = \"input\"; address = 9; type = \"uint16\"; },\n"
+        "                  { key = \"c\"; table = \"input\"; address = 10; type = \"uint16\";\n"
+        "                    byte_order = \"big\"; } ); } ); } );\n",
+        &d);
+
+    if (!c)
+        fail_msg("%s", diag_text(d));
+    assert_int_equal(c->edge.port, 8883); /* default with tls */
+    const struct device_config *dev = c->devices[0];
+    assert_int_equal(dev->poll_ms, 2000);
+    assert_int_equal(dev->report, REPORT_CHANGE);
+    assert_int_equal(dev->telemetry.n, 3);
+    /* Template order kept; the device's "b" replaced the template's in place. */
+    assert_string_equal(dev->telemetry.v[0].key, "a");
+    assert_string_equal(dev->telemetry.v[1].key, "b");
+    assert_int_equal(dev->telemetry.v[1].table, TABLE_INPUT);
+    assert_int_equal(dev->telemetry.v[1].address, 9);
+    assert_string_equal(dev->telemetry.v[2].key, "c");
+    /* Device-level settings (from the template) flow into tags unless the tag overrides. */
+    assert_int_equal(dev->telemetry.v[0].byte_order, ORDER_LITTLE);
+    assert_int_equal(dev->telemetry.v[2].byte_order, ORDER_BIG);
+    assert_int_equal(dev->telemetry.v[0].report, REPORT_CHANGE);
+    assert_int_equal(dev->writes.n, 1);
+    config_free(c);
+    diag_free(d);
+}
+
+static void test_environment_defaults(void **state)
+{
+    struct config *c;
+
+    setenv("STATE_DIRECTORY", "/var/lib/tbgw-x:/other", 1);
+    setenv("RUNTIME_DIRECTORY", "/run/tbgw-x", 1);
+    c = load_text("edge = { host = \"h\"; };\n", NULL);
+    assert_non_null(c);
+    assert_string_equal(c->storage.path, "/var/lib/tbgw-x");
+    assert_string_equal(c->control_socket, "/run/tbgw-x/control.sock");
+    config_free(c);
+    unsetenv("STATE_DIRECTORY");
+    unsetenv("RUNTIME_DIRECTORY");
+}
+
+static void test_numbers_as_floats(void **state)
+{
+    struct config *c = load_text(
+        "edge = { host = \"h\"; port = 1883.0; keepalive_s = 10L; };\n"
+        "buses = ( { name = \"x\"; driver = \"modbus-tcp\"; host = \"h\"; devices = (\n"
+        "  { name = \"d\"; unit_id = 1.0; token = \"T\"; deadband = 1;\n"
+        "    telemetry = ( { key = \"a\"; table = \"holding\"; address = 0x10; type = \"int16\";\n"
+        "                    scale = 10; offset = 2; } ); } ); } );\n",
+        NULL);
+
+    assert_non_null(c);
+    assert_int_equal(c->edge.port, 1883);
+    assert_int_equal(c->edge.keepalive_s, 10);
+    assert_int_equal(c->devices[0]->unit_id, 1);
+    assert_true(c->devices[0]->deadband == 1.0);
+    assert_int_equal(c->devices[0]->telemetry.v[0].address, 16);
+    assert_true(c->devices[0]->telemetry.v[0].scale == 10.0);
+    assert_true(c->devices[0]->telemetry.v[0].offset == 2.0);
+    config_free(c);
+}
+
+static void test_errors_return_null(void **state)
+{
+    struct diag *d;
+    struct config *c = load_text("edge = { host = \"h\"; qos = 3; };\n", &d);
+
+    assert_null(c);
+    assert_int_equal(diag_errors(d), 1);
+    assert_non_null(strstr(diag_text(d), ":1: edge.qos: must be between 0 and 1 (got 3)\n"));
+    diag_free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_contract_example),
+        cmocka_unit_test(test_template_override),
+        cmocka_unit_test(test_environment_defaults),
+        cmocka_unit_test(test_numbers_as_floats),
+        cmocka_unit_test(test_errors_return_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
