@@ -10,8 +10,15 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* <sys/param.h> (which modbus.h pulls in) defines MIN and MAX unguarded: take its
+ * definitions first so that the include order never matters. */
+#include <sys/param.h>
+#ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 #define CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))
 
 #define STRINGIFY_(x) #x
@@ -40,6 +47,8 @@ void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void *xmemdup(const void *p, size_t n);
+#define xmemdup_array(p, n) xmemdup((p), (n) * sizeof(*(p)))
 
 static inline const char *strempty(const char *s)
 {

@@ -68,6 +68,13 @@ char *xstrndup(const char *s, size_t n)
     return d;
 }
 
+void *xmemdup(const void *p, size_t n)
+{
+    void *d = xmalloc(n);
+    memcpy(d, p, n);
+    return d;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;

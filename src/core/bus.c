@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The bus thread.
+ *
+ * Loop: run every queued command (writes and on-demand reads: a person is waiting for
+ * those), then poll the next device that is due, then sleep in poll() until the next
+ * deadline, a command, or input from the driver's event fd. It never busy-waits and never
+ * sleeps blindly.
+ *
+ * Schedule: each device's next due time sits in a min-heap. Deadlines advance by poll_ms
+ * from the previous deadline, not from "now", so polling does not drift; a device that
+ * falls a whole period behind skips the missed cycles, counts them as overruns and says
+ * so once.
+ *
+ * Failures: a device that does not answer (after the driver's retries) is backed off
+ * exponentially from max(1 s, poll_ms) to 60 s and marked inactive; the other devices
+ * keep their schedule. A lost link (port vanished, connection refused) is reconnected
+ * with the same backoff. Each state change is logged once, not once per poll.
+ *
+ * Hand-off: values are decoded here, filtered by the report strategy, and pushed into this
+ * bus's SPSC ring; the uplink is woken once per poll through its eventfd.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "core/bus.h"
+#include "core/cmdq.h"
+#include "core/command.h"
+#include "core/decode.h"
+#include "core/ring.h"
+#include "core/sample.h"
+#include "core/schedule.h"
+#include "drivers/driver.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/macros.h"
+#include "util/time-util.h"
+
+#define BACKOFF_MIN_MS 1000u
+#define BACKOFF_MAX_MS 60000u
+#define WAIT_MAX_MS 1000u   /* wake at least this often, to show the watchdog we are alive */
+#define RING_SAMPLES 8192u
+#define CMDQ_MAX 64u
+
+struct bus {
+    const struct bus_config *cfg;
+    const struct driver *drv;
+    void *drv_state;
+    struct bus_device *devs;
+    size_t n_devs;
+    struct ring *ring;
+    int wake_fd;
+    struct cmdq cmdq;
+    struct schedule sched;
+    pthread_t thread;
+    bool started;
+    _Atomic bool stop;
+    _Atomic uint64_t alive_ms;
+    _Atomic bool connected;
+    _Atomic uint64_t requests, errors;
+    uint64_t link_retry_ms, link_backoff_ms;
+    struct complain link;
+    struct complain ring_full;
+    bool paused;
+    bool emitted; /* samples pushed since the last wake-up of the uplink */
+};
+
+static uint64_t next_backoff(uint64_t cur, int poll_ms)
+{
+    if (!cur)
+        return MAX((uint64_t)BACKOFF_MIN_MS, (uint64_t)poll_ms);
+    return MIN(cur * 2, (uint64_t)BACKOFF_MAX_MS);
+}
+
+/* ---- per-device setup ------------------------------------------------------------------ */
+
+static void add_static_key(struct bus_device *bd, const struct tag_config *t, uint8_t flags,
+                           struct plan_tag *pt)
+{
+    int k = keytab_intern(bd->dev->keys, t->key);
+
+    /* Config validation guarantees unique keys, and the table is sized for them. */
+    *pt = (struct plan_tag){.tag = t, .key = (uint16_t)k, .flags = flags};
+    bd->policy[k] = (struct report_policy){
+        .mode = t->report, .deadband = t->deadband, .heartbeat_s = t->heartbeat_s};
+}
+
+static void setup_device(struct bus *b, struct bus_device *bd)
+{
+    const struct device_config *dc = bd->dev->cfg;
+    size_t n = dc->telemetry.n + dc->attributes.n;
+    struct plan_tag *tags = xcalloc(n + 1, sizeof(*tags));
+    struct plan_limits lim = plan_limits_for(b->cfg->driver);
+    size_t i = 0;
+
+    bd->n_state = KEYTAB_MAX;
+    bd->policy = xcalloc(bd->n_state, sizeof(*bd->policy));
+    bd->state = xcalloc(bd->n_state, sizeof(*bd->state));
+    bd->warned = xcalloc(bd->n_state, sizeof(*bd->warned));
+    /* Keys without a tag (text sensors) follow the device's settings. */
+    for (size_t k = 0; k < bd->n_state; k++)
+        bd->policy[k] = (struct report_policy){
+            .mode = dc->report, .deadband = dc->deadband, .heartbeat_s = dc->heartbeat_s};
+
+    for (size_t t = 0; t < dc->telemetry.n; t++)
+        add_static_key(bd, &dc->telemetry.v[t], 0, &tags[i++]);
+    for (size_t t = 0; t < dc->attributes.n; t++)
+        add_static_key(bd, &dc->attributes.v[t], SAMPLE_ATTRIBUTE, &tags[i++]);
+    if (b->cfg->driver != DRIVER_SERIAL_LINE)
+        plan_build(&bd->plan, tags, n, &lim);
+    free(tags);
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_t n, int wake_fd)
+{
+    struct bus *b = xcalloc(1, sizeof(*b));
+    int r;
+
+    b->cfg = cfg;
+    b->drv = driver_for(cfg->driver);
+    b->wake_fd = wake_fd;
+    b->ring = ring_new(RING_SAMPLES);
+    schedule_init(&b->sched);
+    r = cmdq_init(&b->cmdq, CMDQ_MAX);
+    if (r < 0) {
+        log_error_errno(r, "bus '%s': cannot create its command queue: %m", cfg->name);
+        return bus_free(b);
+    }
+    b->devs = xcalloc(n ? n : 1, sizeof(*b->devs));
+    b->n_devs = n;
+    for (size_t i = 0; i < n; i++) {
+        b->devs[i].dev = devices[i];
+        b->devs[i].id = (uint32_t)i;
+        devices[i]->bus = b;
+        setup_device(b, &b->devs[i]);
+    }
+    r = b->drv->open(b, &b->drv_state);
+    if (r < 0) {
+        log_error_errno(r, "bus '%s': cannot set up the %s driver: %m", cfg->name,
+                        driver_kind_to_string(cfg->driver));
+        return bus_free(b);
+    }
+    return b;
+}
+
+struct bus *bus_free(struct bus *b)
+{
+    if (!b)
+        return NULL;
+    bus_stop(b);
+    if (b->drv && b->drv_state)
+        b->drv->close(b->drv_state);
+    for (size_t i = 0; i < b->n_devs; i++) {
+        struct bus_device *bd = &b->devs[i];
+        for (size_t k = 0; k < bd->n_state; k++)
+            report_state_clear(&bd->state[k]);
+        free(bd->state);
+        free(bd->policy);
+        free(bd->warned);
+        plan_free(&bd->plan);
+    }
+    free(b->devs);
+    cmdq_destroy(&b->cmdq);
+    schedule_free(&b->sched);
+    ring_free(b->ring);
+    free(b);
+    return NULL;
+}
+
+const char *bus_name(const struct bus *b)
+{
+    return b->cfg->name;
+}
+
+struct ring *bus_ring(struct bus *b)
+{
+    return b->ring;
+}
+
+const struct bus_config *bus_config(const struct bus *b)
+{
+    return b->cfg;
+}
+
+size_t bus_n_devices(const struct bus *b)
+{
+    return b->n_devs;
+}
+
+struct bus_device *bus_device(struct bus *b, size_t i)
+{
+    return &b->devs[i];
+}
+
+uint64_t bus_alive_ms(const struct bus *b)
+{
+    return atomic_load(&b->alive_ms);
+}
+
+bool bus_connected(const struct bus *b)
+{
+    return atomic_load(&b->connected);
+}
+
+uint64_t bus_requests(const struct bus *b)
+{
+    return atomic_load(&b->requests);
+}
+
+uint64_t bus_errors(const struct bus *b)
+{
+    return atomic_load(&b->errors);
+}
+
+bool bus_stopping(const struct bus *b)
+{
+    return atomic_load_explicit(&b->stop, memory_order_relaxed);
+}
+
+int bus_submit(struct bus *b, struct command *cmd)
+{
+    if (atomic_load(&b->stop))
+        return -ESHUTDOWN;
+    return cmdq_push(&b->cmdq, cmd);
+}
+
+/* ---- helpers for drivers ------------------------------------------------------------- */
+
+void bus_transaction(struct bus *b, struct bus_device *bd, bool ok)
+{
+    atomic_store_explicit(&b->alive_ms, now_ms(), memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
+    if (!ok)
+        atomic_fetch_add_explicit(&b->errors, 1, memory_order_relaxed);
+    if (bd)
+        atomic_fetch_add_explicit(&bd->dev->stats.requests, 1, memory_order_relaxed);
+}
+
+static void push(struct bus *b, struct bus_device *bd, uint16_t key, uint8_t flags,
+                 struct value *v)
+{
+    struct sample s = {.ts_ms = bd->poll_ts, .device = (uint32_t)bd->dev->cfg->index,
+                       .key = key, .flags = flags};
+
+    sample_set_value(&s, v);
+    if (!ring_push(b->ring, &s)) {
+        struct value lost = sample_value(&s);
+        value_clear(&lost);
+        atomic_fetch_add_explicit(&bd->dev->stats.dropped, 1, memory_order_relaxed);
+        complain(&b->ring_full, LOG_WARNING, 0,
+                 "bus '%s': the uplink is not keeping up, samples are being dropped (ring of "
+                 "%zu full)",
+                 b->cfg->name, ring_capacity(b->ring));
+        return;
+    }
+    complain_release(&b->ring_full, "bus '%s': the uplink is keeping up again", b->cfg->name);
+    atomic_fetch_add_explicit(&bd->dev->stats.samples, 1, memory_order_relaxed);
+    b->emitted = true;
+}
+
+static void offer(struct bus *b, struct bus_device *bd, uint16_t key, uint8_t flags,
+                  struct value *v)
+{
+    if (report_decide(&bd->policy[key], &bd->state[key], v, now_ms()))
+        push(b, bd, key, flags, v);
+    value_clear(v);
+}
+
+void bus_emit_block(struct bus *b, struct bus_device *bd, size_t i, const uint16_t *regs,
+                    const uint8_t *bits)
+{
+    const struct read_block *blk = &bd->plan.blocks[i];
+
+    for (uint32_t k = blk->first; k < blk->first + blk->n; k++) {
+        const struct plan_tag *pt = &bd->plan.tags[k];
+        const struct tag_config *t = pt->tag;
+        size_t off = (size_t)(t->address - blk->address);
+        struct value v = {0};
+        int r;
+
+        if (table_is_bits(t->table))
+            r = decode_bit(t, bits + off, &v);
+        else
+            r = decode_registers(t, regs + off, &v);
+        if (r < 0) {
+            if (!bd->warned[pt->key]) {
+                bd->warned[pt->key] = true;
+                log_warning("device '%s': key '%s' read a value that is not a finite number; "
+                            "such readings are not sent",
+                            bd->dev->cfg->name, t->key);
+            }
+            continue;
+        }
+        offer(b, bd, pt->key, pt->flags, &v);
+    }
+}
+
+void bus_emit_value(struct bus *b, struct bus_device *bd, const char *key, struct value *v)
+{
+    int k = keytab_intern(bd->dev->keys, key);
+
+    if (k < 0) {
+        if (!bd->warned[0]) {
+            bd->warned[0] = true;
+            log_warning("device '%s': more than %d distinct keys; key '%s' and any further "
+                        "new ones are not sent",
+                        bd->dev->cfg->name, KEYTAB_MAX, key);
+        }
+        value_clear(v);
+        return;
+    }
+    offer(b, bd, (uint16_t)k, 0, v);
+}
+
+void bus_split_block(struct bus *b, struct bus_device *bd, size_t i, int err)
+{
+    const struct read_block blk = bd->plan.blocks[i];
+    size_t n = plan_split_block(&bd->plan, i);
+
+    log_info("device '%s': %s %u..%u refused as one read (%s); reading its %u tags in %zu "
+             "requests from now on",
+             bd->dev->cfg->name, table_to_string(blk.table), blk.address,
+             blk.address + blk.count - 1, driver_strerror(err), blk.n, n);
+}
+
+void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err)
+{
+    const struct read_block *blk = &bd->plan.blocks[i];
+
+    for (uint32_t k = blk->first; k < blk->first + blk->n; k++) {
+        const struct plan_tag *pt = &bd->plan.tags[k];
+        if (bd->warned[pt->key])
+            continue;
+        bd->warned[pt->key] = true;
+        log_warning("device '%s': key '%s' (%s %d) cannot be read: %s; check the address",
+                    bd->dev->cfg->name, pt->tag->key, table_to_string(pt->tag->table),
+                    pt->tag->address, driver_strerror(err));
+    }
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+static void wake_uplink(struct bus *b)
+{
+    if (b->emitted) {
+        eventfd_write(b->wake_fd, 1);
+        b->emitted = false;
+    }
+}
+
+static void link_lost(struct bus *b, int err)
+{
+    b->drv->disconnect(b->drv_state);
+    atomic_store(&b->connected, false);
+    b->link_backoff_ms = next_backoff(b->link_backoff_ms, 0);
+    b->link_retry_ms = now_ms() + b->link_backoff_ms;
+    complain(&b->link, LOG_WARNING, err, "bus '%s': %m; reconnecting with backoff", b->cfg->name);
+}
+
+static bool ensure_connected(struct bus *b)
+{
+    int r;
+
+    if (atomic_load(&b->connected))
+        return true;
+    if (now_ms() < b->link_retry_ms)
+        return false;
+    r = b->drv->connect(b->drv_state);
+    atomic_store_explicit(&b->alive_ms, now_ms(), memory_order_relaxed);
+    if (r < 0) {
+        b->link_backoff_ms = next_backoff(b->link_backoff_ms, 0);
+        b->link_retry_ms = now_ms() + b->link_backoff_ms;
+        complain(&b->link, LOG_WARNING, r, "bus '%s': cannot connect: %m; retrying with backoff",
+                 b->cfg->name);
+        return false;
+    }
+    atomic_store(&b->connected, true);
+    b->link_backoff_ms = 0;
+    if (!complain_release(&b->link, "bus '%s': connected", b->cfg->name))
+        log_debug("bus '%s': connected", b->cfg->name);
+    return true;
+}
+
+/* After a write, tags that share the written registers are reported on their next read
+ * even under report = "change", so ThingsBoard sees the value the device now holds. */
+static void forget_overlapping(struct bus_device *bd, const struct tag_config *w)
+{
+    for (size_t k = 0; k < bd->plan.n_tags; k++) {
+        const struct tag_config *t = bd->plan.tags[k].tag;
+        if (t->table == w->table && t->address < w->address + w->count &&
+            w->address < t->address + t->count)
+            report_reset(&bd->state[bd->plan.tags[k].key]);
+    }
+}
+
+static void run_command(struct bus *b, struct command *cmd)
+{
+    struct bus_device *bd = NULL;
+    uint64_t t0 = now_us();
+
+    for (size_t i = 0; i < b->n_devs; i++)
+        if (b->devs[i].dev->cfg->index == cmd->device)
+            bd = &b->devs[i];
+
+    switch (cmd->kind) {
+    case CMD_PAUSE:
+        if (!b->paused) {
+            b->paused = true;
+            b->drv->disconnect(b->drv_state);
+            atomic_store(&b->connected, false);
+            log_info("bus '%s': paused, port released", b->cfg->name);
+        }
+        cmd->result = 0;
+        break;
+    case CMD_RESUME:
+        if (b->paused) {
+            b->paused = false;
+            b->link_retry_ms = 0;
+            log_info("bus '%s': resumed", b->cfg->name);
+        }
+        cmd->result = 0;
+        break;
+    case CMD_READ:
+    case CMD_WRITE:
+        if (!bd)
+            cmd->result = -ENODEV;
+        else if (b->paused)
+            cmd->result = -EBUSY;
+        else if (!ensure_connected(b))
+            cmd->result = -ENOTCONN;
+        else {
+            cmd->result = b->drv->execute(b->drv_state, bd, cmd);
+            if (cmd->result == 0 && cmd->kind == CMD_WRITE)
+                forget_overlapping(bd, &cmd->tag);
+            if (driver_link_error(cmd->result))
+                link_lost(b, cmd->result);
+        }
+        break;
+    }
+    cmd->latency_us = (uint32_t)MIN(now_us() - t0, (uint64_t)UINT32_MAX);
+    cmd->done(cmd);
+}
+
+static void run_commands(struct bus *b)
+{
+    struct command *cmd;
+
+    while ((cmd = cmdq_pop(&b->cmdq)))
+        run_command(b, cmd);
+}
+
+static void schedule_next(struct bus *b, struct bus_device *bd, uint64_t now)
+{
+    uint64_t period = (uint64_t)bd->dev->cfg->poll_ms;
+
+    bd->next_due_ms += period;
+    if (bd->next_due_ms <= now) {
+        uint64_t missed = (now - bd->next_due_ms) / period + 1;
+        bd->next_due_ms += missed * period;
+        atomic_fetch_add_explicit(&bd->dev->stats.overruns, missed, memory_order_relaxed);
+        if (!bd->overrun_logged) {
+            bd->overrun_logged = true;
+            log_warning("device '%s': polling takes longer than poll_ms=%d on bus '%s'; "
+                        "skipping missed cycles (counted as overruns)",
+                        bd->dev->cfg->name, bd->dev->cfg->poll_ms, b->cfg->name);
+        }
+    }
+}
+
+static void poll_device(struct bus *b, struct bus_device *bd)
+{
+    struct device_stats *st = &bd->dev->stats;
+    const struct device_config *dc = bd->dev->cfg;
+    uint64_t t0 = now_us(), now;
+    int r;
+
+    bd->poll_ts = clock_wall_ms();
+    r = b->drv->poll(b->drv_state, bd);
+    now = now_ms();
+    atomic_fetch_add_explicit(&st->polls, 1, memory_order_relaxed);
+    atomic_store_explicit(&st->last_poll_ms, bd->poll_ts, memory_order_relaxed);
+    wake_uplink(b);
+
+    if (r == 0) {
+        atomic_store_explicit(&st->latency_us, (uint32_t)MIN(now_us() - t0, (uint64_t)UINT32_MAX),
+                              memory_order_relaxed);
+        atomic_store_explicit(&st->last_ok_ms, bd->poll_ts, memory_order_relaxed);
+        atomic_store_explicit(&st->last_error, 0, memory_order_relaxed);
+        atomic_store(&st->active, true);
+        if (bd->backoff_ms) {
+            bd->backoff_ms = 0;
+            bd->next_due_ms = now; /* a fresh phase after an outage */
+        }
+        complain_release(&bd->fail, "device '%s': answering again", dc->name);
+        schedule_next(b, bd, now);
+        return;
+    }
+
+    atomic_store_explicit(&st->last_error, r, memory_order_relaxed);
+    if (driver_link_error(r)) {
+        link_lost(b, r);
+        schedule_next(b, bd, now);
+        return;
+    }
+    atomic_fetch_add_explicit(&st->failures, 1, memory_order_relaxed);
+    atomic_store(&st->active, false);
+    bd->backoff_ms = next_backoff(bd->backoff_ms, dc->poll_ms);
+    bd->next_due_ms = now + bd->backoff_ms;
+    if (dc->bus->driver == DRIVER_SERIAL_LINE)
+        complain(&bd->fail, LOG_WARNING, r, "device '%s' on bus '%s': %m; backing off", dc->name,
+                 b->cfg->name);
+    else
+        complain(&bd->fail, LOG_WARNING, r, "device '%s' (unit %d on bus '%s'): %m; backing off",
+                 dc->name, dc->unit_id, b->cfg->name);
+}
+
+/* Sleep until the deadline, a command, or driver input. */
+static void wait_for_work(struct bus *b, uint64_t deadline_ms)
+{
+    struct pollfd pfd[2] = {{.fd = b->cmdq.efd, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
+    uint64_t now = now_ms();
+    int timeout = deadline_ms > now ? (int)MIN(deadline_ms - now, (uint64_t)WAIT_MAX_MS) : 0;
+    int efd = (!b->paused && atomic_load(&b->connected) && b->drv->event_fd)
+                  ? b->drv->event_fd(b->drv_state)
+                  : -1;
+
+    pfd[1].fd = efd;
+    if (poll(pfd, 2, timeout) > 0 && efd >= 0 && (pfd[1].revents & (POLLIN | POLLERR | POLLHUP))) {
+        int r = b->drv->on_event(b->drv_state);
+        wake_uplink(b);
+        if (r < 0 && driver_link_error(r))
+            link_lost(b, r);
+    }
+}
+
+static void *bus_thread(void *arg)
+{
+    struct bus *b = arg;
+    char name[16];
+    uint64_t start = now_ms();
+
+    snprintf(name, sizeof(name), "tbgw/%s", b->cfg->name);
+    pthread_setname_np(pthread_self(), name);
+
+    /* Spread the first polls over the shortest period, so that many devices with the same
+     * poll_ms do not all fall due in the same millisecond forever after. */
+    for (size_t i = 0; i < b->n_devs; i++) {
+        uint64_t spread = (uint64_t)b->devs[i].dev->cfg->poll_ms * i / MAX(b->n_devs, (size_t)1);
+        b->devs[i].next_due_ms = start + MIN(spread, (uint64_t)1000);
+        schedule_push(&b->sched, b->devs[i].next_due_ms, (uint32_t)i);
+    }
+
+    while (!atomic_load(&b->stop)) {
+        struct sched_entry next;
+        uint64_t now = now_ms();
+
+        atomic_store_explicit(&b->alive_ms, now, memory_order_relaxed);
+        run_commands(b);
+        if (atomic_load(&b->stop))
+            break;
+        if (b->paused) {
+            wait_for_work(b, now + WAIT_MAX_MS);
+            continue;
+        }
+        if (!ensure_connected(b)) {
+            wait_for_work(b, b->link_retry_ms);
+            continue;
+        }
+        if (schedule_peek(&b->sched, &next) && next.due_ms <= now) {
+            struct bus_device *bd = &b->devs[next.id];
+            schedule_pop(&b->sched, &next);
+            poll_device(b, bd);
+            schedule_push(&b->sched, bd->next_due_ms, next.id);
+            continue;
+        }
+        wait_for_work(b, schedule_peek(&b->sched, &next) ? next.due_ms : now + WAIT_MAX_MS);
+    }
+    b->drv->disconnect(b->drv_state);
+    atomic_store(&b->connected, false);
+    return NULL;
+}
+
+int bus_start(struct bus *b)
+{
+    int r;
+
+    atomic_store(&b->stop, false);
+    atomic_store(&b->alive_ms, now_ms());
+    r = pthread_create(&b->thread, NULL, bus_thread, b);
+    if (r != 0)
+        return log_error_errno(r, "bus '%s': cannot start its thread: %m", b->cfg->name);
+    b->started = true;
+    return 0;
+}
+
+void bus_stop(struct bus *b)
+{
+    struct command *cmd;
+
+    if (!b->started)
+        return;
+    atomic_store(&b->stop, true);
+    cmdq_wake(&b->cmdq);
+    pthread_join(b->thread, NULL);
+    b->started = false;
+    /* Commands that arrived too late are answered, so no sender waits forever. */
+    while ((cmd = cmdq_pop(&b->cmdq))) {
+        cmd->result = -ESHUTDOWN;
+        cmd->done(cmd);
+    }
+}

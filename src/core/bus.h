@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A bus: one serial port or one TCP endpoint, its devices, and the one thread that talks
+ * to them. Nothing else touches the port: reads are scheduled here, writes and on-demand
+ * reads arrive as commands (src/core/command.h) and run between two transactions, never
+ * during one.
+ *
+ * Thread: bus_new/bus_start/bus_stop/bus_free on main; bus_submit on any thread; the
+ * bus_* helpers for drivers on the bus thread only.
+ */
+#ifndef TBGW_CORE_BUS_H
+#define TBGW_CORE_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/device.h"
+#include "core/plan.h"
+#include "core/report.h"
+#include "util/complain.h"
+
+struct bus;
+struct command;
+struct ring;
+
+/* Per-device state private to the bus thread. */
+struct bus_device {
+    struct device *dev;
+    uint32_t id;                   /* position in the bus */
+    struct plan plan;              /* Modbus read plan */
+    struct report_policy *policy;  /* per key; NULL entries use the device's policy */
+    struct report_state *state;    /* per key */
+    size_t n_state;
+    bool *warned;                  /* per key: a decode/exception problem was logged */
+    int64_t poll_ts;               /* wall-clock time of the poll in progress */
+    uint64_t next_due_ms;
+    uint64_t backoff_ms;           /* 0 while the device answers */
+    bool overrun_logged;
+    struct complain fail;
+    void *driver_data;             /* the driver's per-device state, if it needs one */
+};
+
+/* devices: the bus's devices (in config order); wake_fd: eventfd of the ring consumer. */
+struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_t n,
+                    int wake_fd);
+int bus_start(struct bus *b);
+/* Stop the thread after the transaction in flight; close the port. */
+void bus_stop(struct bus *b);
+struct bus *bus_free(struct bus *b);
+
+const char *bus_name(const struct bus *b);
+struct ring *bus_ring(struct bus *b);
+
+/* Queue a command for the bus thread (see command.h for ownership). -EAGAIN when the
+ * bus's queue is full, -ESHUTDOWN when it is stopping. Thread: any. */
+int bus_submit(struct bus *b, struct command *cmd);
+
+/* Monotonic time the thread last made progress (watchdog). Thread: any. */
+uint64_t bus_alive_ms(const struct bus *b);
+
+/* Counters for status. Thread: any. */
+bool bus_connected(const struct bus *b);
+uint64_t bus_requests(const struct bus *b);
+uint64_t bus_errors(const struct bus *b);
+
+/* ---- for drivers (bus thread only) ---- */
+
+const struct bus_config *bus_config(const struct bus *b);
+size_t bus_n_devices(const struct bus *b);
+struct bus_device *bus_device(struct bus *b, size_t i);
+
+/* Mark progress and count one transaction (ok = it got an answer). */
+void bus_transaction(struct bus *b, struct bus_device *bd, bool ok);
+
+/* Decode the tags of plan block i from what was read and hand the reportable values to the
+ * uplink. regs for register tables, bits (one byte per bit) for coil/discrete. */
+void bus_emit_block(struct bus *b, struct bus_device *bd, size_t i, const uint16_t *regs,
+                    const uint8_t *bits);
+
+/* One value of a text sensor (key interned in the device's key table). v is consumed. */
+void bus_emit_value(struct bus *b, struct bus_device *bd, const char *key, struct value *v);
+
+/* Plan block i was refused as a whole (exception 2): split it for good, log once. */
+void bus_split_block(struct bus *b, struct bus_device *bd, size_t i, int err);
+
+/* A single-tag read was refused: log once per tag. */
+void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err);
+
+bool bus_stopping(const struct bus *b);
+
+#endif

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Read planning: hand-picked tricky maps, and a brute-force proof on random small maps that
+ * the greedy plan uses the fewest requests any valid plan could.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/plan.h"
+
+#define MAXT 64
+
+struct fixture {
+    struct tag_config tags[MAXT];
+    struct plan_tag pt[MAXT];
+    size_t n;
+};
+
+static void add(struct fixture *f, enum mb_table table, int addr, enum value_type type, int count)
+{
+    struct tag_config *t = &f->tags[f->n];
+
+    memset(t, 0, sizeof(*t));
+    t->table = table;
+    t->address = addr;
+    t->type = type;
+    t->count = type == VT_STRING ? count : (int)value_type_width(type, 0);
+    f->pt[f->n] = (struct plan_tag){.tag = t, .key = (uint16_t)f->n};
+    f->n++;
+}
+
+static struct plan build(struct fixture *f, enum driver_kind driver)
+{
+    struct plan p;
+    struct plan_limits lim = plan_limits_for(driver);
+
+    plan_build(&p, f->pt, f->n, &lim);
+    return p;
+}
+
+static void expect_block(const struct plan *p, size_t i, enum mb_table table, int addr, int count,
+                         uint32_t ntags)
+{
+    assert_true(i < p->n_blocks);
+    assert_int_equal(p->blocks[i].table, table);
+    assert_int_equal(p->blocks[i].address, addr);
+    assert_int_equal(p->blocks[i].count, count);
+    assert_int_equal(p->blocks[i].n, ntags);
+}
+
+static void test_contiguous_merge(void **state)
+{
+    struct fixture f = {0};
+    struct plan p;
+
+    add(&f, TABLE_HOLDING, 10, VT_UINT32, 0);
+    add(&f, TABLE_HOLDING, 12, VT_FLOAT32, 0);
+    add(&f, TABLE_HOLDING, 0, VT_INT16, 0);
+    add(&f, TABLE_HOLDING, 1, VT_INT16, 0);
+    p = build(&f, DRIVER_MODBUS_TCP);
+    /* TCP: bridging a 8-register gap is cheaper than a second round trip. */
+    assert_int_equal(p.n_blocks, 1);
+    expect_block(&p, 0, TABLE_HOLDING, 0, 14, 4);
+    /* Tags are sorted by address inside the plan. */
+    assert_int_equal(p.tags[0].tag->address, 0);
+    assert_int_equal(p.tags[3].tag->address, 12);
+    plan_free(&p);
+}
+
+static void test_rtu_gap_limit(void **state)
+{
+    struct fixture f = {0};
+    struct plan_limits lim = plan_limits_for(DRIVER_MODBUS_RTU);
+    struct plan p;
+
+    add(&f, TABLE_HOLDING, 0, VT_INT16, 0);
+    add(&f, TABLE_HOLDING, 1 + (int)lim.max_gap_regs, VT_INT16, 0);      /* gap = max: merged */
+    add(&f, TABLE_HOLDING, 3 + 2 * (int)lim.max_gap_regs, VT_INT16, 0); /* gap = max+1: not */
+    p = build(&f, DRIVER_MODBUS_RTU);
+    assert_int_equal(p.n_blocks, 2);
+    expect_block(&p, 0, TABLE_HOLDING, 0, 2 + (int)lim.max_gap_regs, 2);
+    expect_block(&p, 1, TABLE_HOLDING, 3 + 2 * (int)lim.max_gap_regs, 1, 1);
+    plan_free(&p);
+}
+
+static void test_tables_never_merge(void **state)
+{
+    struct fixture f = {0};
+    struct plan p;
+
+    add(&f, TABLE_INPUT, 0, VT_INT16, 0);
+    add(&f, TABLE_HOLDING, 0, VT_INT16, 0);
+    add(&f, TABLE_COIL, 0, VT_BOOL, 0);
+    add(&f, TABLE_DISCRETE, 0, VT_BOOL, 0);
+    add(&f, TABLE_COIL, 7, VT_BOOL, 0);
+    p = build(&f, DRIVER_MODBUS_TCP);
+    assert_int_equal(p.n_blocks, 4);
+    expect_block(&p, 0, TABLE_COIL, 0, 8, 2);
+    plan_free(&p);
+}
+
+static void test_limit_never_splits_a_tag(void **state)
+{
+    struct fixture f = {0};
+    struct plan p;
+
+    add(&f, TABLE_HOLDING, 0, VT_INT16, 0);
+    add(&f, TABLE_HOLDING, 124, VT_UINT32, 0); /* would end at 126: a new request */
+    add(&f, TABLE_HOLDING, 126, VT_STRING, 123);
+    p = build(&f, DRIVER_MODBUS_TCP);
+    assert_int_equal(p.n_blocks, 2);
+    expect_block(&p, 0, TABLE_HOLDING, 0, 1, 1);
+    expect_block(&p, 1, TABLE_HOLDING, 124, 125, 2);
+    plan_free(&p);
+}
+
+static void test_overlaps_share_a_request(void **state)
+{
+    struct fixture f = {0};
+    struct plan p;
+
+    /* Bits of one register, a float and its low word read as uint16. */
+    add(&f, TABLE_HOLDING, 30, VT_BIT, 0);
+    add(&f, TABLE_HOLDING, 30, VT_BIT, 0);
+    add(&f, TABLE_HOLDING, 100, VT_FLOAT32, 0);
+    add(&f, TABLE_HOLDING, 101, VT_UINT16, 0);
+    p = build(&f, DRIVER_MODBUS_RTU);
+    assert_int_equal(p.n_blocks, 2);
+    expect_block(&p, 0, TABLE_HOLDING, 30, 1, 2);
+    expect_block(&p, 1, TABLE_HOLDING, 100, 2, 2);
+    plan_free(&p);
+}
+
+static void test_bits_limit(void **state)
+{
+    struct fixture f = {0};
+    struct plan p;
+
+    add(&f, TABLE_COIL, 0, VT_BOOL, 0);
+    add(&f, TABLE_COIL, 1999, VT_BOOL, 0); /* 2000 bits: one request */
+    add(&f, TABLE_COIL, 2000, VT_BOOL, 0); /* 2001: another */
+    p = build(&f, DRIVER_MODBUS_TCP);
+    assert_int_equal(p.n_blocks, 2);
+    expect_block(&p, 0, TABLE_COIL, 0, 2000, 2);
+    plan_free(&p);
+}
+
+static void test_split_block(void **state)
+{
+    struct fixture f = {0};
+    struct plan p;
+    size_t n;
+
+    add(&f, TABLE_INPUT, 0, VT_INT16, 0);
+    add(&f, TABLE_INPUT, 2, VT_FLOAT32, 0);
+    add(&f, TABLE_INPUT, 3, VT_UINT16, 0); /* overlaps the float: stays with it */
+    add(&f, TABLE_INPUT, 9, VT_INT16, 0);
+    add(&f, TABLE_HOLDING, 0, VT_INT16, 0);
+    p = build(&f, DRIVER_MODBUS_TCP);
+    assert_int_equal(p.n_blocks, 2);
+    expect_block(&p, 0, TABLE_INPUT, 0, 10, 4); /* tables in enum order: input before holding */
+    n = plan_split_block(&p, 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(p.n_blocks, 4);
+    expect_block(&p, 0, TABLE_INPUT, 0, 1, 1);
+    expect_block(&p, 1, TABLE_INPUT, 2, 2, 2);
+    expect_block(&p, 2, TABLE_INPUT, 9, 1, 1);
+    expect_block(&p, 3, TABLE_HOLDING, 0, 1, 1);
+    assert_true(p.blocks[0].split && p.blocks[2].split && !p.blocks[3].split);
+    plan_free(&p);
+}
+
+/* ---- brute force ---- */
+
+static const struct plan_limits small = {.max_regs = 20, .max_bits = 40, .max_gap_regs = 3,
+                                         .max_gap_bits = 8};
+
+/* Can these tags be read in one request under lim? */
+static bool feasible(struct tag_config **g, size_t n)
+{
+    int lo = 1 << 30, hi = 0;
+    unsigned char cover[400] = {0};
+    bool bits;
+
+    for (size_t i = 0; i < n; i++) {
+        if (g[i]->table != g[0]->table)
+            return false;
+        lo = g[i]->address < lo ? g[i]->address : lo;
+        hi = g[i]->address + g[i]->count > hi ? g[i]->address + g[i]->count : hi;
+        for (int a = g[i]->address; a < g[i]->address + g[i]->count; a++)
+            cover[a] = 1;
+    }
+    bits = table_is_bits(g[0]->table);
+    if ((unsigned)(hi - lo) > (bits ? small.max_bits : small.max_regs))
+        return false;
+    for (int a = lo, run = 0; a < hi; a++) {
+        run = cover[a] ? 0 : run + 1;
+        if ((unsigned)run > (bits ? small.max_gap_bits : small.max_gap_regs))
+            return false;
+    }
+    return true;
+}
+
+/* Smallest number of feasible groups the n tags can be partitioned into. */
+static size_t best(struct tag_config **tags, size_t n, size_t *group_of, size_t k, size_t groups,
+                   size_t limit)
+{
+    size_t result = limit;
+
+    if (groups >= limit)
+        return limit;
+    if (k == n) {
+        for (size_t g = 0; g < groups; g++) {
+            struct tag_config *members[16];
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (group_of[i] == g)
+                    members[m++] = tags[i];
+            if (!feasible(members, m))
+                return limit;
+        }
+        return groups;
+    }
+    for (size_t g = 0; g <= groups; g++) {
+        size_t r;
+        group_of[k] = g;
+        r = best(tags, n, group_of, k + 1, g == groups ? groups + 1 : groups, result);
+        if (r < result)
+            result = r;
+    }
+    return result;
+}
+
+static void test_greedy_is_minimal(void **state)
+{
+    unsigned seed = 2024;
+
+    for (int round = 0; round < 300; round++) {
+        struct fixture f = {0};
+        struct tag_config *ptrs[MAXT];
+        size_t group_of[MAXT];
+        struct plan p;
+        size_t n = 3 + (size_t)(round % 5);
+
+        for (size_t i = 0; i < n; i++) {
+            static const enum value_type types[] = {VT_INT16, VT_UINT32, VT_FLOAT64};
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 4 == 0)
+                add(&f, TABLE_COIL, (int)((seed >> 8) % 60), VT_BOOL, 0);
+            else
+                add(&f, TABLE_HOLDING, (int)((seed >> 8) % 60), types[(seed >> 20) % 3], 0);
+        }
+        for (size_t i = 0; i < n; i++)
+            ptrs[i] = &f.tags[i];
+        plan_build(&p, f.pt, f.n, &small);
+        assert_int_equal(p.n_blocks, best(ptrs, n, group_of, 0, 0, n + 1));
+        /* And every block the planner made is itself valid. */
+        for (size_t b = 0; b < p.n_blocks; b++) {
+            struct tag_config *members[MAXT];
+            for (uint32_t k = 0; k < p.blocks[b].n; k++)
+                members[k] = (struct tag_config *)p.tags[p.blocks[b].first + k].tag;
+            assert_true(feasible(members, p.blocks[b].n));
+        }
+        plan_free(&p);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_contiguous_merge),
+        cmocka_unit_test(test_rtu_gap_limit),
+        cmocka_unit_test(test_tables_never_merge),
+        cmocka_unit_test(test_limit_never_splits_a_tag),
+        cmocka_unit_test(test_overlaps_share_a_request),
+        cmocka_unit_test(test_bits_limit),
+        cmocka_unit_test(test_split_block),
+        cmocka_unit_test(test_greedy_is_minimal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
