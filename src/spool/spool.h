@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The outbox: telemetry batches waiting for the Edge to acknowledge them, per device, in
+ * order. The publisher appends batches, takes the oldest unsent one to publish, and acks
+ * a batch when its PUBACK arrives; only then does the batch leave.
+ *
+ * Thread: uplink.
+ */
+#ifndef TBGW_SPOOL_SPOOL_H
+#define TBGW_SPOOL_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+struct batch {
+    uint64_t seq;      /* global order */
+    uint32_t device;   /* struct device_config.index */
+    uint32_t n_values;
+    int64_t first_ts;
+    char *payload;
+    size_t len;
+    uint8_t tries;     /* times the session died right after it was sent */
+    bool inflight;
+    bool on_disk;      /* committed to the spool file */
+    int token;         /* paho token while in flight */
+    uint64_t sent_ms;  /* monotonic time it was last sent */
+    struct batch *prev, *next;
+};
+
+struct spool_stats {
+    uint64_t batches;     /* waiting (incl. in flight) */
+    uint64_t bytes;
+    int64_t oldest_ts;    /* first_ts of the oldest waiting batch, 0 when empty */
+    uint64_t dropped;     /* batches dropped because the spool was full */
+    uint64_t dropped_values;
+    uint64_t quarantined; /* batches the Edge kept refusing */
+};
+
+struct spool;
+
+struct spool *spool_open(const struct config *cfg);
+struct spool *spool_close(struct spool *s);
+
+/* Append a batch for device (takes payload). */
+struct batch *spool_append(struct spool *s, uint32_t device, int64_t first_ts, uint32_t n_values,
+                           char *payload, size_t len);
+
+/* The oldest batch of device that is not in flight, or NULL. */
+struct batch *spool_next(struct spool *s, uint32_t device);
+
+/* Mark b in flight under token. */
+void spool_sent(struct spool *s, struct batch *b, int token);
+
+/* The in-flight batch of device with token, or NULL. */
+struct batch *spool_find_token(struct spool *s, uint32_t device, int token);
+
+/* The Edge has it: drop b for good. */
+void spool_ack(struct spool *s, struct batch *b);
+
+/* The session was lost: every in-flight batch of device is sent again, in order. */
+void spool_requeue(struct spool *s, uint32_t device);
+
+/* Batches waiting for device. */
+size_t spool_pending(const struct spool *s, uint32_t device);
+
+/* Periodic work: commit when the interval has passed. */
+void spool_tick(struct spool *s);
+
+/* Commit now (graceful stop). */
+void spool_flush(struct spool *s);
+
+struct spool_stats spool_stats(const struct spool *s);
+
+#endif

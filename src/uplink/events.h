@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What other threads tell the uplink thread. paho calls back on its own threads; those
+ * callbacks copy what they were given into an event, post it here and return at once:
+ * they never block, never touch a bus, never touch session state. Bus threads post
+ * finished commands the same way. The uplink thread takes the whole list at once.
+ *
+ * The queue shares the uplink's eventfd with the sample rings: one wake-up source.
+ *
+ * Thread: evq_post on any thread; evq_take on the uplink thread.
+ */
+#ifndef TBGW_UPLINK_EVENTS_H
+#define TBGW_UPLINK_EVENTS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct command;
+
+enum event_type {
+    EV_CONNECTED,       /* CONNACK 0 */
+    EV_CONNECT_FAILED,  /* code: CONNACK code (1..5) or a negative paho code */
+    EV_CONNECTION_LOST,
+    EV_MESSAGE,         /* topic, payload */
+    EV_DELIVERED,       /* token */
+    EV_DELIVERY_FAILED, /* token, code */
+    EV_SUBSCRIBED,      /* code: granted QoS or 0x80 */
+    EV_TLS_ERROR,       /* text: OpenSSL's description */
+    EV_COMMAND_DONE,    /* cmd */
+    EV_CONTROL,         /* a control-socket request (see src/control) */
+};
+
+struct event {
+    enum event_type type;
+    uint32_t device;
+    int code;
+    int token;
+    char *topic;
+    char *payload; /* NUL-terminated copy (len bytes before the NUL) */
+    size_t len;
+    char *text;
+    struct command *cmd;
+    struct event *next;
+};
+
+struct evq {
+    pthread_mutex_t lock;
+    struct event *head, *tail;
+    size_t n;
+    int wake_fd;
+};
+
+void evq_init(struct evq *q, int wake_fd);
+/* Frees events still queued. */
+void evq_destroy(struct evq *q);
+void evq_post(struct evq *q, struct event *e);
+/* All queued events, oldest first (NULL when none). */
+struct event *evq_take(struct evq *q);
+void event_free(struct event *e);
+
+#endif

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "config.h"
+
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uplink/events.h"
+#include "uplink/session.h"
+#include "util/log.h"
+#include "util/macros.h"
+
+#define CONNECT_TIMEOUT_S 10
+
+struct session {
+    uint32_t device;
+    char *name;
+    char *client_id;
+    char *uri;
+    const struct edge_config *edge;
+    struct evq *evq;
+    MQTTAsync client;
+};
+
+static struct event *event_new(struct session *s, enum event_type type)
+{
+    struct event *e = xcalloc(1, sizeof(*e));
+
+    e->type = type;
+    e->device = s->device;
+    return e;
+}
+
+/* ---- paho callbacks: copy, post, return ---- */
+
+static void on_connection_lost(void *ctx, char *cause)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_CONNECTION_LOST);
+
+    if (cause)
+        e->text = xstrdup(cause);
+    evq_post(s->evq, e);
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_MESSAGE);
+    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+
+    e->topic = xstrndup(topic, tl);
+    e->len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    e->payload = xmalloc(e->len + 1);
+    if (e->len)
+        memcpy(e->payload, m->payload, e->len);
+    e->payload[e->len] = '\0';
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    evq_post(s->evq, e);
+    return 1;
+}
+
+static void on_connect(void *ctx, MQTTAsync_successData *r)
+{
+    evq_post(((struct session *)ctx)->evq, event_new(ctx, EV_CONNECTED));
+}
+
+static void on_connect_failure(void *ctx, MQTTAsync_failureData *r)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_CONNECT_FAILED);
+
+    e->code = r ? r->code : MQTTASYNC_FAILURE;
+    if (r && r->message)
+        e->text = xstrdup(r->message);
+    evq_post(s->evq, e);
+}
+
+static void on_publish(void *ctx, MQTTAsync_successData *r)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_DELIVERED);
+
+    e->token = r ? r->token : 0;
+    evq_post(s->evq, e);
+}
+
+static void on_publish_failure(void *ctx, MQTTAsync_failureData *r)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_DELIVERY_FAILED);
+
+    e->token = r ? r->token : 0;
+    e->code = r ? r->code : MQTTASYNC_FAILURE;
+    evq_post(s->evq, e);
+}
+
+static void on_subscribe(void *ctx, MQTTAsync_successData *r)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_SUBSCRIBED);
+
+    e->code = r ? r->alt.qos : 0;
+    evq_post(s->evq, e);
+}
+
+static void on_subscribe_failure(void *ctx, MQTTAsync_failureData *r)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_SUBSCRIBED);
+
+    e->code = 0x80;
+    evq_post(s->evq, e);
+}
+
+static int on_tls_error(const char *str, size_t len, void *ctx)
+{
+    struct session *s = ctx;
+    struct event *e = event_new(s, EV_TLS_ERROR);
+
+    e->text = xstrndup(str, len);
+    evq_post(s->evq, e);
+    return 0;
+}
+
+/* ---- API ---- */
+
+struct session *session_new(uint32_t device, const char *device_name, const char *client_id,
+                            const struct edge_config *edge, struct evq *evq)
+{
+    struct session *s = xcalloc(1, sizeof(*s));
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    int r;
+
+    s->device = device;
+    s->name = xstrdup(device_name);
+    s->client_id = xstrdup(client_id);
+    s->edge = edge;
+    s->evq = evq;
+    s->uri = xasprintf("%s://%s:%d", edge->tls ? "ssl" : "tcp", edge->host, edge->port);
+    co.MQTTVersion = MQTTVERSION_3_1_1;
+    r = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE,
+                                    NULL, &co);
+    if (r != MQTTASYNC_SUCCESS) {
+        log_error("device '%s': cannot create an MQTT client for %s: %s", device_name, s->uri,
+                  MQTTAsync_strerror(r));
+        s->client = NULL;
+        return session_free(s);
+    }
+    MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message, NULL);
+    return s;
+}
+
+struct session *session_free(struct session *s)
+{
+    if (!s)
+        return NULL;
+    if (s->client)
+        MQTTAsync_destroy(&s->client);
+    free(s->name);
+    free(s->client_id);
+    free(s->uri);
+    free(s);
+    return NULL;
+}
+
+const char *session_client_id(const struct session *s)
+{
+    return s->client_id;
+}
+
+int session_connect(struct session *s, const struct session_creds *c)
+{
+    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    int r;
+
+    o.keepAliveInterval = s->edge->keepalive_s;
+    o.cleansession = 1;
+    o.MQTTVersion = MQTTVERSION_3_1_1;
+    o.connectTimeout = CONNECT_TIMEOUT_S;
+    o.automaticReconnect = 0;
+    o.username = c->username;
+    o.password = c->password;
+    o.onSuccess = on_connect;
+    o.onFailure = on_connect_failure;
+    o.context = s;
+    if (s->edge->tls) {
+        ssl.trustStore = s->edge->ca_file;
+        ssl.keyStore = c->cert_file;
+        ssl.privateKey = c->key_file;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = s->edge->verify_hostname;
+        ssl.ssl_error_cb = on_tls_error;
+        ssl.ssl_error_context = s;
+        o.ssl = &ssl;
+    }
+    r = MQTTAsync_connect(s->client, &o);
+    if (r != MQTTASYNC_SUCCESS) {
+        log_debug("device '%s': MQTTAsync_connect: %s", s->name, MQTTAsync_strerror(r));
+        return -EIO;
+    }
+    return 0;
+}
+
+void session_disconnect(struct session *s, int timeout_ms)
+{
+    MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer;
+
+    if (!MQTTAsync_isConnected(s->client))
+        return;
+    o.timeout = timeout_ms;
+    MQTTAsync_disconnect(s->client, &o);
+}
+
+int session_publish(struct session *s, const char *topic, const void *payload, size_t len,
+                    int qos, int *ret_token)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    MQTTAsync_message m = MQTTAsync_message_initializer;
+    int r;
+
+    if (len > (size_t)INT32_MAX)
+        return -EMSGSIZE;
+    ro.onSuccess = on_publish;
+    ro.onFailure = on_publish_failure;
+    ro.context = s;
+    m.payload = (void *)payload;
+    m.payloadlen = (int)len;
+    m.qos = qos;
+    r = MQTTAsync_sendMessage(s->client, topic, &m, &ro);
+    if (r == MQTTASYNC_DISCONNECTED)
+        return -ENOTCONN;
+    if (r != MQTTASYNC_SUCCESS)
+        return -EIO;
+    if (ret_token)
+        *ret_token = ro.token;
+    return 0;
+}
+
+int session_subscribe(struct session *s, const char *topic, int qos)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+
+    ro.onSuccess = on_subscribe;
+    ro.onFailure = on_subscribe_failure;
+    ro.context = s;
+    return MQTTAsync_subscribe(s->client, topic, qos, &ro) == MQTTASYNC_SUCCESS ? 0 : -EIO;
+}

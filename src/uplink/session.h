@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * One MQTT session to the Edge for one field device: a paho MQTTAsync client with that
+ * device's own credentials. MQTT 3.1.1, clean session (ThingsBoard keeps no session state
+ * anyway), paho's own reconnect and retry switched off: the uplink decides when to
+ * reconnect, with backoff and jitter.
+ *
+ * Every paho callback only copies what it receives into an event for the uplink thread
+ * (events.h) and returns.
+ *
+ * Thread: everything but the callbacks runs on the uplink thread (session_free also on
+ * main after the uplink thread has ended).
+ */
+#ifndef TBGW_UPLINK_SESSION_H
+#define TBGW_UPLINK_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+struct evq;
+struct session;
+
+struct session_creds {
+    const char *username;  /* token, basic user name, or "provision" */
+    const char *password;
+    const char *cert_file; /* X.509 client certificate (with edge.tls) */
+    const char *key_file;
+};
+
+/* A client for device number `device` (reported in its events). No I/O yet. Returns
+ * NULL with a log line on failure. */
+struct session *session_new(uint32_t device, const char *device_name, const char *client_id,
+                            const struct edge_config *edge, struct evq *evq);
+struct session *session_free(struct session *s);
+
+const char *session_client_id(const struct session *s);
+
+/* Start connecting; the outcome arrives as EV_CONNECTED or EV_CONNECT_FAILED. */
+int session_connect(struct session *s, const struct session_creds *c);
+
+/* Close the connection (DISCONNECT, waiting up to timeout_ms for in-flight sends). */
+void session_disconnect(struct session *s, int timeout_ms);
+
+/* Publish; *ret_token identifies the EV_DELIVERED/EV_DELIVERY_FAILED event to come.
+ * Returns 0 or -errno (-ENOTCONN when not connected). */
+int session_publish(struct session *s, const char *topic, const void *payload, size_t len,
+                    int qos, int *ret_token);
+
+int session_subscribe(struct session *s, const char *topic, int qos);
+
+#endif

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uplink/tb-json.h"
+#include "util/fmt-num.h"
+#include "util/macros.h"
+
+#define TO_STRING_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+json_object *tb_json_value(const struct value *v)
+{
+    char buf[FMT_NUM_MAX];
+
+    switch (v->kind) {
+    case VK_INT:
+        return json_object_new_int64(v->i);
+    case VK_DOUBLE:
+        if (fmt_double(buf, v->d) < 0)
+            return NULL;
+        /* _s: json-c prints our text, not its own %.17g. */
+        return json_object_new_double_s(v->d, buf);
+    case VK_FLOAT:
+        if (fmt_float(buf, (float)v->d) < 0)
+            return NULL;
+        return json_object_new_double_s(v->d, buf);
+    case VK_BOOL:
+        return json_object_new_boolean(v->b);
+    case VK_STRING:
+        return json_object_new_string(v->s);
+    case VK_UINT:  /* beyond int64: ThingsBoard would store a STRING */
+    case VK_NONE:
+        break;
+    }
+    return NULL;
+}
+
+int tb_value_from_json(json_object *o, struct value *ret)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_boolean:
+        ret->kind = VK_BOOL;
+        ret->b = json_object_get_boolean(o);
+        return 0;
+    case json_type_int:
+        ret->kind = VK_INT;
+        ret->i = json_object_get_int64(o);
+        return 0;
+    case json_type_double:
+        ret->kind = VK_DOUBLE;
+        ret->d = json_object_get_double(o);
+        return 0;
+    case json_type_string:
+        ret->kind = VK_STRING;
+        ret->s = xstrdup(json_object_get_string(o));
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+void tb_batch_init(struct tb_batch *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void tb_batch_clear(struct tb_batch *b)
+{
+    json_object_put(b->root);
+    tb_batch_init(b);
+}
+
+/* Upper bound of the text json-c will print for a value. */
+static size_t value_bytes(json_object *o)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_string:
+        return (size_t)json_object_get_string_len(o) * 6 + 2; /* \u00XX escapes at worst */
+    case json_type_boolean:
+        return 5;
+    default:
+        return FMT_NUM_MAX;
+    }
+}
+
+bool tb_batch_add(struct tb_batch *b, int64_t ts, const char *key, const struct value *v)
+{
+    json_object *val = tb_json_value(v);
+
+    if (!val)
+        return false;
+    if (!b->root) {
+        b->root = json_object_new_array();
+        b->bytes = 2;
+        b->first_ts = ts;
+    }
+    if (!b->values || ts != b->ts) {
+        json_object *entry = json_object_new_object();
+        b->values = json_object_new_object();
+        json_object_object_add(entry, "ts", json_object_new_int64(ts));
+        json_object_object_add(entry, "values", b->values);
+        json_object_array_add(b->root, entry);
+        b->ts = ts;
+        b->bytes += sizeof("{\"ts\":1700000000000,\"values\":{}},") - 1;
+    }
+    b->bytes += strlen(key) * 6 + 4 + value_bytes(val);
+    json_object_object_add(b->values, key, val);
+    b->n_values++;
+    return true;
+}
+
+char *tb_json_text(json_object *o, size_t *ret_len)
+{
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, TO_STRING_FLAGS, &len);
+    char *out = xmalloc(len + 1);
+
+    memcpy(out, s, len + 1);
+    if (ret_len)
+        *ret_len = len;
+    return out;
+}
+
+char *tb_batch_finish(struct tb_batch *b, size_t *ret_len)
+{
+    char *s = tb_json_text(b->root, ret_len);
+
+    tb_batch_clear(b);
+    return s;
+}
+
+char *tb_provision_request(const char *device_name, const char *key, const char *secret)
+{
+    json_object *o = json_object_new_object();
+    char *s;
+
+    json_object_object_add(o, "deviceName", json_object_new_string(device_name));
+    json_object_object_add(o, "provisionDeviceKey", json_object_new_string(key));
+    json_object_object_add(o, "provisionDeviceSecret", json_object_new_string(secret));
+    s = tb_json_text(o, NULL);
+    json_object_put(o);
+    return s;
+}
+
+static char *dup_member(json_object *o, const char *name)
+{
+    json_object *m;
+    const char *s;
+
+    if (!json_object_object_get_ex(o, name, &m) || !json_object_is_type(m, json_type_string))
+        return NULL;
+    s = json_object_get_string(m);
+    return *s ? xstrdup(s) : NULL;
+}
+
+void tb_provisioned_clear(struct tb_provisioned *p)
+{
+    free(p->token);
+    free(p->client_id);
+    free(p->username);
+    free(p->password);
+    free(p->cert);
+    memset(p, 0, sizeof(*p));
+}
+
+int tb_provision_response(const char *payload, size_t len, struct tb_provisioned *ret,
+                          char *ret_msg, size_t msg_size)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o, *status, *value, *type;
+    const char *st;
+    int r = -EBADMSG;
+
+    memset(ret, 0, sizeof(*ret));
+    snprintf(ret_msg, msg_size, "malformed answer");
+    o = json_tokener_parse_ex(tok, payload, (int)MIN(len, (size_t)INT32_MAX));
+    json_tokener_free(tok);
+    if (!o || !json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, "status", &status) ||
+        !json_object_is_type(status, json_type_string))
+        goto out;
+    st = json_object_get_string(status);
+    if (strcmp(st, "SUCCESS") != 0) {
+        json_object *msg;
+        if (json_object_object_get_ex(o, "errorMsg", &msg) &&
+            json_object_is_type(msg, json_type_string))
+            snprintf(ret_msg, msg_size, "%s: %s", st, json_object_get_string(msg));
+        else
+            snprintf(ret_msg, msg_size, "%s", st);
+        r = -EACCES;
+        goto out;
+    }
+    if (!json_object_object_get_ex(o, "credentialsValue", &value))
+        goto out;
+    if (!json_object_object_get_ex(o, "credentialsType", &type) ||
+        !json_object_is_type(type, json_type_string))
+        goto out;
+    st = json_object_get_string(type);
+    if (strcmp(st, "ACCESS_TOKEN") == 0 && json_object_is_type(value, json_type_string) &&
+        json_object_get_string_len(value) > 0) {
+        ret->type = PROV_TOKEN;
+        ret->token = xstrdup(json_object_get_string(value));
+        r = 0;
+    } else if (strcmp(st, "MQTT_BASIC") == 0 && json_object_is_type(value, json_type_object)) {
+        ret->type = PROV_MQTT_BASIC;
+        ret->client_id = dup_member(value, "clientId");
+        ret->username = dup_member(value, "userName"); /* sic: "username" in the request */
+        ret->password = dup_member(value, "password");
+        r = (ret->client_id || ret->username) ? 0 : -EBADMSG;
+    } else if (strcmp(st, "X509_CERTIFICATE") == 0 && json_object_is_type(value, json_type_string)) {
+        ret->type = PROV_X509;
+        ret->cert = xstrdup(json_object_get_string(value));
+        r = 0;
+    } else {
+        snprintf(ret_msg, msg_size, "unknown credentials type '%s'", st);
+    }
+    if (r < 0)
+        tb_provisioned_clear(ret);
+    else
+        snprintf(ret_msg, msg_size, "SUCCESS");
+out:
+    json_object_put(o);
+    return r;
+}

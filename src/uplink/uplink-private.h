@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The uplink's state, shared by the files that run on the uplink thread (uplink.c and the
+ * downlink router). Nothing outside src/uplink and src/downlink includes this.
+ */
+#ifndef TBGW_UPLINK_PRIVATE_H
+#define TBGW_UPLINK_PRIVATE_H
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "spool/spool.h"
+#include "uplink/events.h"
+#include "uplink/tb-json.h"
+#include "util/complain.h"
+
+struct credstore;
+struct device;
+struct ring;
+struct router;
+struct session;
+
+enum conn_state {
+    CS_WAIT,       /* disconnected, connecting again at retry_at_ms */
+    CS_CONNECTING, /* CONNECT sent, no answer yet */
+    CS_UP,         /* CONNACK 0 */
+    CS_HALTED,     /* will not connect until reload (provisioning refused) */
+};
+
+struct up_creds {
+    char *client_id;
+    char *username;
+    char *password;
+};
+
+struct up_dev {
+    struct device *dev;
+    const struct device_config *dc;
+    struct session *sess;
+    struct up_creds creds;
+    enum conn_state state;
+    _Atomic bool connected;
+    bool provisioning;            /* connected as "provision" */
+    uint64_t provision_deadline_ms;
+    char *halted_reason;
+    uint64_t retry_at_ms, backoff_ms;
+    bool auth_logged;
+    struct complain conn;
+    struct tb_batch batch;        /* open telemetry batch */
+    uint64_t batch_opened_ms;
+    json_object *attrs;           /* every client attribute value known */
+    json_object *attrs_dirty;     /* changed since last published */
+    unsigned inflight;            /* telemetry batches awaiting PUBACK */
+    bool rejected_logged;
+    _Atomic uint64_t delivered;   /* values acknowledged */
+    void *router;                 /* the downlink router's per-device state */
+};
+
+struct uplink {
+    const struct config *cfg;
+    struct up_dev *devs;
+    size_t n_devs;
+    struct ring **rings;
+    size_t n_rings;
+    int wake_fd;
+    struct evq evq;
+    struct spool *spool;
+    struct credstore *creds;
+    struct router *router;
+    pthread_t thread;
+    bool started;
+    _Atomic bool stop;
+    _Atomic uint64_t alive_ms;
+    _Atomic int n_connected;
+    _Atomic uint64_t delivered_values, delivered_batches, rejected_values;
+    pthread_mutex_t status_lock;
+    struct spool_stats spool_snapshot;
+    struct complain edge_down;
+    uint64_t next_tick_ms;
+    uint64_t rng;
+};
+
+/* Publish a JSON object on topic for d at the configured QoS (not tracked). 0 or -errno. */
+int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
+
+#endif

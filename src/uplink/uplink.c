@@ -1,0 +1,816 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The uplink thread.
+ *
+ * One loop, woken by one eventfd (bus threads write it after pushing samples; paho's
+ * callbacks and bus commands write it through the event queue):
+ *   1. take every event: connection outcomes, PUBACKs, downlink messages, finished commands;
+ *   2. drain every ring: telemetry samples go into the device's open batch, attribute
+ *      samples into the device's attribute set;
+ *   3. close batches that are ready (the device can send now, the batch is full, or it has
+ *      waited half a commit interval) and append them to the spool;
+ *   4. per connected device, publish the oldest unsent batches while fewer than WINDOW are
+ *      in flight, and changed client attributes;
+ *   5. timers: reconnects, provisioning deadlines, spool commits, the status snapshot.
+ * All session state lives here, so none of it needs a lock.
+ *
+ * Delivery: a batch leaves the spool only on its PUBACK (QoS 1). When a session drops,
+ * its in-flight batches are sent again, oldest first, after the reconnect: the Edge may
+ * see a batch twice, never a gap. With qos = 0 a batch counts as delivered when paho has
+ * written it.
+ *
+ * Reconnects: exponential backoff from 1 s to 60 s with full jitter, so a hundred devices
+ * do not reconnect in the same millisecond after the Edge restarts. Refused credentials
+ * (CONNACK 5, or 2) are logged once per device and retried only every few minutes; "server
+ * unavailable" (3) and network errors use the normal backoff. Each state change is logged
+ * once.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/command.h"
+#include "core/device.h"
+#include "core/keytab.h"
+#include "core/ring.h"
+#include "core/sample.h"
+#include "downlink/router.h"
+#include "uplink/credstore.h"
+#include "uplink/events.h"
+#include "uplink/session.h"
+#include "uplink/tb-json.h"
+#include "uplink/tls-check.h"
+#include "uplink/uplink.h"
+#include "uplink/uplink-private.h"
+#include "util/complain.h"
+#include "util/fileio.h"
+#include "util/log.h"
+#include "util/macros.h"
+#include "util/time-util.h"
+
+#define WINDOW 4                  /* QoS 1 messages in flight per device */
+#define DRAIN_CHUNK 512
+#define BACKOFF_MIN_MS 1000u
+#define BACKOFF_MAX_MS 60000u
+#define AUTH_BACKOFF_MIN_MS 60000u   /* refused credentials: they rarely fix themselves */
+#define AUTH_BACKOFF_MAX_MS 900000u
+#define PROVISION_TIMEOUT_MS 30000u
+#define TICK_MS 250u
+
+static const char TOPIC_TELEMETRY[] = "v1/devices/me/telemetry";
+static const char TOPIC_ATTRIBUTES[] = "v1/devices/me/attributes";
+static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/+";
+static const char TOPIC_PROVISION_REQUEST[] = "/provision/request";
+static const char TOPIC_PROVISION_RESPONSE[] = "/provision/response";
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static uint64_t jitter(struct uplink *u, uint64_t max_ms)
+{
+    /* xorshift64*: jitter needs spread, not secrecy. */
+    u->rng ^= u->rng >> 12;
+    u->rng ^= u->rng << 25;
+    u->rng ^= u->rng >> 27;
+    return max_ms ? (u->rng * 2685821657736338717ull) % (max_ms + 1) : 0;
+}
+
+static void set_state(struct uplink *u, struct up_dev *d, enum conn_state st)
+{
+    bool was_up = d->state == CS_UP;
+
+    d->state = st;
+    if (was_up != (st == CS_UP))
+        atomic_fetch_add(&u->n_connected, st == CS_UP ? 1 : -1);
+    atomic_store(&d->connected, st == CS_UP);
+}
+
+static void free_creds(struct up_creds *c)
+{
+    free(c->client_id);
+    free(c->username);
+    free(c->password);
+    memset(c, 0, sizeof(*c));
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* The credentials a device connects with now: its configured ones, or what it obtained
+ * by provisioning, or "provision" when it still has to. */
+static void resolve_creds(struct uplink *u, struct up_dev *d)
+{
+    const struct credentials *c = &d->dc->cred;
+    const struct tb_provisioned *p;
+
+    free_creds(&d->creds);
+    d->provisioning = false;
+    switch (c->kind) {
+    case CRED_TOKEN:
+        d->creds.username = xstrdup(c->token);
+        break;
+    case CRED_MQTT:
+        d->creds.client_id = dup_or_null(c->client_id);
+        d->creds.username = dup_or_null(c->username);
+        d->creds.password = dup_or_null(c->password);
+        break;
+    case CRED_X509:
+        break;
+    case CRED_PROVISION:
+        p = credstore_get(u->creds, d->dc->name);
+        if (p && p->type == PROV_TOKEN) {
+            d->creds.username = xstrdup(p->token);
+        } else if (p && p->type == PROV_MQTT_BASIC) {
+            d->creds.client_id = dup_or_null(p->client_id);
+            d->creds.username = dup_or_null(p->username);
+            d->creds.password = dup_or_null(p->password);
+        } else {
+            d->creds.username = xstrdup("provision");
+            d->provisioning = true;
+        }
+        break;
+    }
+}
+
+/* (Re)create the paho client when the client id the credentials need has changed. */
+static int ensure_session(struct uplink *u, struct up_dev *d)
+{
+    char *cid = d->creds.client_id ? xstrdup(d->creds.client_id)
+                                   : xasprintf("tbgw-%s", d->dc->name);
+
+    if (d->sess && strcmp(session_client_id(d->sess), cid) == 0) {
+        free(cid);
+        return 0;
+    }
+    d->sess = session_free(d->sess);
+    d->sess = session_new((uint32_t)d->dc->index, d->dc->name, cid, &u->cfg->edge, &u->evq);
+    free(cid);
+    return d->sess ? 0 : -ENOMEM;
+}
+
+static void schedule_retry(struct uplink *u, struct up_dev *d, bool auth)
+{
+    uint64_t lo = auth ? AUTH_BACKOFF_MIN_MS : BACKOFF_MIN_MS;
+    uint64_t hi = auth ? AUTH_BACKOFF_MAX_MS : BACKOFF_MAX_MS;
+
+    d->backoff_ms = d->backoff_ms ? MIN(d->backoff_ms * 2, hi) : lo;
+    if (d->backoff_ms < lo)
+        d->backoff_ms = lo;
+    /* Full jitter over the upper half keeps a minimum gap and spreads the herd. */
+    d->retry_at_ms = now_ms() + d->backoff_ms / 2 + jitter(u, d->backoff_ms / 2);
+    set_state(u, d, CS_WAIT);
+}
+
+static void start_connect(struct uplink *u, struct up_dev *d)
+{
+    struct session_creds sc = {0};
+    int r;
+
+    if (ensure_session(u, d) < 0) {
+        schedule_retry(u, d, false);
+        return;
+    }
+    sc.username = d->creds.username;
+    sc.password = d->creds.password;
+    if (d->dc->cred.kind == CRED_X509) {
+        sc.cert_file = d->dc->cred.cert_file;
+        sc.key_file = d->dc->cred.key_file;
+    }
+    r = session_connect(d->sess, &sc);
+    if (r < 0) {
+        schedule_retry(u, d, false);
+        return;
+    }
+    set_state(u, d, CS_CONNECTING);
+}
+
+/* ---- publishing ------------------------------------------------------------------------- */
+
+static int publish(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
+                   size_t len, int qos, int *ret_token)
+{
+    int r = session_publish(d->sess, topic, payload, len, qos, ret_token);
+
+    if (r < 0)
+        log_debug("device '%s': publish to %s failed: %s", d->dc->name, topic, strerror(-r));
+    return r;
+}
+
+int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
+{
+    size_t len;
+    char *text = tb_json_text(o, &len);
+    int r = -ENOTCONN;
+
+    if (d->state == CS_UP && !d->provisioning)
+        r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL);
+    free(text);
+    return r;
+}
+
+static void publish_attributes(struct uplink *u, struct up_dev *d, json_object *set)
+{
+    if (set && json_object_object_length(set) > 0)
+        uplink_publish_json(u, d, TOPIC_ATTRIBUTES, set);
+}
+
+/* The gateway's own client attributes, so a dashboard can tell where a device hangs. */
+static void publish_gateway_attributes(struct uplink *u, struct up_dev *d)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "tbgw_version", json_object_new_string(PACKAGE_VERSION));
+    json_object_object_add(o, "tbgw_bus", json_object_new_string(d->dc->bus->name));
+    if (d->dc->bus->driver != DRIVER_SERIAL_LINE)
+        json_object_object_add(o, "tbgw_unit_id", json_object_new_int(d->dc->unit_id));
+    publish_attributes(u, d, o);
+    json_object_put(o);
+}
+
+static void pump(struct uplink *u, struct up_dev *d)
+{
+    struct batch *b;
+    int qos = u->cfg->edge.qos;
+
+    if (d->state != CS_UP || d->provisioning)
+        return;
+    if (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0) {
+        publish_attributes(u, d, d->attrs_dirty);
+        json_object_put(d->attrs_dirty);
+        d->attrs_dirty = NULL;
+    }
+    while (d->inflight < WINDOW && (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
+        int token = 0;
+        if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token) < 0)
+            break;
+        spool_sent(u->spool, b, token);
+        d->inflight++;
+    }
+}
+
+static void close_batch(struct uplink *u, struct up_dev *d)
+{
+    size_t len;
+    uint32_t n = (uint32_t)d->batch.n_values;
+    int64_t first = d->batch.first_ts;
+    char *text;
+
+    if (tb_batch_empty(&d->batch))
+        return;
+    text = tb_batch_finish(&d->batch, &len);
+    spool_append(u->spool, (uint32_t)d->dc->index, first, n, text, len);
+}
+
+/* A batch closes when the device can send it now, when it is full, or when it has waited
+ * long enough that the spool must have it. */
+static void close_ready_batches(struct uplink *u, uint64_t now)
+{
+    uint64_t max_age = (uint64_t)u->cfg->storage.commit_interval_ms / 2;
+
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+        bool can_send = d->state == CS_UP && !d->provisioning && d->inflight < WINDOW &&
+                        spool_next(u->spool, (uint32_t)i) == NULL;
+
+        if (tb_batch_empty(&d->batch))
+            continue;
+        if (can_send || d->batch.bytes >= TB_BATCH_SOFT_MAX || now - d->batch_opened_ms >= max_age)
+            close_batch(u, d);
+    }
+}
+
+/* ---- samples -------------------------------------------------------------------------- */
+
+static void take_sample(struct uplink *u, struct sample *s)
+{
+    struct up_dev *d;
+    struct value v = sample_value(s);
+    const char *key;
+
+    if (s->device >= u->n_devs)
+        goto out;
+    d = &u->devs[s->device];
+    key = keytab_get(d->dev->keys, s->key);
+    if (s->flags & SAMPLE_ATTRIBUTE) {
+        json_object *jv = tb_json_value(&v);
+        if (!jv) {
+            atomic_fetch_add(&u->rejected_values, 1);
+            goto out;
+        }
+        json_object_object_add(d->attrs, key, json_object_get(jv));
+        if (!d->attrs_dirty)
+            d->attrs_dirty = json_object_new_object();
+        json_object_object_add(d->attrs_dirty, key, jv);
+        goto out;
+    }
+    if (d->batch.bytes >= TB_BATCH_SOFT_MAX)
+        close_batch(u, d);
+    if (tb_batch_empty(&d->batch))
+        d->batch_opened_ms = now_ms();
+    if (!tb_batch_add(&d->batch, s->ts_ms, key, &v)) {
+        atomic_fetch_add(&u->rejected_values, 1);
+        if (!d->rejected_logged) {
+            d->rejected_logged = true;
+            log_warning("device '%s': key '%s' has a value ThingsBoard cannot store (beyond "
+                        "a signed 64-bit integer); such values are not sent",
+                        d->dc->name, key);
+        }
+    }
+out:
+    value_clear(&v);
+}
+
+static void drain_rings(struct uplink *u)
+{
+    struct sample buf[DRAIN_CHUNK];
+
+    for (size_t r = 0; r < u->n_rings; r++) {
+        size_t n;
+        while ((n = ring_pop(u->rings[r], buf, DRAIN_CHUNK)) > 0) {
+            for (size_t i = 0; i < n; i++)
+                take_sample(u, &buf[i]);
+            if (n < DRAIN_CHUNK)
+                break;
+        }
+    }
+}
+
+/* ---- connection events ------------------------------------------------------------------ */
+
+static void on_connected(struct uplink *u, struct up_dev *d)
+{
+    d->backoff_ms = 0;
+    set_state(u, d, CS_UP);
+    complain_release(&d->conn, "device '%s': connected to the edge", d->dc->name);
+    complain_release(&u->edge_down, "edge %s:%d: reachable again", u->cfg->edge.host,
+                     u->cfg->edge.port);
+    d->auth_logged = false;
+
+    if (d->provisioning) {
+        char *req = tb_provision_request(d->dc->name, d->dc->cred.provision_key,
+                                         d->dc->cred.provision_secret);
+        log_info("device '%s': provisioning itself with key '%s'", d->dc->name,
+                 d->dc->cred.provision_key);
+        session_subscribe(d->sess, TOPIC_PROVISION_RESPONSE, 1);
+        publish(u, d, TOPIC_PROVISION_REQUEST, req, strlen(req), 1, NULL);
+        free(req);
+        d->provision_deadline_ms = now_ms() + PROVISION_TIMEOUT_MS;
+        return;
+    }
+    /* ThingsBoard keeps no session state: subscribe after every CONNACK. */
+    session_subscribe(d->sess, TOPIC_ATTRIBUTES, 1);
+    session_subscribe(d->sess, TOPIC_RPC_REQUEST, 1);
+    publish_gateway_attributes(u, d);
+    publish_attributes(u, d, d->attrs);
+    json_object_put(d->attrs_dirty);
+    d->attrs_dirty = NULL;
+    router_connected(u, d);
+    pump(u, d);
+}
+
+static const char *connack_text(int code)
+{
+    switch (code) {
+    case 1:
+        return "unacceptable protocol version";
+    case 2:
+        return "client id rejected (no credentials?)";
+    case 3:
+        return "server unavailable";
+    case 4:
+        return "bad user name or password";
+    case 5:
+        return "not authorized: the edge does not accept these credentials";
+    default:
+        return "connection failed";
+    }
+}
+
+static void on_connect_failed(struct uplink *u, struct up_dev *d, int code, const char *text)
+{
+    const struct edge_config *e = &u->cfg->edge;
+
+    if (code == 5 || code == 2 || code == 4) {
+        /* Wrong credentials: say so once, then knock rarely. */
+        if (!d->auth_logged) {
+            d->auth_logged = true;
+            log_error("device '%s': the edge refused the connection (CONNACK %d: %s); check "
+                      "the device's credentials in ThingsBoard; retrying every few minutes",
+                      d->dc->name, code, connack_text(code));
+        }
+        schedule_retry(u, d, true);
+        return;
+    }
+    if (code > 0) {
+        complain(&d->conn, LOG_WARNING, 0, "device '%s': the edge refused the connection "
+                 "(CONNACK %d: %s); retrying with backoff", d->dc->name, code, connack_text(code));
+        schedule_retry(u, d, false);
+        return;
+    }
+    /* No CONNACK at all: network or TLS. The cause is the edge's, not the device's: one
+     * line for the whole gateway. */
+    if (!u->edge_down.active) {
+        char why[256] = "";
+        if (e->tls)
+            tls_check(e, d->dc->cred.kind == CRED_X509 ? d->dc->cred.cert_file : NULL,
+                      d->dc->cred.kind == CRED_X509 ? d->dc->cred.key_file : NULL, why,
+                      sizeof(why));
+        else
+            tcp_check(e, why, sizeof(why));
+        complain(&u->edge_down, LOG_WARNING, 0, "edge %s:%d: cannot connect: %s; retrying with "
+                 "backoff", e->host, e->port, why[0] ? why : (text ? text : "no answer"));
+    } else {
+        u->edge_down.count++;
+    }
+    schedule_retry(u, d, false);
+}
+
+static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *cause)
+{
+    uint32_t idx = (uint32_t)d->dc->index;
+
+    if (d->state != CS_UP)
+        return;
+    complain(&d->conn, LOG_WARNING, 0, "device '%s': connection to the edge lost%s%s; "
+             "reconnecting", d->dc->name, cause ? ": " : "", cause ? cause : "");
+    spool_requeue(u->spool, idx);
+    d->inflight = 0;
+    router_disconnected(u, d);
+    /* Reconnect soon, but not all devices in the same instant. */
+    d->backoff_ms = 0;
+    d->retry_at_ms = now_ms() + 200 + jitter(u, BACKOFF_MIN_MS);
+    set_state(u, d, CS_WAIT);
+}
+
+static void on_delivered(struct uplink *u, struct up_dev *d, int token)
+{
+    struct batch *b = spool_find_token(u->spool, (uint32_t)d->dc->index, token);
+
+    if (!b)
+        return; /* an attribute or RPC answer, or a batch from before a reconnect */
+    atomic_fetch_add_explicit(&u->delivered_values, b->n_values, memory_order_relaxed);
+    atomic_fetch_add_explicit(&u->delivered_batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->delivered, b->n_values, memory_order_relaxed);
+    spool_ack(u->spool, b);
+    if (d->inflight)
+        d->inflight--;
+}
+
+static void on_delivery_failed(struct uplink *u, struct up_dev *d, int token)
+{
+    struct batch *b = spool_find_token(u->spool, (uint32_t)d->dc->index, token);
+
+    if (!b)
+        return;
+    /* Not delivered: it goes again, in order, once the session is back. */
+    b->inflight = false;
+    if (d->inflight)
+        d->inflight--;
+}
+
+/* ---- provisioning ------------------------------------------------------------------------ */
+
+static void on_provision_response(struct uplink *u, struct up_dev *d, const char *payload,
+                                  size_t len)
+{
+    struct tb_provisioned p;
+    char msg[256];
+    int r = tb_provision_response(payload, len, &p, msg, sizeof(msg));
+
+    d->provision_deadline_ms = 0;
+    session_disconnect(d->sess, 0);
+    if (r == -EACCES || (r == 0 && p.type == PROV_X509)) {
+        log_error("device '%s': ThingsBoard refused to provision it (%s). It stays "
+                  "disconnected: fix the provisioning key/secret, or delete the device in "
+                  "ThingsBoard, or give it a token, then reload",
+                  d->dc->name, r == 0 ? "it answered with an X.509 certificate, which needs a "
+                                        "key tbgw does not have" : msg);
+        tb_provisioned_clear(&p);
+        set_state(u, d, CS_HALTED);
+        d->halted_reason = xstrdup(msg);
+        return;
+    }
+    if (r < 0) {
+        log_error("device '%s': unreadable provisioning answer; trying again later", d->dc->name);
+        schedule_retry(u, d, true);
+        return;
+    }
+    r = credstore_put(u->creds, d->dc->name, &p);
+    tb_provisioned_clear(&p);
+    if (r < 0) {
+        log_error_errno(r, "device '%s': provisioned, but its credentials cannot be saved in "
+                           "'%s': %m. It stays disconnected rather than lose them",
+                        d->dc->name, u->cfg->storage.path);
+        set_state(u, d, CS_HALTED);
+        d->halted_reason = xstrdup("cannot save provisioned credentials");
+        return;
+    }
+    log_info("device '%s': provisioned; credentials saved in '%s/credentials.json'", d->dc->name,
+             u->cfg->storage.path);
+    resolve_creds(u, d);
+    set_state(u, d, CS_WAIT);
+    d->retry_at_ms = now_ms();
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void handle_event(struct uplink *u, struct event *e)
+{
+    struct up_dev *d;
+
+    if (e->type == EV_COMMAND_DONE) {
+        router_command_done(u, e->cmd);
+        e->cmd = NULL;
+        return;
+    }
+    if (e->type == EV_CONTROL) {
+        router_control(u, e);
+        return;
+    }
+    if (e->device >= u->n_devs)
+        return;
+    d = &u->devs[e->device];
+    switch (e->type) {
+    case EV_CONNECTED:
+        if (d->state == CS_CONNECTING)
+            on_connected(u, d);
+        break;
+    case EV_CONNECT_FAILED:
+        if (d->state == CS_CONNECTING)
+            on_connect_failed(u, d, e->code, e->text);
+        break;
+    case EV_CONNECTION_LOST:
+        on_connection_lost(u, d, e->text);
+        break;
+    case EV_DELIVERED:
+        on_delivered(u, d, e->token);
+        break;
+    case EV_DELIVERY_FAILED:
+        on_delivery_failed(u, d, e->token);
+        break;
+    case EV_MESSAGE:
+        if (d->provisioning) {
+            if (strcmp(e->topic, TOPIC_PROVISION_RESPONSE) == 0)
+                on_provision_response(u, d, e->payload, e->len);
+        } else {
+            router_message(u, d, e->topic, e->payload, e->len);
+        }
+        break;
+    case EV_SUBSCRIBED:
+        if (e->code == 0x80)
+            log_warning("device '%s': the edge refused a subscription; server-side RPC or "
+                        "shared attributes will not reach it", d->dc->name);
+        break;
+    case EV_TLS_ERROR:
+        log_debug("device '%s': TLS: %s", d->dc->name, e->text);
+        break;
+    default:
+        break;
+    }
+}
+
+static void handle_events(struct uplink *u)
+{
+    struct event *e = evq_take(&u->evq);
+
+    while (e) {
+        struct event *next = e->next;
+        handle_event(u, e);
+        event_free(e);
+        e = next;
+    }
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static uint64_t run_timers(struct uplink *u, uint64_t now)
+{
+    uint64_t next = now + TICK_MS;
+
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+
+        if (d->state == CS_WAIT) {
+            if (d->retry_at_ms <= now)
+                start_connect(u, d);
+            else
+                next = MIN(next, d->retry_at_ms);
+        }
+        if (d->state == CS_UP && d->provisioning && d->provision_deadline_ms &&
+            d->provision_deadline_ms <= now) {
+            log_warning("device '%s': no answer to the provisioning request within %us; "
+                        "asking again later (if ThingsBoard did create the device, it will "
+                        "answer FAILURE)",
+                        d->dc->name, PROVISION_TIMEOUT_MS / 1000);
+            d->provision_deadline_ms = 0;
+            session_disconnect(d->sess, 0);
+            schedule_retry(u, d, false);
+        }
+        if (!tb_batch_empty(&d->batch))
+            next = MIN(next, d->batch_opened_ms + (uint64_t)u->cfg->storage.commit_interval_ms / 2);
+    }
+    if (now >= u->next_tick_ms) {
+        spool_tick(u->spool);
+        router_tick(u, now);
+        u->next_tick_ms = now + TICK_MS;
+        pthread_mutex_lock(&u->status_lock);
+        u->spool_snapshot = spool_stats(u->spool);
+        pthread_mutex_unlock(&u->status_lock);
+    }
+    return MIN(next, u->next_tick_ms);
+}
+
+/* ---- thread ---------------------------------------------------------------------------- */
+
+static void *uplink_thread(void *arg)
+{
+    struct uplink *u = arg;
+
+    pthread_setname_np(pthread_self(), "tbgw/uplink");
+    for (size_t i = 0; i < u->n_devs; i++) {
+        u->devs[i].retry_at_ms = now_ms();
+        set_state(u, &u->devs[i], CS_WAIT);
+    }
+
+    while (!atomic_load(&u->stop)) {
+        struct pollfd p = {.fd = u->wake_fd, .events = POLLIN};
+        uint64_t now = now_ms(), next;
+        eventfd_t v;
+
+        atomic_store_explicit(&u->alive_ms, now, memory_order_relaxed);
+        handle_events(u);
+        drain_rings(u);
+        close_ready_batches(u, now);
+        for (size_t i = 0; i < u->n_devs; i++)
+            pump(u, &u->devs[i]);
+        next = run_timers(u, now);
+        now = now_ms();
+        if (next > now && poll(&p, 1, (int)MIN(next - now, (uint64_t)1000)) > 0)
+            eventfd_read(u->wake_fd, &v);
+    }
+
+    /* Stopping: the buses have stopped; take what they left, keep everything unsent. */
+    handle_events(u);
+    drain_rings(u);
+    for (size_t i = 0; i < u->n_devs; i++)
+        close_batch(u, &u->devs[i]);
+    for (size_t i = 0; i < u->n_devs; i++)
+        pump(u, &u->devs[i]);
+    /* A moment for PUBACKs of what is in flight: saves resending it after a restart. */
+    for (uint64_t deadline = now_ms() + 500; now_ms() < deadline;) {
+        struct pollfd p = {.fd = u->wake_fd, .events = POLLIN};
+        bool busy = false;
+        eventfd_t v;
+        handle_events(u);
+        for (size_t i = 0; i < u->n_devs; i++)
+            busy |= u->devs[i].inflight > 0;
+        if (!busy)
+            break;
+        if (poll(&p, 1, 50) > 0)
+            eventfd_read(u->wake_fd, &v);
+    }
+    /* Everything unacknowledged, in flight or not, is on disk from here. */
+    spool_flush(u->spool);
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+        if (d->sess)
+            session_disconnect(d->sess, 100);
+        set_state(u, d, CS_WAIT);
+    }
+    return NULL;
+}
+
+/* ---- public -------------------------------------------------------------------------------- */
+
+struct uplink *uplink_new(const struct config *cfg, struct device **devices)
+{
+    struct uplink *u = xcalloc(1, sizeof(*u));
+    int r;
+
+    u->cfg = cfg;
+    u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (u->wake_fd < 0) {
+        log_error_errno(errno, "uplink: eventfd: %m");
+        free(u);
+        return NULL;
+    }
+    evq_init(&u->evq, u->wake_fd);
+    pthread_mutex_init(&u->status_lock, NULL);
+    u->rng = (uint64_t)now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    r = mkdir_p(cfg->storage.path, 0750);
+    if (r < 0)
+        log_error_errno(r, "storage '%s': cannot create it: %m; provisioned credentials and "
+                           "the spool cannot be kept",
+                        cfg->storage.path);
+    u->creds = credstore_load(cfg->storage.path);
+    u->spool = spool_open(cfg);
+    u->n_devs = cfg->n_devices;
+    u->devs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->devs));
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+        d->dev = devices[i];
+        d->dc = devices[i]->cfg;
+        d->attrs = json_object_new_object();
+        tb_batch_init(&d->batch);
+        resolve_creds(u, d);
+    }
+    router_init(u);
+    return u;
+}
+
+int uplink_wake_fd(const struct uplink *u)
+{
+    return u->wake_fd;
+}
+
+void uplink_add_ring(struct uplink *u, struct ring *r)
+{
+    u->rings = xreallocarray(u->rings, u->n_rings + 1, sizeof(*u->rings));
+    u->rings[u->n_rings++] = r;
+}
+
+int uplink_start(struct uplink *u)
+{
+    int r;
+
+    atomic_store(&u->stop, false);
+    atomic_store(&u->alive_ms, now_ms());
+    r = pthread_create(&u->thread, NULL, uplink_thread, u);
+    if (r != 0)
+        return log_error_errno(r, "uplink: cannot start its thread: %m");
+    u->started = true;
+    return 0;
+}
+
+void uplink_stop(struct uplink *u)
+{
+    if (!u->started)
+        return;
+    atomic_store(&u->stop, true);
+    eventfd_write(u->wake_fd, 1);
+    pthread_join(u->thread, NULL);
+    u->started = false;
+}
+
+struct uplink *uplink_free(struct uplink *u)
+{
+    if (!u)
+        return NULL;
+    uplink_stop(u);
+    /* Sessions last: paho may still deliver callbacks until each client is destroyed. */
+    for (size_t i = 0; i < u->n_devs; i++)
+        u->devs[i].sess = session_free(u->devs[i].sess);
+    router_free(u);
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+        tb_batch_clear(&d->batch);
+        json_object_put(d->attrs);
+        json_object_put(d->attrs_dirty);
+        free_creds(&d->creds);
+        free(d->halted_reason);
+    }
+    free(u->devs);
+    free(u->rings);
+    spool_close(u->spool);
+    credstore_free(u->creds);
+    evq_destroy(&u->evq);
+    pthread_mutex_destroy(&u->status_lock);
+    close(u->wake_fd);
+    free(u);
+    return NULL;
+}
+
+void uplink_post(struct uplink *u, struct event *e)
+{
+    evq_post(&u->evq, e);
+}
+
+void uplink_status(struct uplink *u, struct uplink_status *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->devices = u->n_devs;
+    ret->connected = (size_t)atomic_load(&u->n_connected);
+    ret->delivered_values = atomic_load(&u->delivered_values);
+    ret->delivered_batches = atomic_load(&u->delivered_batches);
+    ret->rejected_values = atomic_load(&u->rejected_values);
+    ret->alive_ms = atomic_load(&u->alive_ms);
+    pthread_mutex_lock(&u->status_lock);
+    ret->spool = u->spool_snapshot;
+    pthread_mutex_unlock(&u->status_lock);
+}
+
+bool uplink_device_connected(struct uplink *u, size_t device)
+{
+    return device < u->n_devs && atomic_load(&u->devs[device].connected);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The uplink: the one thread that drains every bus's ring, turns samples into
+ * ThingsBoard batches per device, keeps them in the spool until the Edge acknowledges
+ * them, and runs one MQTT session per device (connect, subscribe, publish, reconnect,
+ * provisioning). Downlink messages arrive here too and are routed to the buses.
+ *
+ * Thread: uplink_new/start/stop/free on main; uplink_status and uplink_post on any.
+ */
+#ifndef TBGW_UPLINK_UPLINK_H
+#define TBGW_UPLINK_UPLINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spool/spool.h"
+
+struct config;
+struct device;
+struct ring;
+struct event;
+
+struct uplink;
+
+struct uplink *uplink_new(const struct config *cfg, struct device **devices);
+/* The eventfd that bus threads write after pushing samples. */
+int uplink_wake_fd(const struct uplink *u);
+/* Drain this ring too (one per bus). Before uplink_start. */
+void uplink_add_ring(struct uplink *u, struct ring *r);
+
+int uplink_start(struct uplink *u);
+/* Drain what the buses produced, keep everything unacknowledged, disconnect. */
+void uplink_stop(struct uplink *u);
+struct uplink *uplink_free(struct uplink *u);
+
+/* Hand an event to the uplink thread (finished commands, control requests). */
+void uplink_post(struct uplink *u, struct event *e);
+
+struct uplink_status {
+    size_t devices;
+    size_t connected;
+    uint64_t delivered_values;  /* values acknowledged by the Edge since start */
+    uint64_t delivered_batches;
+    uint64_t rejected_values;   /* values ThingsBoard could not store (NaN, > int64) */
+    struct spool_stats spool;
+    uint64_t alive_ms;          /* monotonic time the thread last ran */
+};
+
+/* Thread: any. */
+void uplink_status(struct uplink *u, struct uplink_status *ret);
+
+/* Is device connected to the Edge? Thread: any. */
+bool uplink_device_connected(struct uplink *u, size_t device);
+
+#endif
