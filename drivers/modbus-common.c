@@ -235,9 +235,13 @@ static int mb_write(struct mb *mb, struct bus_device *bd, int unit, const struct
             return r;
         break;
     default:
-        if (value_to_double(v, &d) < 0)
-            return -EINVAL;
-        r = encode_number(t, d, regs);
+        if (v->kind == VK_INT && t->scale == 1.0 && t->offset == 0.0) {
+            r = encode_integer(t, v->i, regs);
+        } else {
+            if (value_to_double(v, &d) < 0)
+                return -EINVAL;
+            r = encode_number(t, d, regs);
+        }
         if (r < 0)
             return r;
         break;

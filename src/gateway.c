@@ -8,7 +8,11 @@
 #include "config.h"
 
 #include <MQTTAsync.h>
+#include <json-c/json.h>
 #include <pthread.h>
+#include <string.h>
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,8 +20,10 @@
 #include "core/bus.h"
 #include "core/device.h"
 #include "core/keytab.h"
+#include "drivers/driver.h"
 #include "gateway.h"
 #include "uplink/uplink.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "util/time-util.h"
@@ -30,9 +36,14 @@ struct gateway {
     struct bus **buses;
     size_t n_buses;
     bool running;
+    uint64_t started_ms;
     /* for the values/s figure in STATUS= */
     uint64_t rate_at_ms, rate_values;
     double rate;
+    /* for requests/s per bus in tbgwctl status */
+    uint64_t *bus_requests;
+    uint64_t bus_rate_at_ms;
+    double *bus_rate;
 };
 
 static pthread_once_t paho_once = PTHREAD_ONCE_INIT;
@@ -65,6 +76,8 @@ struct gateway *gateway_new(const struct config *cfg)
         return gateway_free(g);
 
     g->buses = xcalloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*g->buses));
+    g->bus_requests = xcalloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*g->bus_requests));
+    g->bus_rate = xcalloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*g->bus_rate));
     for (size_t b = 0; b < cfg->n_buses; b++) {
         const struct bus_config *bc = &cfg->buses[b];
         struct bus *bus = bus_new(bc, &g->devptrs[k], bc->n_devices, uplink_wake_fd(g->uplink));
@@ -92,7 +105,7 @@ int gateway_start(struct gateway *g)
         }
     }
     g->running = true;
-    g->rate_at_ms = now_ms();
+    g->started_ms = g->rate_at_ms = g->bus_rate_at_ms = now_ms();
     return 0;
 }
 
@@ -113,6 +126,8 @@ struct gateway *gateway_free(struct gateway *g)
     for (size_t b = 0; b < g->n_buses; b++)
         bus_free(g->buses[b]);
     free(g->buses);
+    free(g->bus_requests);
+    free(g->bus_rate);
     uplink_free(g->uplink);
     for (size_t i = 0; i < g->cfg->n_devices; i++)
         keytab_free(g->devices[i].keys);
@@ -159,4 +174,118 @@ void gateway_status(struct gateway *g, char *buf, size_t size)
     snprintf(buf, size, "%zu/%zu devices connected, %.0f values/s, spool %llu batches (%llu KiB)",
              st.connected, st.devices, g->rate, (unsigned long long)st.spool.batches,
              (unsigned long long)(st.spool.bytes + 1023) / 1024);
+}
+
+struct device *gateway_device(struct gateway *g, const char *name)
+{
+    for (size_t i = 0; i < g->cfg->n_devices; i++)
+        if (strcmp(g->devices[i].cfg->name, name) == 0)
+            return &g->devices[i];
+    return NULL;
+}
+
+int gateway_submit(struct gateway *g, struct device *d, struct command *cmd)
+{
+    if (!d->bus)
+        return -ENODEV;
+    return bus_submit(d->bus, cmd);
+}
+
+void gateway_post_uplink(struct gateway *g, struct event *e)
+{
+    uplink_post(g->uplink, e);
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+    json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static void add_int(json_object *o, const char *k, int64_t v)
+{
+    json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+json_object *gateway_status_json(struct gateway *g)
+{
+    json_object *root = json_object_new_object(), *gw = json_object_new_object();
+    json_object *spool = json_object_new_object(), *buses = json_object_new_array();
+    json_object *devs = json_object_new_array();
+    struct uplink_status st;
+    uint64_t now = now_ms();
+    int64_t wall = clock_wall_ms();
+    char line[256];
+
+    uplink_status(g->uplink, &st);
+    gateway_status(g, line, sizeof(line));
+    add_str(gw, "version", PACKAGE_VERSION);
+    add_str(gw, "config", g->cfg->path);
+    add_int(gw, "uptime_s", (int64_t)(now - g->started_ms) / 1000);
+    add_str(gw, "edge", g->cfg->edge.host);
+    add_int(gw, "edge_port", g->cfg->edge.port);
+    add_int(gw, "devices", (int64_t)st.devices);
+    add_int(gw, "connected", (int64_t)st.connected);
+    json_object_object_add(gw, "values_per_s", json_object_new_double(g->rate));
+    add_int(gw, "values_delivered", (int64_t)st.delivered_values);
+    add_int(gw, "values_rejected", (int64_t)st.rejected_values);
+    add_int(gw, "clock_offset_ms", clock_offset_ms());
+    add_str(gw, "summary", line);
+    add_int(spool, "batches", (int64_t)st.spool.batches);
+    add_int(spool, "bytes", (int64_t)st.spool.bytes);
+    add_int(spool, "oldest_age_s", st.spool.oldest_ts ? (wall - st.spool.oldest_ts) / 1000 : 0);
+    add_int(spool, "dropped_batches", (int64_t)st.spool.dropped);
+    add_int(spool, "dropped_values", (int64_t)st.spool.dropped_values);
+    add_int(spool, "quarantined", (int64_t)st.spool.quarantined);
+    json_object_object_add(gw, "spool", spool);
+    json_object_object_add(root, "gateway", gw);
+
+    if (now - g->bus_rate_at_ms >= 1000) {
+        for (size_t b = 0; b < g->n_buses; b++) {
+            uint64_t r = bus_requests(g->buses[b]);
+            g->bus_rate[b] = (double)(r - g->bus_requests[b]) * 1000.0 / (double)(now - g->bus_rate_at_ms);
+            g->bus_requests[b] = r;
+        }
+        g->bus_rate_at_ms = now;
+    }
+    for (size_t b = 0; b < g->n_buses; b++) {
+        json_object *o = json_object_new_object();
+        add_str(o, "name", bus_name(g->buses[b]));
+        add_str(o, "driver", driver_kind_to_string(g->cfg->buses[b].driver));
+        add_str(o, "state", bus_connected(g->buses[b]) ? "connected" : "disconnected");
+        json_object_object_add(o, "requests_per_s", json_object_new_double(g->bus_rate[b]));
+        add_int(o, "requests", (int64_t)bus_requests(g->buses[b]));
+        add_int(o, "errors", (int64_t)bus_errors(g->buses[b]));
+        json_object_array_add(buses, o);
+    }
+    json_object_object_add(root, "buses", buses);
+
+    for (size_t i = 0; i < g->cfg->n_devices; i++) {
+        struct device *d = &g->devices[i];
+        struct device_stats *s = &d->stats;
+        struct uplink_device_status us;
+        json_object *o = json_object_new_object();
+        int err = atomic_load(&s->last_error);
+        int64_t last = atomic_load(&s->last_poll_ms);
+
+        uplink_device_status(g->uplink, i, &us);
+        add_str(o, "name", d->cfg->name);
+        add_str(o, "bus", d->cfg->bus->name);
+        add_str(o, "edge", us.state);
+        if (us.reason)
+            add_str(o, "edge_reason", us.reason);
+        add_str(o, "polling", atomic_load(&s->active) ? "active" : last ? "failing" : "starting");
+        add_int(o, "last_poll_age_ms", last ? wall - last : -1);
+        add_str(o, "last_error", err ? driver_strerror(err) : NULL);
+        add_int(o, "polls", (int64_t)atomic_load(&s->polls));
+        add_int(o, "failures", (int64_t)atomic_load(&s->failures));
+        add_int(o, "overruns", (int64_t)atomic_load(&s->overruns));
+        add_int(o, "latency_ms", (int64_t)(atomic_load(&s->latency_us) + 500) / 1000);
+        add_int(o, "samples", (int64_t)atomic_load(&s->samples));
+        add_int(o, "samples_dropped", (int64_t)atomic_load(&s->dropped));
+        add_int(o, "values_delivered", (int64_t)us.delivered);
+        add_int(o, "spool_backlog", (int64_t)us.backlog);
+        json_object_array_add(devs, o);
+    }
+    json_object_object_add(root, "devices", devs);
+    return root;
 }

@@ -32,4 +32,21 @@ bool gateway_alive(struct gateway *g, unsigned long long max_age_ms);
 /* One-line summary for sd_notify STATUS=. */
 void gateway_status(struct gateway *g, char *buf, size_t size);
 
+struct json_object;
+struct device;
+struct command;
+struct event;
+
+/* Everything tbgwctl status shows, as JSON (the caller owns it). Thread: main. */
+struct json_object *gateway_status_json(struct gateway *g);
+
+/* The device called name, or NULL. */
+struct device *gateway_device(struct gateway *g, const char *name);
+
+/* Hand a command to the device's bus (see core/command.h). 0 or -errno. Thread: any. */
+int gateway_submit(struct gateway *g, struct device *d, struct command *cmd);
+
+/* Hand a request to the uplink thread (claiming). Thread: any. */
+void gateway_post_uplink(struct gateway *g, struct event *e);
+
 #endif

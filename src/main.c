@@ -22,6 +22,7 @@
 #include <systemd/sd-event.h>
 
 #include "config/config.h"
+#include "control/control.h"
 #include "gateway.h"
 #include "util/log.h"
 #include "util/macros.h"
@@ -37,6 +38,8 @@ struct daemon {
     sd_event *event;
     struct config *cfg;
     struct gateway *gw;
+    struct control *control;
+    struct control_ops control_ops;
     uint64_t watchdog_us; /* 0: no watchdog */
 };
 
@@ -147,28 +150,45 @@ static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *
     return sd_event_exit(dm->event, 0);
 }
 
-/* SIGHUP: validate the new file completely before touching the running gateway. */
-static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+static void open_control(struct daemon *dm)
 {
-    struct daemon *dm = userdata;
+    const char *want = dm->cfg->control_socket;
+
+    if (dm->control && strcmp(control_path(dm->control), want) == 0)
+        return;
+    dm->control = control_close(dm->control);
+    /* Without the socket tbgw still does its job: a missing /run/tbgw only costs tbgwctl. */
+    if (control_open(dm->event, want, &dm->control_ops, &dm->control) < 0)
+        log_warning("continuing without the control socket; tbgwctl will not reach this daemon");
+}
+
+/* Validate the new file completely before touching the running gateway. Returns 0, or
+ * -EINVAL when it was refused; *ret_problems gets the report (errors and warnings). */
+static int reload(struct daemon *dm, char **ret_problems)
+{
     struct diag *d = diag_new();
     struct config *nc;
     struct gateway *ng;
+    int r = 0;
 
     sd_notify(0, "RELOADING=1\nSTATUS=reloading configuration");
     log_info("reloading configuration from '%s'", arg_config);
     nc = load(d);
     log_diag(d);
+    if (ret_problems)
+        *ret_problems = xstrdup(diag_text(d));
     d = diag_free(d);
     if (!nc) {
         log_error("configuration '%s' is invalid; still running with the previous one",
                   arg_config);
+        r = -EINVAL;
         goto out;
     }
     ng = gateway_new(nc);
     if (!ng) {
         log_error("cannot build the new configuration; still running with the previous one");
         config_free(nc);
+        r = -EINVAL;
         goto out;
     }
     gateway_stop(dm->gw);
@@ -179,13 +199,32 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
     apply_log_level(nc);
     if (gateway_start(dm->gw) < 0) {
         log_error("cannot start with the new configuration, stopping");
-        return sd_event_exit(dm->event, 1);
+        sd_event_exit(dm->event, 1);
+        return -EIO;
     }
-    log_info("configuration reloaded: %zu buses, %zu devices", nc->n_buses, nc->n_devices);
+    open_control(dm);
+    log_info("configuration reloaded: %zu bus%s, %zu device%s", nc->n_buses,
+             nc->n_buses == 1 ? "" : "es", nc->n_devices, nc->n_devices == 1 ? "" : "s");
 out:
     sd_notify(0, "READY=1");
     update_status(dm);
+    return r;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+    reload(userdata, NULL);
     return 0;
+}
+
+static struct gateway *control_gateway(void *userdata)
+{
+    return ((struct daemon *)userdata)->gw;
+}
+
+static int control_reload(void *userdata, char **ret_problems)
+{
+    return reload(userdata, ret_problems);
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -253,13 +292,19 @@ static int run(struct daemon *dm)
     if (r < 0)
         return r;
 
-    log_info("tbgw %s started: %zu buses, %zu devices, edge %s:%d", PACKAGE_VERSION,
-             dm->cfg->n_buses, dm->cfg->n_devices, dm->cfg->edge.host, dm->cfg->edge.port);
+    dm->control_ops = (struct control_ops){
+        .gateway = control_gateway, .reload = control_reload, .userdata = dm};
+    open_control(dm);
+
+    log_info("tbgw %s started: %zu bus%s, %zu device%s, edge %s:%d", PACKAGE_VERSION,
+             dm->cfg->n_buses, dm->cfg->n_buses == 1 ? "" : "es", dm->cfg->n_devices,
+             dm->cfg->n_devices == 1 ? "" : "s", dm->cfg->edge.host, dm->cfg->edge.port);
     sd_notify(0, "READY=1");
     update_status(dm);
 
     r = sd_event_loop(dm->event);
 
+    dm->control = control_close(dm->control);
     gateway_stop(dm->gw);
     log_info("stopped");
     return r;

@@ -38,6 +38,7 @@ struct command {
 
     void (*done)(struct command *cmd);
     void *ctx;             /* the sender's */
+    uint64_t ctx_id;       /* the sender's */
     struct command *next;  /* queue link */
 };
 

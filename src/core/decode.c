@@ -235,6 +235,25 @@ int encode_number(const struct tag_config *t, double v, uint16_t *regs)
     return 0;
 }
 
+int encode_integer(const struct tag_config *t, int64_t v, uint16_t *regs)
+{
+    static const int64_t lo[] = {[VT_INT16] = INT16_MIN, [VT_UINT16] = 0, [VT_INT32] = INT32_MIN,
+                                 [VT_UINT32] = 0, [VT_INT64] = INT64_MIN, [VT_UINT64] = 0};
+    static const int64_t hi[] = {[VT_INT16] = INT16_MAX, [VT_UINT16] = UINT16_MAX,
+                                 [VT_INT32] = INT32_MAX, [VT_UINT32] = UINT32_MAX,
+                                 [VT_INT64] = INT64_MAX, [VT_UINT64] = INT64_MAX};
+    unsigned n = value_type_width(t->type, 0);
+    uint8_t b[8];
+
+    if (t->type > VT_UINT64 || t->scale != 1.0 || t->offset != 0.0)
+        return -EINVAL;
+    if (v < lo[t->type] || v > hi[t->type])
+        return -ERANGE;
+    put_be(b, n * 2, (uint64_t)v);
+    scatter(t, b, n, regs);
+    return 0;
+}
+
 int encode_string(const struct tag_config *t, const char *s, uint16_t *regs)
 {
     size_t len = strlen(s);

@@ -31,6 +31,10 @@ int decode_bit(const struct tag_config *t, const uint8_t *bits, struct value *re
  * -EINVAL if v is not a number. */
 int encode_number(const struct tag_config *t, double v, uint16_t *regs);
 
+/* An integer for an integer tag without scale or offset, exactly (no detour through a
+ * double, which cannot hold every 64-bit value). -ERANGE if it does not fit. */
+int encode_integer(const struct tag_config *t, int64_t v, uint16_t *regs);
+
 /* Encode a string into t->count registers (NUL-padded). -ERANGE if it is too long. */
 int encode_string(const struct tag_config *t, const char *s, uint16_t *regs);
 

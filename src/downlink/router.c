@@ -1,42 +1,647 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The downlink router.
+ *
+ * What may touch hardware is decided here, from the configuration only: a shared
+ * attribute whose key is one of the device's `writes`, an `rpc` method, or (only with
+ * allow_raw_rpc) the generic "read"/"write" methods. Everything else is refused: an RPC
+ * gets an {"error": …} answer, an attribute is ignored with a debug line. Values are
+ * checked against the register type before a command exists (a value that does not fit
+ * is refused, never wrapped).
+ *
+ * Commands go to the owning bus (bus_submit) and come back through the uplink's event
+ * queue (router_command_done). Each has a deadline well inside ThingsBoard's 10 s RPC
+ * timeout: an RPC still unfinished then is answered {"error":"timeout…"} and its late
+ * result is dropped.
+ *
+ * ThingsBoard re-sends every pending RPC when a device (re)subscribes, with the same id,
+ * so a request can arrive twice: the router remembers recent (id, method, params) and
+ * answers a repeat from memory instead of executing it again. Ids restart at 0 when the
+ * server restarts, so the memory is short (two minutes) and the method and params must
+ * match too.
+ *
+ * Bounded: at most MAX_OUTSTANDING commands per device wait at a time; more are answered
+ * "busy". Nothing received grows memory without bound.
+ *
+ * Client-side RPC: router_client_rpc() sends a request and calls back with the answer or
+ * a timeout. It serves the clock check (src/downlink/timesync.c).
+ *
+ * Thread: uplink; router_cmd_done_cb on bus threads (it only posts an event).
+ */
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bus.h"
 #include "core/command.h"
+#include "core/device.h"
+#include "downlink/ota.h"
 #include "downlink/router.h"
+#include "downlink/rpc.h"
+#include "downlink/timesync.h"
+#include "drivers/driver.h"
+#include "uplink/events.h"
+#include "uplink/session.h"
 #include "uplink/uplink-private.h"
+#include "uplink/uplink.h"
 #include "util/log.h"
+#include "util/macros.h"
+#include "util/time-util.h"
+
+#define MAX_OUTSTANDING 16
+#define COMMAND_DEADLINE_MS 8000u
+#define SEEN_RPCS 32
+#define SEEN_TTL_MS 120000u
+#define CLIENT_RPC_MAX 8
+
+static const char TOPIC_ATTRIBUTES[] = "v1/devices/me/attributes";
+static const char TOPIC_ATTR_RESPONSE[] = "v1/devices/me/attributes/response/";
+static const char TOPIC_ATTR_REQUEST[] = "v1/devices/me/attributes/request/";
+static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/";
+static const char TOPIC_RPC_RESPONSE[] = "v1/devices/me/rpc/response/";
+
+enum pending_kind {
+    P_RPC,       /* answer on rpc/response/{rpc_id} */
+    P_ATTRIBUTE, /* a shared attribute write: log the outcome */
+    P_INTERNAL,  /* the gateway's own: call back */
+};
+
+struct pending {
+    uint64_t id;
+    uint32_t device;
+    enum pending_kind kind;
+    int rpc_id;
+    bool read;
+    char *what;                /* for log lines */
+    uint64_t deadline_ms;
+    router_done_cb cb;         /* P_INTERNAL */
+    void *cb_ctx;
+    struct pending *next;
+};
+
+struct seen {
+    int id;
+    unsigned long hash;        /* of method and params */
+    uint64_t at_ms;
+    char *answer;              /* NULL while executing */
+};
+
+struct client_rpc {
+    int id;
+    uint64_t sent_ms, deadline_ms;
+    router_client_cb cb;
+    void *ctx;
+};
+
+struct rdev {
+    struct seen seen[SEEN_RPCS];
+    unsigned next_seen;
+    unsigned outstanding;
+    int next_attr_request;
+    int sync_request_id;       /* attribute request sent at connect, -1 if none */
+    int next_client_rpc;
+    struct client_rpc crpc[CLIENT_RPC_MAX];
+};
+
+struct router {
+    struct pending *pending;
+    uint64_t next_id;
+    struct rdev *devs;
+};
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static struct rdev *rd(struct uplink *u, struct up_dev *d)
+{
+    return &u->router->devs[d->dc->index];
+}
+
+static unsigned long hash_text(const char *a, const char *b)
+{
+    unsigned long h = 5381;
+
+    for (const char *p = a; p && *p; p++)
+        h = h * 33 ^ (unsigned char)*p;
+    h = h * 33 ^ 0xff;
+    for (const char *p = b; p && *p; p++)
+        h = h * 33 ^ (unsigned char)*p;
+    return h;
+}
+
+static void publish_text(struct uplink *u, struct up_dev *d, const char *topic, const char *text)
+{
+    if (d->state != CS_UP || !d->sess)
+        return;
+    session_publish(d->sess, topic, text, strlen(text), 1, NULL);
+}
+
+static void answer_rpc(struct uplink *u, struct up_dev *d, int rpc_id, char *text)
+{
+    char topic[64];
+    struct rdev *r = rd(u, d);
+
+    snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_RESPONSE, rpc_id);
+    publish_text(u, d, topic, text);
+    /* Remember the answer for a repeat of the same request. */
+    for (unsigned i = 0; i < SEEN_RPCS; i++) {
+        if (r->seen[i].id == rpc_id && r->seen[i].at_ms && !r->seen[i].answer) {
+            r->seen[i].answer = text;
+            return;
+        }
+    }
+    free(text);
+}
+
+static void answer_rpc_error(struct uplink *u, struct up_dev *d, int rpc_id, const char *msg)
+{
+    log_info("device '%s': RPC %d refused: %s", d->dc->name, rpc_id, msg);
+    answer_rpc(u, d, rpc_id, rpc_answer_error(msg));
+}
+
+/* ---- commands ------------------------------------------------------------------------------ */
+
+static void cmd_done_cb(struct command *cmd)
+{
+    struct event *e = xcalloc(1, sizeof(*e));
+
+    e->type = EV_COMMAND_DONE;
+    e->cmd = cmd;
+    uplink_post(cmd->ctx, e);
+}
+
+/* Queue a command for d's bus. On failure the command is freed and -errno returned. */
+static int submit(struct uplink *u, struct up_dev *d, struct command *cmd, struct pending *p)
+{
+    struct rdev *r = rd(u, d);
+    int ret;
+
+    if (r->outstanding >= MAX_OUTSTANDING) {
+        command_free(cmd);
+        return -EAGAIN;
+    }
+    p->id = cmd->ctx_id = ++u->router->next_id;
+    p->device = (uint32_t)d->dc->index;
+    p->deadline_ms = now_ms() + COMMAND_DEADLINE_MS;
+    cmd->device = (uint32_t)d->dc->index;
+    cmd->done = cmd_done_cb;
+    cmd->ctx = u;
+    ret = bus_submit(d->dev->bus, cmd);
+    if (ret < 0) {
+        command_free(cmd);
+        return ret;
+    }
+    r->outstanding++;
+    p->next = u->router->pending;
+    u->router->pending = p;
+    return 0;
+}
+
+static void pending_free(struct pending *p)
+{
+    free(p->what);
+    free(p);
+}
+
+static struct pending *take_pending(struct uplink *u, uint64_t id)
+{
+    for (struct pending **pp = &u->router->pending; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            struct pending *p = *pp;
+            *pp = p->next;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static const char *busy_text(int r)
+{
+    return r == -EAGAIN ? "busy: too many requests for this device are waiting"
+                        : r == -ESHUTDOWN ? "the gateway is stopping" : "cannot queue the request";
+}
+
+/* ---- shared attributes ---------------------------------------------------------------- */
+
+static void write_shared(struct uplink *u, struct up_dev *d, const char *key, json_object *v)
+{
+    const struct tag_config *t = device_find_tag(&d->dc->writes, key);
+    struct command *cmd;
+    struct pending *p;
+    char err[RPC_ERROR_MAX];
+    int r;
+
+    if (!t) {
+        log_debug("device '%s': shared attribute '%s' is not a declared write; ignored",
+                  d->dc->name, key);
+        return;
+    }
+    cmd = xcalloc(1, sizeof(*cmd));
+    cmd->kind = CMD_WRITE;
+    cmd->tag = *t;
+    if (rpc_value_for_tag(t, v, &cmd->value, err, sizeof(err)) < 0) {
+        log_warning("device '%s': shared attribute %s = %s refused: %s", d->dc->name, key,
+                    json_object_to_json_string(v), err);
+        command_free(cmd);
+        return;
+    }
+    p = xcalloc(1, sizeof(*p));
+    p->kind = P_ATTRIBUTE;
+    p->what = xasprintf("shared attribute %s = %s", key, json_object_to_json_string(v));
+    r = submit(u, d, cmd, p);
+    if (r < 0) {
+        log_warning("device '%s': %s not written: %s", d->dc->name, p->what, busy_text(r));
+        pending_free(p);
+    }
+}
+
+static void apply_shared(struct uplink *u, struct up_dev *d, json_object *o)
+{
+    json_object *deleted;
+
+    if (json_object_object_get_ex(o, "deleted", &deleted) &&
+        json_object_is_type(deleted, json_type_array) && json_object_object_length(o) == 1) {
+        ota_deleted(u, d, deleted);
+        return; /* a deletion never writes anything */
+    }
+    ota_attributes(u, d, o);
+    json_object_object_foreach(o, key, v) {
+        if (!ota_key(key))
+            write_shared(u, d, key, v);
+    }
+}
+
+/* Ask for the current values of the shared keys this device acts on: a setpoint changed
+ * while the gateway was away reaches the hardware now (ThingsBoard sends nothing on
+ * subscribe). */
+static void request_shared(struct uplink *u, struct up_dev *d)
+{
+    struct rdev *r = rd(u, d);
+    size_t len = 0;
+    char *keys;
+    json_object *req;
+    char topic[64];
+
+    r->sync_request_id = -1;
+    for (size_t i = 0; i < d->dc->writes.n; i++)
+        len += strlen(d->dc->writes.v[i].key) + 1;
+    len += ota_request_keys(NULL, 0);
+    if (!len)
+        return;
+    keys = xmalloc(len + 1);
+    keys[0] = '\0';
+    for (size_t i = 0; i < d->dc->writes.n; i++) {
+        if (*keys)
+            strcat(keys, ",");
+        strcat(keys, d->dc->writes.v[i].key);
+    }
+    ota_request_keys(keys, len + 1);
+    req = json_object_new_object();
+    json_object_object_add(req, "sharedKeys", json_object_new_string(keys));
+    r->sync_request_id = r->next_attr_request++ & 0x7fffffff;
+    snprintf(topic, sizeof(topic), "%s%d", TOPIC_ATTR_REQUEST, r->sync_request_id);
+    uplink_publish_json(u, d, topic, req);
+    json_object_put(req);
+    free(keys);
+}
+
+/* ---- server-side RPC ---------------------------------------------------------------------- */
+
+/* True if this request was seen recently: a repeat is answered from memory (or, while it
+ * is still executing, left to the first execution). */
+static bool repeat(struct uplink *u, struct up_dev *d, int id, unsigned long h)
+{
+    struct rdev *r = rd(u, d);
+    uint64_t now = now_ms();
+    struct seen *slot;
+
+    for (unsigned i = 0; i < SEEN_RPCS; i++) {
+        struct seen *s = &r->seen[i];
+        if (!s->at_ms || now - s->at_ms > SEEN_TTL_MS || s->id != id || s->hash != h)
+            continue;
+        log_debug("device '%s': RPC %d received again; %s", d->dc->name, id,
+                  s->answer ? "repeating its answer" : "it is still executing");
+        if (s->answer) {
+            char topic[64];
+            snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_RESPONSE, id);
+            publish_text(u, d, topic, s->answer);
+        }
+        return true;
+    }
+    slot = &r->seen[r->next_seen++ % SEEN_RPCS];
+    free(slot->answer);
+    *slot = (struct seen){.id = id, .hash = h, .at_ms = now};
+    return false;
+}
+
+static void handle_rpc(struct uplink *u, struct up_dev *d, int id, const char *payload,
+                       size_t len)
+{
+    struct rpc_request req;
+    char err[RPC_ERROR_MAX];
+    const struct tag_config *t;
+    struct tag_config raw;
+    struct command *cmd;
+    struct pending *p;
+    bool write;
+    int r;
+
+    if (rpc_parse_request(payload, len, &req, err, sizeof(err)) < 0) {
+        repeat(u, d, id, hash_text(payload, NULL));
+        answer_rpc_error(u, d, id, err);
+        return;
+    }
+    if (repeat(u, d, id, hash_text(req.method, req.params ? json_object_to_json_string(req.params) : "")))
+        goto out;
+
+    t = device_find_tag(&d->dc->rpc, req.method);
+    if (!t && d->dc->allow_raw_rpc &&
+        (strcmp(req.method, "read") == 0 || strcmp(req.method, "write") == 0)) {
+        if (rpc_raw_tag(req.params, strcmp(req.method, "write") == 0, d->dc, &raw, err,
+                        sizeof(err)) < 0) {
+            answer_rpc_error(u, d, id, err);
+            goto out;
+        }
+        t = &raw;
+    }
+    if (!t) {
+        snprintf(err, sizeof(err), "unknown method '%.60s'", req.method);
+        answer_rpc_error(u, d, id, err);
+        goto out;
+    }
+    if (d->dc->bus->driver == DRIVER_SERIAL_LINE) {
+        answer_rpc_error(u, d, id, "this device is a text sensor: nothing can be read or written");
+        goto out;
+    }
+    write = t->access == ACCESS_WRITE;
+    cmd = xcalloc(1, sizeof(*cmd));
+    cmd->kind = write ? CMD_WRITE : CMD_READ;
+    cmd->tag = *t;
+    if (write && rpc_value_for_tag(t, rpc_write_value(req.params), &cmd->value, err,
+                                   sizeof(err)) < 0) {
+        command_free(cmd);
+        answer_rpc_error(u, d, id, err);
+        goto out;
+    }
+    p = xcalloc(1, sizeof(*p));
+    p->kind = P_RPC;
+    p->rpc_id = id;
+    p->read = !write;
+    p->what = xasprintf("RPC %d '%s'", id, req.method);
+    r = submit(u, d, cmd, p);
+    if (r < 0) {
+        pending_free(p);
+        answer_rpc_error(u, d, id, busy_text(r));
+    }
+out:
+    rpc_request_clear(&req);
+}
+
+/* ---- client-side RPC ---------------------------------------------------------------------- */
+
+int router_client_rpc(struct uplink *u, struct up_dev *d, const char *method, json_object *params,
+                      unsigned timeout_ms, router_client_cb cb, void *ctx)
+{
+    struct rdev *r = rd(u, d);
+    struct client_rpc *slot = NULL;
+    json_object *o;
+    char topic[64];
+    int ret;
+
+    if (d->state != CS_UP || d->provisioning)
+        return -ENOTCONN;
+    for (unsigned i = 0; i < CLIENT_RPC_MAX && !slot; i++)
+        if (!r->crpc[i].cb)
+            slot = &r->crpc[i];
+    if (!slot)
+        return -EAGAIN;
+    o = json_object_new_object();
+    json_object_object_add(o, "method", json_object_new_string(method));
+    json_object_object_add(o, "params", params ? json_object_get(params) : json_object_new_object());
+    *slot = (struct client_rpc){.id = r->next_client_rpc++ & 0x7fffffff, .sent_ms = now_ms(),
+                                .cb = cb, .ctx = ctx};
+    slot->deadline_ms = slot->sent_ms + timeout_ms;
+    snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_REQUEST, slot->id);
+    ret = uplink_publish_json(u, d, topic, o);
+    json_object_put(o);
+    if (ret < 0)
+        slot->cb = NULL;
+    return ret;
+}
+
+static void client_rpc_answer(struct uplink *u, struct up_dev *d, int id, const char *payload,
+                              size_t len)
+{
+    struct rdev *r = rd(u, d);
+
+    for (unsigned i = 0; i < CLIENT_RPC_MAX; i++) {
+        struct client_rpc c = r->crpc[i];
+        if (!c.cb || c.id != id)
+            continue;
+        r->crpc[i].cb = NULL;
+        c.cb(u, d, 0, payload, len, now_ms() - c.sent_ms, c.ctx);
+        return;
+    }
+}
+
+/* ---- entry points --------------------------------------------------------------------- */
 
 void router_init(struct uplink *u)
 {
+    u->router = xcalloc(1, sizeof(*u->router));
+    u->router->devs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->router->devs));
+    for (size_t i = 0; i < u->n_devs; i++) {
+        u->router->devs[i].sync_request_id = -1;
+        u->router->devs[i].next_attr_request = 1;
+        u->router->devs[i].next_client_rpc = 1;
+    }
+    ota_init(u);
+    timesync_init(u);
 }
 
 void router_free(struct uplink *u)
 {
+    struct pending *p;
+
+    if (!u->router)
+        return;
+    ota_free(u);
+    timesync_free(u);
+    while ((p = u->router->pending)) {
+        u->router->pending = p->next;
+        pending_free(p);
+    }
+    for (size_t i = 0; i < u->n_devs; i++)
+        for (unsigned k = 0; k < SEEN_RPCS; k++)
+            free(u->router->devs[i].seen[k].answer);
+    free(u->router->devs);
+    free(u->router);
+    u->router = NULL;
 }
 
 void router_connected(struct uplink *u, struct up_dev *d)
 {
+    ota_connected(u, d);
+    request_shared(u, d);
+    timesync_connected(u, d);
 }
 
 void router_disconnected(struct uplink *u, struct up_dev *d)
 {
+    struct rdev *r = rd(u, d);
+
+    /* Client RPCs sent on the old session will not be answered on the new one. */
+    for (unsigned i = 0; i < CLIENT_RPC_MAX; i++) {
+        struct client_rpc c = r->crpc[i];
+        if (!c.cb)
+            continue;
+        r->crpc[i].cb = NULL;
+        c.cb(u, d, -ENOTCONN, NULL, 0, 0, c.ctx);
+    }
+    ota_disconnected(u, d);
 }
 
 void router_message(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
                     size_t len)
 {
-    log_debug("device '%s': message on %s (%zu bytes)", d->dc->name, topic, len);
+    int id;
+
+    if (strcmp(topic, TOPIC_ATTRIBUTES) == 0) {
+        json_object *o = attributes_parse(payload, len);
+        if (!o) {
+            log_warning("device '%s': ignoring a shared-attribute message that is not a JSON "
+                        "object", d->dc->name);
+            return;
+        }
+        apply_shared(u, d, o);
+        json_object_put(o);
+    } else if (rpc_topic_id(topic, TOPIC_ATTR_RESPONSE, &id) == 0) {
+        json_object *o = attributes_parse(payload, len), *shared;
+        if (o && id == rd(u, d)->sync_request_id && (shared = attributes_response_shared(o)))
+            apply_shared(u, d, shared);
+        json_object_put(o);
+    } else if (rpc_topic_id(topic, TOPIC_RPC_REQUEST, &id) == 0) {
+        handle_rpc(u, d, id, payload, len);
+    } else if (rpc_topic_id(topic, TOPIC_RPC_RESPONSE, &id) == 0) {
+        client_rpc_answer(u, d, id, payload, len);
+    } else if (!ota_message(u, d, topic, payload, len)) {
+        log_debug("device '%s': ignoring a message on '%s'", d->dc->name, topic);
+    }
 }
 
 void router_command_done(struct uplink *u, struct command *cmd)
 {
+    struct pending *p = take_pending(u, cmd->ctx_id);
+    struct up_dev *d;
+    char err[RPC_ERROR_MAX];
+
+    if (!p) {
+        /* Its answer already went out as a timeout. */
+        log_info("a command finished %ums after its answer timed out (%s)",
+                 (unsigned)(cmd->latency_us / 1000), cmd->result ? driver_strerror(cmd->result) : "ok");
+        command_free(cmd);
+        return;
+    }
+    d = &u->devs[p->device];
+    if (rd(u, d)->outstanding)
+        rd(u, d)->outstanding--;
+    if (cmd->result < 0)
+        snprintf(err, sizeof(err), "%s", cmd->result == -ERANGE ? "value out of range"
+                                         : cmd->result == -ETIMEDOUT ? "the device did not answer"
+                                         : driver_strerror(cmd->result));
+
+    switch (p->kind) {
+    case P_RPC:
+        if (cmd->result < 0)
+            answer_rpc_error(u, d, p->rpc_id, err);
+        else
+            answer_rpc(u, d, p->rpc_id, p->read ? rpc_answer_value(&cmd->out) : rpc_answer_ok());
+        break;
+    case P_ATTRIBUTE:
+        if (cmd->result < 0)
+            log_warning("device '%s': %s not written: %s", d->dc->name, p->what, err);
+        else
+            log_info("device '%s': %s written", d->dc->name, p->what);
+        break;
+    case P_INTERNAL:
+        p->cb(u, d, cmd, p->cb_ctx);
+        break;
+    }
+    pending_free(p);
     command_free(cmd);
+}
+
+void router_tick(struct uplink *u, uint64_t now)
+{
+    struct pending **pp = &u->router->pending;
+
+    while (*pp) {
+        struct pending *p = *pp;
+        struct up_dev *d = &u->devs[p->device];
+
+        if (p->kind == P_INTERNAL || now < p->deadline_ms) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        if (rd(u, d)->outstanding)
+            rd(u, d)->outstanding--;
+        if (p->kind == P_RPC)
+            answer_rpc_error(u, d, p->rpc_id, "timeout: the bus did not finish in time");
+        else
+            log_warning("device '%s': %s: no result in %us", d->dc->name, p->what,
+                        COMMAND_DEADLINE_MS / 1000);
+        pending_free(p);
+    }
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct rdev *r = &u->router->devs[i];
+        for (unsigned k = 0; k < CLIENT_RPC_MAX; k++) {
+            struct client_rpc c = r->crpc[k];
+            if (!c.cb || now < c.deadline_ms)
+                continue;
+            r->crpc[k].cb = NULL;
+            c.cb(u, &u->devs[i], -ETIMEDOUT, NULL, 0, now - c.sent_ms, c.ctx);
+        }
+    }
+    ota_tick(u, now);
+    timesync_tick(u, now);
+}
+
+int router_submit_internal(struct uplink *u, struct up_dev *d, struct command *cmd,
+                           router_done_cb cb, void *ctx)
+{
+    struct pending *p = xcalloc(1, sizeof(*p));
+    int r;
+
+    p->kind = P_INTERNAL;
+    p->cb = cb;
+    p->cb_ctx = ctx;
+    p->what = xstrdup("internal command");
+    /* The gateway's own commands are not limited by MAX_OUTSTANDING's "busy". */
+    rd(u, d)->outstanding = MIN(rd(u, d)->outstanding, MAX_OUTSTANDING - 1u);
+    r = submit(u, d, cmd, p);
+    if (r < 0)
+        pending_free(p);
+    return r;
 }
 
 void router_control(struct uplink *u, struct event *e)
 {
-}
+    struct up_dev *d;
+    int r = -ENODEV;
 
-void router_tick(struct uplink *u, uint64_t now_ms)
-{
+    if (e->device < u->n_devs && e->topic && strcmp(e->topic, "claim") == 0) {
+        d = &u->devs[e->device];
+        if (d->state != CS_UP || d->provisioning) {
+            r = -ENOTCONN;
+        } else {
+            r = session_publish(d->sess, "v1/devices/me/claim", e->payload, e->len, 1, NULL);
+            if (r == 0)
+                log_info("device '%s': claiming request sent", d->dc->name);
+        }
+    }
+    if (e->reply)
+        e->reply(e->reply_ctx, r);
 }

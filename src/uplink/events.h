@@ -41,6 +41,8 @@ struct event {
     size_t len;
     char *text;
     struct command *cmd;
+    void (*reply)(void *ctx, int err); /* EV_CONTROL: called on the uplink thread */
+    void *reply_ctx;
     struct event *next;
 };
 

@@ -21,7 +21,9 @@
 struct credstore;
 struct device;
 struct ring;
+struct ota;
 struct router;
+struct timesync;
 struct session;
 
 enum conn_state {
@@ -43,7 +45,10 @@ struct up_dev {
     struct session *sess;
     struct up_creds creds;
     enum conn_state state;
+    _Atomic int public_state;     /* state, for other threads */
     _Atomic bool connected;
+    _Atomic bool refused;         /* the last attempt got CONNACK 5/2/4 */
+    _Atomic uint64_t backlog;     /* spool batches, refreshed every tick */
     bool provisioning;            /* connected as "provision" */
     uint64_t provision_deadline_ms;
     char *halted_reason;
@@ -57,7 +62,8 @@ struct up_dev {
     unsigned inflight;            /* telemetry batches awaiting PUBACK */
     bool rejected_logged;
     _Atomic uint64_t delivered;   /* values acknowledged */
-    void *router;                 /* the downlink router's per-device state */
+    /* health telemetry: counters at the previous report */
+    uint64_t health_polls, health_failures;
 };
 
 struct uplink {
@@ -71,6 +77,8 @@ struct uplink {
     struct spool *spool;
     struct credstore *creds;
     struct router *router;
+    struct ota *ota;
+    struct timesync *timesync;
     pthread_t thread;
     bool started;
     _Atomic bool stop;
@@ -81,10 +89,13 @@ struct uplink {
     struct spool_stats spool_snapshot;
     struct complain edge_down;
     uint64_t next_tick_ms;
+    uint64_t next_health_ms;
     uint64_t rng;
 };
 
 /* Publish a JSON object on topic for d at the configured QoS (not tracked). 0 or -errno. */
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
+/* The same, taking o. */
+int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
 
 #endif

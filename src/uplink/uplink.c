@@ -52,6 +52,8 @@
 #include "uplink/tls-check.h"
 #include "uplink/uplink.h"
 #include "uplink/uplink-private.h"
+#include "drivers/driver.h"
+#include "util/clock.h"
 #include "util/complain.h"
 #include "util/fileio.h"
 #include "util/log.h"
@@ -92,6 +94,7 @@ static void set_state(struct uplink *u, struct up_dev *d, enum conn_state st)
     if (was_up != (st == CS_UP))
         atomic_fetch_add(&u->n_connected, st == CS_UP ? 1 : -1);
     atomic_store(&d->connected, st == CS_UP);
+    atomic_store(&d->public_state, (int)st);
 }
 
 static void free_creds(struct up_creds *c)
@@ -216,6 +219,14 @@ int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, j
     if (d->state == CS_UP && !d->provisioning)
         r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL);
     free(text);
+    return r;
+}
+
+int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
+{
+    int r = uplink_publish_json(u, d, topic, o);
+
+    json_object_put(o);
     return r;
 }
 
@@ -350,6 +361,7 @@ static void drain_rings(struct uplink *u)
 
 static void on_connected(struct uplink *u, struct up_dev *d)
 {
+    atomic_store(&d->refused, false);
     d->backoff_ms = 0;
     set_state(u, d, CS_UP);
     complain_release(&d->conn, "device '%s': connected to the edge", d->dc->name);
@@ -401,6 +413,7 @@ static void on_connect_failed(struct uplink *u, struct up_dev *d, int code, cons
 {
     const struct edge_config *e = &u->cfg->edge;
 
+    atomic_store(&d->refused, code == 5 || code == 2 || code == 4);
     if (code == 5 || code == 2 || code == 4) {
         /* Wrong credentials: say so once, then knock rarely. */
         if (!d->auth_logged) {
@@ -497,8 +510,9 @@ static void on_provision_response(struct uplink *u, struct up_dev *d, const char
                   d->dc->name, r == 0 ? "it answered with an X.509 certificate, which needs a "
                                         "key tbgw does not have" : msg);
         tb_provisioned_clear(&p);
-        set_state(u, d, CS_HALTED);
+        free(d->halted_reason);
         d->halted_reason = xstrdup(msg);
+        set_state(u, d, CS_HALTED);
         return;
     }
     if (r < 0) {
@@ -512,8 +526,9 @@ static void on_provision_response(struct uplink *u, struct up_dev *d, const char
         log_error_errno(r, "device '%s': provisioned, but its credentials cannot be saved in "
                            "'%s': %m. It stays disconnected rather than lose them",
                         d->dc->name, u->cfg->storage.path);
-        set_state(u, d, CS_HALTED);
+        free(d->halted_reason);
         d->halted_reason = xstrdup("cannot save provisioned credentials");
+        set_state(u, d, CS_HALTED);
         return;
     }
     log_info("device '%s': provisioned; credentials saved in '%s/credentials.json'", d->dc->name,
@@ -592,6 +607,54 @@ static void handle_events(struct uplink *u)
     }
 }
 
+/* ---- health ---------------------------------------------------------------------------- */
+
+/* Every health.interval_s, each device reports how its polling went, as telemetry under
+ * tbgw_* keys, so a dashboard can alarm on a dead sensor without extra rule chains. The
+ * values go through the spool like any telemetry. */
+static void health_tick(struct uplink *u, uint64_t now)
+{
+    int64_t ts = clock_wall_ms();
+
+    if (!u->cfg->health_interval_s)
+        return;
+    if (!u->next_health_ms) {
+        u->next_health_ms = now + (uint64_t)u->cfg->health_interval_s * 1000u;
+        return;
+    }
+    if (now < u->next_health_ms)
+        return;
+    u->next_health_ms = now + (uint64_t)u->cfg->health_interval_s * 1000u;
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+        struct device_stats *st = &d->dev->stats;
+        uint64_t polls = atomic_load(&st->polls), failures = atomic_load(&st->failures);
+        uint64_t dp = polls - d->health_polls, df = failures - d->health_failures;
+        int err = atomic_load(&st->last_error);
+        struct value v;
+
+        d->health_polls = polls;
+        d->health_failures = failures;
+        if (tb_batch_empty(&d->batch))
+            d->batch_opened_ms = now;
+        v = (struct value){.kind = VK_DOUBLE, .d = dp ? (double)(dp - MIN(df, dp)) / (double)dp : 0.0};
+        tb_batch_add(&d->batch, ts, "tbgw_poll_success_ratio", &v);
+        v = (struct value){.kind = VK_INT, .i = (int64_t)dp};
+        tb_batch_add(&d->batch, ts, "tbgw_polls", &v);
+        v = (struct value){.kind = VK_INT, .i = (int64_t)df};
+        tb_batch_add(&d->batch, ts, "tbgw_poll_failures", &v);
+        v = (struct value){.kind = VK_INT,
+                           .i = (int64_t)(atomic_load(&st->latency_us) + 500) / 1000};
+        tb_batch_add(&d->batch, ts, "tbgw_latency_ms", &v);
+        v = (struct value){.kind = VK_STRING, .s = (char *)(err ? driver_strerror(err) : "")};
+        tb_batch_add(&d->batch, ts, "tbgw_last_error", &v);
+        v = (struct value){.kind = VK_BOOL, .b = atomic_load(&st->active)};
+        tb_batch_add(&d->batch, ts, "tbgw_active", &v);
+        v = (struct value){.kind = VK_INT, .i = (int64_t)spool_pending(u->spool, (uint32_t)i)};
+        tb_batch_add(&d->batch, ts, "tbgw_spool_backlog", &v);
+    }
+}
+
 /* ---- timers ------------------------------------------------------------------------------ */
 
 static uint64_t run_timers(struct uplink *u, uint64_t now)
@@ -623,6 +686,10 @@ static uint64_t run_timers(struct uplink *u, uint64_t now)
     if (now >= u->next_tick_ms) {
         spool_tick(u->spool);
         router_tick(u, now);
+        health_tick(u, now);
+        for (size_t i = 0; i < u->n_devs; i++)
+            atomic_store_explicit(&u->devs[i].backlog, spool_pending(u->spool, (uint32_t)i),
+                                  memory_order_relaxed);
         u->next_tick_ms = now + TICK_MS;
         pthread_mutex_lock(&u->status_lock);
         u->spool_snapshot = spool_stats(u->spool);
@@ -813,4 +880,32 @@ void uplink_status(struct uplink *u, struct uplink_status *ret)
 bool uplink_device_connected(struct uplink *u, size_t device)
 {
     return device < u->n_devs && atomic_load(&u->devs[device].connected);
+}
+
+void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_status *ret)
+{
+    struct up_dev *d = &u->devs[device];
+    int st = atomic_load(&d->public_state);
+
+    memset(ret, 0, sizeof(*ret));
+    ret->connected = st == CS_UP;
+    ret->delivered = atomic_load_explicit(&d->delivered, memory_order_relaxed);
+    ret->backlog = atomic_load_explicit(&d->backlog, memory_order_relaxed);
+    switch (st) {
+    case CS_UP:
+        ret->state = "connected";
+        break;
+    case CS_CONNECTING:
+        ret->state = "connecting";
+        break;
+    case CS_HALTED:
+        ret->state = "halted";
+        ret->reason = d->halted_reason; /* set before the state was published */
+        break;
+    default:
+        ret->state = atomic_load(&d->refused) ? "refused" : "reconnecting";
+        if (atomic_load(&d->refused))
+            ret->reason = "the edge refused the credentials";
+        break;
+    }
 }

@@ -53,4 +53,15 @@ void uplink_status(struct uplink *u, struct uplink_status *ret);
 /* Is device connected to the Edge? Thread: any. */
 bool uplink_device_connected(struct uplink *u, size_t device);
 
+struct uplink_device_status {
+    bool connected;
+    const char *state;      /* "connected", "connecting", "reconnecting", "refused", "halted" */
+    const char *reason;     /* why halted or refused, or NULL */
+    uint64_t delivered;     /* values acknowledged by the Edge */
+    uint64_t backlog;       /* batches waiting in the spool */
+};
+
+/* Thread: any. */
+void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_status *ret);
+
 #endif

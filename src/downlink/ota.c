@@ -1,0 +1,925 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Firmware and software updates for field devices.
+ *
+ * ThingsBoard announces an assigned package through shared attributes (fw_title,
+ * fw_version, fw_size, fw_checksum_algorithm, fw_checksum [, fw_tag]; sw_* alike). When
+ * the announced title/version differs from what the device runs, tbgw:
+ *   1. downloads it in CHUNK-byte chunks over v2/fw/request/{reqId}/chunk/{n} into
+ *      <storage.path>/ota/<device>.<kind>.part, one chunk in flight, streaming to the file
+ *      (never the whole image in memory); an empty chunk is the end. A reconnect resumes at
+ *      the next chunk with a fresh reqId (ThingsBoard binds a reqId to one session);
+ *   2. checks the size and the checksum with ThingsBoard's algorithm and byte order;
+ *   3. runs the device's ota.command with the image path, in its own process group, with
+ *      TBGW_* variables describing the device and the image, its bus paused and the port
+ *      released first when exclusive_bus is set; timeout_s kills the whole group;
+ *   4. reports fw_state DOWNLOADING, DOWNLOADED, VERIFIED, UPDATING, then UPDATED with
+ *      current_fw_title/current_fw_version, or FAILED with fw_error saying why.
+ * What a device runs is remembered in <storage.path>/ota-state.json and reported at every
+ * connect. A package announced again (ThingsBoard re-sends, the user clicks twice) is
+ * recognised by title, version and checksum: the command never runs twice for it.
+ * Without an ota block, an announcement is answered FAILED with a clear fw_error.
+ *
+ * Thread: uplink (ota_tick watches the command; nothing here blocks).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/bus.h"
+#include "core/command.h"
+#include "core/device.h"
+#include "downlink/ota.h"
+#include "downlink/router.h"
+#include "downlink/rpc.h"
+#include "uplink/session.h"
+#include "uplink/uplink-private.h"
+#include "util/checksum.h"
+#include "util/fileio.h"
+#include "util/log.h"
+#include "util/macros.h"
+#include "util/time-util.h"
+
+extern char **environ;
+
+#define CHUNK 16384u               /* well under ThingsBoard's 64 KiB message limit */
+#define CHUNK_TIMEOUT_MS 30000u
+#define CHUNK_RETRIES 3
+#define KILL_GRACE_MS 5000u
+#define OTA_STATE_MAX (1u << 20)
+
+enum kind {
+    FW,
+    SW,
+    N_KINDS
+};
+
+static const char *const kind_names[N_KINDS] = {"fw", "sw"};
+
+enum phase {
+    IDLE,
+    DOWNLOADING,
+    PAUSING,   /* waiting for the bus to release the port */
+    UPDATING,  /* the command runs */
+    RESUMING,  /* waiting for the bus to take the port back */
+};
+
+struct package {
+    char *title, *version, *checksum, *alg, *tag, *url;
+    long long size; /* -1: unknown */
+};
+
+struct job {
+    struct package announced; /* what the shared attributes say now */
+    struct package target;    /* what this job works on (or last worked on) */
+    bool target_done;         /* the command ran (or the package failed for good) */
+    enum phase phase;
+    char *part, *image;
+    int fd;
+    uint64_t bytes;
+    unsigned chunk;
+    int req_id;
+    uint64_t deadline_ms;
+    int retries;
+    pid_t pid;
+    int out_fd;
+    char last_line[256];
+    char linebuf[256];
+    size_t linelen;
+    uint64_t cmd_deadline_ms;
+    uint64_t kill_at_ms;
+    bool timed_out;
+    int exit_status;
+    bool exit_ok;
+    char *running_title, *running_version; /* what the device runs (persisted) */
+};
+
+struct ota {
+    struct job (*jobs)[N_KINDS];
+    int next_req_id;
+    char *state_path;
+};
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static struct job *job(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    return &u->ota->jobs[d->dc->index][k];
+}
+
+static void package_clear(struct package *p)
+{
+    free(p->title);
+    free(p->version);
+    free(p->checksum);
+    free(p->alg);
+    free(p->tag);
+    free(p->url);
+    memset(p, 0, sizeof(*p));
+    p->size = -1;
+}
+
+static char *dup0(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void package_copy(struct package *dst, const struct package *src)
+{
+    package_clear(dst);
+    dst->title = dup0(src->title);
+    dst->version = dup0(src->version);
+    dst->checksum = dup0(src->checksum);
+    dst->alg = dup0(src->alg);
+    dst->tag = dup0(src->tag);
+    dst->url = dup0(src->url);
+    dst->size = src->size;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_package(const struct package *a, const struct package *b)
+{
+    return same(a->title, b->title) && same(a->version, b->version) &&
+           (!a->checksum || !b->checksum || strcasecmp(a->checksum, b->checksum) == 0);
+}
+
+/* Telemetry of the update's progress. extra: more members (taken). */
+static void report(struct uplink *u, struct up_dev *d, enum kind k, const char *state,
+                   const char *error, json_object *extra)
+{
+    json_object *o = extra ? extra : json_object_new_object();
+    char key[32];
+
+    snprintf(key, sizeof(key), "%s_state", kind_names[k]);
+    json_object_object_add(o, key, json_object_new_string(state));
+    if (error) {
+        snprintf(key, sizeof(key), "%s_error", kind_names[k]);
+        json_object_object_add(o, key, json_object_new_string(error));
+    }
+    uplink_publish_json(u, d, "v1/devices/me/telemetry", o);
+    json_object_put(o);
+}
+
+static json_object *current_version_object(enum kind k, const struct job *j)
+{
+    json_object *o = json_object_new_object();
+    char key[32];
+
+    snprintf(key, sizeof(key), "current_%s_title", kind_names[k]);
+    json_object_object_add(o, key, json_object_new_string(j->running_title));
+    snprintf(key, sizeof(key), "current_%s_version", kind_names[k]);
+    json_object_object_add(o, key, json_object_new_string(j->running_version));
+    return o;
+}
+
+/* ---- persisted state --------------------------------------------------------------------- */
+
+static void save_state(struct uplink *u)
+{
+    json_object *root = json_object_new_object(), *devs = json_object_new_object();
+    const char *text;
+    int r;
+
+    json_object_object_add(root, "devices", devs);
+    for (size_t i = 0; i < u->n_devs; i++) {
+        json_object *dev = NULL;
+        for (int k = 0; k < N_KINDS; k++) {
+            struct job *j = &u->ota->jobs[i][k];
+            json_object *o;
+            if (!j->running_title)
+                continue;
+            if (!dev)
+                dev = json_object_new_object();
+            o = json_object_new_object();
+            json_object_object_add(o, "title", json_object_new_string(j->running_title));
+            json_object_object_add(o, "version", json_object_new_string(j->running_version));
+            json_object_object_add(dev, kind_names[k], o);
+        }
+        if (dev)
+            json_object_object_add(devs, u->devs[i].dc->name, dev);
+    }
+    text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY);
+    r = write_file_atomic(u->ota->state_path, text, strlen(text), 0640);
+    if (r < 0)
+        log_error_errno(r, "cannot save '%s': %m", u->ota->state_path);
+    json_object_put(root);
+}
+
+static void load_state(struct uplink *u)
+{
+    char *text = NULL;
+    json_object *root, *devs;
+
+    if (read_file(u->ota->state_path, &text, NULL, OTA_STATE_MAX) < 0)
+        return;
+    root = json_tokener_parse(text);
+    free(text);
+    if (!root || !json_object_object_get_ex(root, "devices", &devs) ||
+        !json_object_is_type(devs, json_type_object)) {
+        log_warning("'%s' is unreadable; running versions are unknown until the next update",
+                    u->ota->state_path);
+        json_object_put(root);
+        return;
+    }
+    for (size_t i = 0; i < u->n_devs; i++) {
+        json_object *dev;
+        if (!json_object_object_get_ex(devs, u->devs[i].dc->name, &dev))
+            continue;
+        for (int k = 0; k < N_KINDS; k++) {
+            json_object *o, *t, *v;
+            struct job *j = &u->ota->jobs[i][k];
+            if (json_object_object_get_ex(dev, kind_names[k], &o) &&
+                json_object_object_get_ex(o, "title", &t) &&
+                json_object_object_get_ex(o, "version", &v) &&
+                json_object_is_type(t, json_type_string) && json_object_is_type(v, json_type_string)) {
+                j->running_title = xstrdup(json_object_get_string(t));
+                j->running_version = xstrdup(json_object_get_string(v));
+            }
+        }
+    }
+    json_object_put(root);
+}
+
+/* ---- download ---------------------------------------------------------------------------- */
+
+static void request_chunk(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    char topic[96], size[16];
+
+    snprintf(topic, sizeof(topic), "v2/%s/request/%d/chunk/%u", kind_names[k], j->req_id, j->chunk);
+    snprintf(size, sizeof(size), "%u", CHUNK);
+    j->deadline_ms = now_ms() + CHUNK_TIMEOUT_MS;
+    if (d->state == CS_UP && d->sess)
+        session_publish(d->sess, topic, size, strlen(size), 1, NULL);
+}
+
+static void end_job(struct job *j)
+{
+    if (j->fd >= 0)
+        close(j->fd);
+    j->fd = -1;
+    if (j->part)
+        unlink(j->part);
+    if (j->image)
+        unlink(j->image);
+    j->phase = IDLE;
+}
+
+static void fail(struct uplink *u, struct up_dev *d, enum kind k, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+
+static void fail(struct uplink *u, struct up_dev *d, enum kind k, const char *fmt, ...)
+{
+    struct job *j = job(u, d, k);
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_warning("device '%s': %s update %s %s failed: %s", d->dc->name,
+                k == FW ? "firmware" : "software", strempty(j->target.title),
+                strempty(j->target.version), msg);
+    report(u, d, k, "FAILED", msg, NULL);
+    end_job(j);
+    j->target_done = true;
+}
+
+static void start_download(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    char *dir = xasprintf("%s/ota", u->cfg->storage.path);
+    int r = mkdir_p(dir, 0750);
+
+    free(j->part);
+    free(j->image);
+    j->image = xasprintf("%s/%s.%s", dir, d->dc->name, kind_names[k]);
+    for (char *p = j->image + strlen(dir) + 1; *p; p++)
+        if (*p == '/')
+            *p = '_'; /* a device name is not a path */
+    j->part = xasprintf("%s.part", j->image);
+    free(dir);
+    if (r < 0) {
+        fail(u, d, k, "cannot create the download directory: %s", strerror(-r));
+        return;
+    }
+    j->fd = open(j->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (j->fd < 0) {
+        fail(u, d, k, "cannot create '%s': %s", j->part, strerror(errno));
+        return;
+    }
+    j->bytes = 0;
+    j->chunk = 0;
+    j->retries = 0;
+    j->phase = DOWNLOADING;
+    j->req_id = ++u->ota->next_req_id;
+    log_info("device '%s': downloading %s %s %s (%lld bytes)", d->dc->name,
+             k == FW ? "firmware" : "software", j->target.title, j->target.version,
+             j->target.size);
+    report(u, d, k, "DOWNLOADING", NULL, NULL);
+    request_chunk(u, d, k);
+}
+
+static void run_command(struct uplink *u, struct up_dev *d, enum kind k);
+
+static void pause_done(struct uplink *u, struct up_dev *d, struct command *cmd, void *ctx)
+{
+    enum kind k = (enum kind)(intptr_t)ctx;
+    struct job *j = job(u, d, k);
+
+    if (j->phase != PAUSING)
+        return;
+    if (cmd->result < 0) {
+        fail(u, d, k, "cannot pause bus '%s': %s", d->dc->bus->name, strerror(-cmd->result));
+        return;
+    }
+    run_command(u, d, k);
+}
+
+static void resume_done(struct uplink *u, struct up_dev *d, struct command *cmd, void *ctx)
+{
+    enum kind k = (enum kind)(intptr_t)ctx;
+    struct job *j = job(u, d, k);
+
+    if (j->phase == RESUMING)
+        j->phase = IDLE;
+}
+
+static void verified(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    struct command *cmd;
+    int r;
+
+    if (rename(j->part, j->image) < 0) {
+        fail(u, d, k, "cannot rename the image: %s", strerror(errno));
+        return;
+    }
+    report(u, d, k, "VERIFIED", NULL, NULL);
+    if (!d->dc->ota.exclusive_bus) {
+        run_command(u, d, k);
+        return;
+    }
+    cmd = xcalloc(1, sizeof(*cmd));
+    cmd->kind = CMD_PAUSE;
+    j->phase = PAUSING;
+    r = router_submit_internal(u, d, cmd, pause_done, (void *)(intptr_t)k);
+    if (r < 0)
+        fail(u, d, k, "cannot pause bus '%s': %s", d->dc->bus->name, strerror(-r));
+}
+
+static void download_finished(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    char got[CHECKSUM_HEX_MAX];
+    int alg = checksum_alg_from_string(j->target.alg);
+    int r;
+
+    close(j->fd);
+    j->fd = -1;
+    if (j->target.size >= 0 && (long long)j->bytes != j->target.size) {
+        fail(u, d, k, "size mismatch: expected %lld bytes, got %llu", j->target.size,
+             (unsigned long long)j->bytes);
+        return;
+    }
+    report(u, d, k, "DOWNLOADED", NULL, NULL);
+    r = checksum_file((enum checksum_alg)alg, j->part, got);
+    if (r < 0) {
+        fail(u, d, k, "cannot read the image back: %s", strerror(-r));
+        return;
+    }
+    if (strcasecmp(got, j->target.checksum) != 0) {
+        fail(u, d, k, "checksum mismatch: %s expected %s, got %s", j->target.alg,
+             j->target.checksum, got);
+        return;
+    }
+    verified(u, d, k);
+}
+
+static void on_chunk(struct uplink *u, struct up_dev *d, enum kind k, int req, unsigned n,
+                     const char *payload, size_t len)
+{
+    struct job *j = job(u, d, k);
+
+    if (j->phase != DOWNLOADING || req != j->req_id || n != j->chunk)
+        return; /* late answer to a request we gave up on */
+    if (len == 0) {
+        download_finished(u, d, k);
+        return;
+    }
+    if (len > CHUNK) {
+        fail(u, d, k, "the edge sent a chunk larger than requested");
+        return;
+    }
+    if (pwrite(j->fd, payload, len, (off_t)j->bytes) != (ssize_t)len) {
+        fail(u, d, k, "cannot write the image: %s", strerror(errno));
+        return;
+    }
+    j->bytes += len;
+    j->retries = 0;
+    if (j->target.size >= 0 && (long long)j->bytes > j->target.size) {
+        fail(u, d, k, "size mismatch: more than the announced %lld bytes", j->target.size);
+        return;
+    }
+    /* A short chunk is the last one; asking for the empty one would only cost a round trip. */
+    if (len < CHUNK || (j->target.size >= 0 && (long long)j->bytes == j->target.size)) {
+        download_finished(u, d, k);
+        return;
+    }
+    j->chunk++;
+    request_chunk(u, d, k);
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+static void setenvp(char ***envp, size_t *n, const char *name, const char *value)
+{
+    *envp = xreallocarray(*envp, *n + 2, sizeof(char *));
+    (*envp)[(*n)++] = xasprintf("%s=%s", name, value ? value : "");
+    (*envp)[*n] = NULL;
+}
+
+static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    const struct device_config *dc = d->dc;
+    const struct bus_config *bc = dc->bus;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    char **envp = NULL;
+    size_t n = 0;
+    int pipefd[2];
+    char num[32];
+    char *argv[3];
+    int r;
+
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "TBGW_", 5) != 0) {
+            envp = xreallocarray(envp, n + 2, sizeof(char *));
+            envp[n++] = xstrdup(*e);
+            envp[n] = NULL;
+        }
+    setenvp(&envp, &n, "TBGW_DEVICE", dc->name);
+    setenvp(&envp, &n, "TBGW_OTA_KIND", kind_names[k]);
+    setenvp(&envp, &n, "TBGW_OTA_FILE", j->image);
+    setenvp(&envp, &n, "TBGW_OTA_TITLE", j->target.title);
+    setenvp(&envp, &n, "TBGW_OTA_VERSION", j->target.version);
+    setenvp(&envp, &n, "TBGW_OTA_TAG", j->target.tag);
+    setenvp(&envp, &n, "TBGW_OTA_CHECKSUM", j->target.checksum);
+    setenvp(&envp, &n, "TBGW_OTA_CHECKSUM_ALGORITHM", j->target.alg);
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)j->bytes);
+    setenvp(&envp, &n, "TBGW_OTA_SIZE", num);
+    setenvp(&envp, &n, "TBGW_BUS", bc->name);
+    setenvp(&envp, &n, "TBGW_BUS_DRIVER", driver_kind_to_string(bc->driver));
+    if (bc->driver == DRIVER_MODBUS_TCP) {
+        setenvp(&envp, &n, "TBGW_BUS_HOST", bc->host);
+        snprintf(num, sizeof(num), "%d", bc->tcp_port);
+        setenvp(&envp, &n, "TBGW_BUS_PORT", num);
+    } else {
+        setenvp(&envp, &n, "TBGW_BUS_PORT", bc->device);
+        snprintf(num, sizeof(num), "%d", bc->baud);
+        setenvp(&envp, &n, "TBGW_BUS_BAUD", num);
+    }
+    if (bc->driver != DRIVER_SERIAL_LINE) {
+        snprintf(num, sizeof(num), "%d", dc->unit_id);
+        setenvp(&envp, &n, "TBGW_UNIT_ID", num);
+    }
+    setenvp(&envp, &n, "TBGW_EXCLUSIVE_BUS", dc->ota.exclusive_bus ? "1" : "0");
+
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        fail(u, d, k, "cannot run the command: %s", strerror(errno));
+        goto out;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDERR_FILENO);
+    posix_spawnattr_init(&attr);
+    /* Its own process group: a timeout kills whatever it started too. Default signal mask
+     * and dispositions: tbgw blocks SIGTERM and friends in all its threads. */
+    posix_spawnattr_setpgroup(&attr, 0);
+    {
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &all);
+    }
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    argv[0] = dc->ota.command;
+    argv[1] = j->image;
+    argv[2] = NULL;
+    r = posix_spawn(&j->pid, dc->ota.command, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(pipefd[1]);
+    if (r != 0) {
+        close(pipefd[0]);
+        fail(u, d, k, "cannot run '%s': %s", dc->ota.command, strerror(r));
+        goto resume;
+    }
+    fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+    j->out_fd = pipefd[0];
+    j->last_line[0] = '\0';
+    j->linelen = 0;
+    j->timed_out = false;
+    j->kill_at_ms = 0;
+    j->cmd_deadline_ms = now_ms() + (uint64_t)dc->ota.timeout_s * 1000u;
+    j->phase = UPDATING;
+    log_info("device '%s': running '%s %s'", dc->name, dc->ota.command, j->image);
+    report(u, d, k, "UPDATING", NULL, NULL);
+    goto out;
+resume:
+    if (dc->ota.exclusive_bus) {
+        struct command *cmd = xcalloc(1, sizeof(*cmd));
+        cmd->kind = CMD_RESUME;
+        j->phase = RESUMING;
+        if (router_submit_internal(u, d, cmd, resume_done, (void *)(intptr_t)k) < 0)
+            j->phase = IDLE;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        free(envp[i]);
+    free(envp);
+}
+
+/* Keep the last non-empty line the command printed, for fw_error. */
+static void read_output(struct job *j)
+{
+    char buf[512];
+    ssize_t n;
+
+    while (j->out_fd >= 0 && (n = read(j->out_fd, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == '\n' || buf[i] == '\r') {
+                if (j->linelen) {
+                    memcpy(j->last_line, j->linebuf, j->linelen);
+                    j->last_line[j->linelen] = '\0';
+                }
+                j->linelen = 0;
+            } else if (j->linelen < sizeof(j->linebuf) - 1) {
+                j->linebuf[j->linelen++] = buf[i];
+            }
+        }
+    }
+}
+
+static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, int status)
+{
+    struct job *j = job(u, d, k);
+    struct command *cmd;
+
+    read_output(j);
+    if (j->linelen) {
+        memcpy(j->last_line, j->linebuf, j->linelen);
+        j->last_line[j->linelen] = '\0';
+    }
+    close(j->out_fd);
+    j->out_fd = -1;
+    j->pid = 0;
+    if (j->timed_out) {
+        fail(u, d, k, "the command did not finish within %d s and was killed",
+             d->dc->ota.timeout_s);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        free(j->running_title);
+        free(j->running_version);
+        j->running_title = xstrdup(j->target.title);
+        j->running_version = xstrdup(j->target.version);
+        save_state(u);
+        log_info("device '%s': updated to %s %s", d->dc->name, j->target.title, j->target.version);
+        report(u, d, k, "UPDATED", NULL, current_version_object(k, j));
+        end_job(j);
+        j->target_done = true;
+    } else if (WIFEXITED(status)) {
+        fail(u, d, k, "the command exited with status %d%s%s", WEXITSTATUS(status),
+             j->last_line[0] ? ": " : "", j->last_line);
+    } else {
+        fail(u, d, k, "the command was killed by signal %d%s%s", WTERMSIG(status),
+             j->last_line[0] ? ": " : "", j->last_line);
+    }
+    if (d->dc->ota.exclusive_bus) {
+        cmd = xcalloc(1, sizeof(*cmd));
+        cmd->kind = CMD_RESUME;
+        j->phase = RESUMING;
+        if (router_submit_internal(u, d, cmd, resume_done, (void *)(intptr_t)k) < 0) {
+            log_error("device '%s': cannot resume bus '%s'", d->dc->name, d->dc->bus->name);
+            j->phase = IDLE;
+        }
+    }
+}
+
+/* ---- announcements ---------------------------------------------------------------------- */
+
+static void consider(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    const struct package *a = &j->announced;
+
+    if (!a->title || !a->version)
+        return;
+    if (j->running_title && same(a->title, j->running_title) &&
+        same(a->version, j->running_version))
+        return; /* already running it */
+    if (j->target.title && same_package(a, &j->target) && (j->phase != IDLE || j->target_done))
+        return; /* announced again: never twice */
+    if (!a->url && (!a->checksum || !a->alg || a->size < 0))
+        return; /* not complete yet: the rest of the push follows */
+    if (j->phase != IDLE) {
+        if (j->phase != DOWNLOADING) {
+            log_warning("device '%s': %s %s announced while an update runs; it waits for the "
+                        "next announcement", d->dc->name, a->title, a->version);
+            return;
+        }
+        log_info("device '%s': a new package was assigned during a download; switching",
+                 d->dc->name);
+        end_job(j);
+    }
+    package_copy(&j->target, a);
+    j->target_done = false;
+    if (!d->dc->ota.enabled) {
+        fail(u, d, k, "tbgw has no ota block for device '%s' (see tbgw.conf(5))", d->dc->name);
+        return;
+    }
+    if (a->url) {
+        fail(u, d, k, "the package is a URL; tbgw downloads packages over MQTT only");
+        return;
+    }
+    if (checksum_alg_from_string(a->alg) < 0) {
+        fail(u, d, k, "unknown checksum algorithm '%s'", a->alg);
+        return;
+    }
+    start_download(u, d, k);
+}
+
+bool ota_key(const char *key)
+{
+    return (strncmp(key, "fw_", 3) == 0 || strncmp(key, "sw_", 3) == 0);
+}
+
+static int kind_of(const char *key)
+{
+    return strncmp(key, "fw_", 3) == 0 ? FW : strncmp(key, "sw_", 3) == 0 ? SW : -1;
+}
+
+static void set_field(struct package *p, const char *field, json_object *v)
+{
+    char **dst = NULL;
+
+    if (strcmp(field, "size") == 0) {
+        p->size = (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double) ||
+                   json_object_is_type(v, json_type_string))
+                      ? (long long)json_object_get_int64(v)
+                      : -1;
+        if (p->size < 0)
+            p->size = -1;
+        return;
+    }
+    if (strcmp(field, "title") == 0)
+        dst = &p->title;
+    else if (strcmp(field, "version") == 0)
+        dst = &p->version;
+    else if (strcmp(field, "checksum") == 0)
+        dst = &p->checksum;
+    else if (strcmp(field, "checksum_algorithm") == 0)
+        dst = &p->alg;
+    else if (strcmp(field, "tag") == 0)
+        dst = &p->tag;
+    else if (strcmp(field, "url") == 0)
+        dst = &p->url;
+    if (!dst)
+        return; /* fw_state, fw_ts…: the server's own bookkeeping */
+    free(*dst);
+    *dst = json_object_is_type(v, json_type_null) ? NULL : xstrdup(json_object_get_string(v));
+}
+
+void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o)
+{
+    bool touched[N_KINDS] = {false, false};
+
+    json_object_object_foreach(o, key, v) {
+        int k = kind_of(key);
+        if (k < 0)
+            continue;
+        set_field(&job(u, d, (enum kind)k)->announced, key + 3, v);
+        touched[k] = true;
+    }
+    for (int k = 0; k < N_KINDS; k++)
+        if (touched[k])
+            consider(u, d, (enum kind)k);
+}
+
+void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys)
+{
+    size_t n = json_object_array_length(keys);
+
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(keys, i);
+        const char *key = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : "";
+        int k = kind_of(key);
+        struct job *j;
+
+        if (k < 0)
+            continue;
+        j = job(u, d, (enum kind)k);
+        if (strcmp(key + 3, "title") == 0 || strcmp(key + 3, "version") == 0) {
+            /* Unassigned. A download stops; a running command is left to finish. */
+            package_clear(&j->announced);
+            if (j->phase == DOWNLOADING) {
+                log_info("device '%s': the package was unassigned; download stopped", d->dc->name);
+                end_job(j);
+            }
+        } else {
+            set_field(&j->announced, key + 3, json_object_new_null());
+        }
+    }
+}
+
+size_t ota_request_keys(char *buf, size_t size)
+{
+    static const char keys[] = "fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm,"
+                               "fw_tag,fw_url,sw_title,sw_version,sw_size,sw_checksum,"
+                               "sw_checksum_algorithm,sw_tag,sw_url";
+
+    if (buf) {
+        if (*buf)
+            strncat(buf, ",", size - strlen(buf) - 1);
+        strncat(buf, keys, size - strlen(buf) - 1);
+    }
+    return sizeof(keys);
+}
+
+/* "v2/<kind>/response/<req>/chunk/<n>" -> req, n. */
+static bool chunk_topic(const char *topic, enum kind k, int *req, unsigned *n)
+{
+    char prefix[24];
+    const char *p;
+    char *end;
+    long a, b;
+
+    snprintf(prefix, sizeof(prefix), "v2/%s/response/", kind_names[k]);
+    if (strncmp(topic, prefix, strlen(prefix)) != 0)
+        return false;
+    p = topic + strlen(prefix);
+    a = strtol(p, &end, 10);
+    if (end == p || strncmp(end, "/chunk/", 7) != 0)
+        return false;
+    p = end + 7;
+    b = strtol(p, &end, 10);
+    if (end == p || *end || a < 0 || a > INT32_MAX || b < 0 || b > INT32_MAX)
+        return false;
+    *req = (int)a;
+    *n = (unsigned)b;
+    return true;
+}
+
+bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
+                 size_t len)
+{
+    for (int k = 0; k < N_KINDS; k++) {
+        int req;
+        unsigned n;
+
+        if (chunk_topic(topic, (enum kind)k, &req, &n)) {
+            on_chunk(u, d, (enum kind)k, req, n, payload, len);
+            return true;
+        }
+    }
+    if (strcmp(topic, "v2/fw/error") == 0 || strcmp(topic, "v2/sw/error") == 0) {
+        /* ThingsBoard uses v2/fw/error for software requests too: fail whichever downloads. */
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the edge refused the download: %.*s", (int)MIN(len, (size_t)80),
+                 payload);
+        for (int k = 0; k < N_KINDS; k++)
+            if (job(u, d, (enum kind)k)->phase == DOWNLOADING)
+                fail(u, d, (enum kind)k, "%s", msg);
+        return true;
+    }
+    return false;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+void ota_init(struct uplink *u)
+{
+    u->ota = xcalloc(1, sizeof(*u->ota));
+    u->ota->jobs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->ota->jobs));
+    u->ota->state_path = xasprintf("%s/ota-state.json", u->cfg->storage.path);
+    /* reqIds only need to differ within a session; starting from the clock keeps them
+     * different from any the server saw before a restart, too. */
+    u->ota->next_req_id = (int)(now_ms() % 1000000);
+    for (size_t i = 0; i < u->n_devs; i++)
+        for (int k = 0; k < N_KINDS; k++) {
+            struct job *j = &u->ota->jobs[i][k];
+            j->fd = j->out_fd = -1;
+            j->announced.size = j->target.size = -1;
+        }
+    load_state(u);
+}
+
+void ota_free(struct uplink *u)
+{
+    if (!u->ota)
+        return;
+    for (size_t i = 0; i < u->n_devs; i++) {
+        for (int k = 0; k < N_KINDS; k++) {
+            struct job *j = &u->ota->jobs[i][k];
+            if (j->pid > 0) {
+                /* Stopping: an update in progress is not abandoned half way. */
+                log_warning("device '%s': waiting for the update command (pid %d) to finish",
+                            u->devs[i].dc->name, (int)j->pid);
+                waitpid(j->pid, NULL, 0);
+            }
+            if (j->out_fd >= 0)
+                close(j->out_fd);
+            if (j->fd >= 0)
+                close(j->fd);
+            if (j->part)
+                unlink(j->part);
+            package_clear(&j->announced);
+            package_clear(&j->target);
+            free(j->part);
+            free(j->image);
+            free(j->running_title);
+            free(j->running_version);
+        }
+    }
+    free(u->ota->jobs);
+    free(u->ota->state_path);
+    free(u->ota);
+    u->ota = NULL;
+}
+
+void ota_connected(struct uplink *u, struct up_dev *d)
+{
+    for (int k = 0; k < N_KINDS; k++) {
+        struct job *j = job(u, d, (enum kind)k);
+        if (j->running_title)
+            uplink_publish_json_take(u, d, "v1/devices/me/telemetry",
+                                     current_version_object((enum kind)k, j));
+        if (j->phase == DOWNLOADING) {
+            /* Resume where it stopped, under a new reqId for the new session. */
+            j->req_id = ++u->ota->next_req_id;
+            j->retries = 0;
+            log_info("device '%s': resuming the download at byte %llu", d->dc->name,
+                     (unsigned long long)j->bytes);
+            request_chunk(u, d, (enum kind)k);
+        }
+    }
+}
+
+void ota_disconnected(struct uplink *u, struct up_dev *d)
+{
+}
+
+void ota_tick(struct uplink *u, uint64_t now)
+{
+    for (size_t i = 0; i < u->n_devs; i++) {
+        struct up_dev *d = &u->devs[i];
+        for (int k = 0; k < N_KINDS; k++) {
+            struct job *j = &u->ota->jobs[i][k];
+            int status;
+
+            if (j->phase == DOWNLOADING && d->state == CS_UP && now >= j->deadline_ms) {
+                if (++j->retries > CHUNK_RETRIES)
+                    fail(u, d, (enum kind)k, "download timed out at byte %llu",
+                         (unsigned long long)j->bytes);
+                else
+                    request_chunk(u, d, (enum kind)k);
+            }
+            if (j->phase != UPDATING || j->pid <= 0)
+                continue;
+            read_output(j);
+            if (waitpid(j->pid, &status, WNOHANG) == j->pid) {
+                command_finished(u, d, (enum kind)k, status);
+                continue;
+            }
+            if (!j->timed_out && now >= j->cmd_deadline_ms) {
+                j->timed_out = true;
+                j->kill_at_ms = now + KILL_GRACE_MS;
+                kill(-j->pid, SIGTERM);
+            } else if (j->timed_out && j->kill_at_ms && now >= j->kill_at_ms) {
+                kill(-j->pid, SIGKILL);
+                j->kill_at_ms = 0;
+            }
+        }
+    }
+}
