@@ -185,7 +185,9 @@ static int sl_connect(void *state)
         tio.c_cflag |= PARENB | PARODD;
     if (c->stop_bits == 2)
         tio.c_cflag |= CSTOPB;
-    tio.c_cc[VMIN] = 0;
+    /* VMIN 1 with O_NONBLOCK: an empty port reads as EAGAIN and 0 means hang-up. (With
+     * VMIN 0 and VTIME 0 Linux returns 0 for "no data", indistinguishable from EOF.) */
+    tio.c_cc[VMIN] = 1;
     tio.c_cc[VTIME] = 0;
     if (tcsetattr(fd, TCSANOW, &tio) < 0) {
         r = -errno;
@@ -298,8 +300,8 @@ static int read_lines(struct sl *sl, void (*on_line)(struct sl *, const char *, 
 static void stream_line(struct sl *sl, const char *line, size_t len, void *arg)
 {
     sl->last_line_ms = now_ms();
-    if (sl->stream)
-        handle_line(sl, sl->stream, line, len);
+    if (sl->stream && handle_line(sl, sl->stream, line, len) > 0)
+        bus_device_answered(sl->bus, sl->stream->bd);
     /* On a polled bus a line nobody asked for is noise from the line: dropped. */
 }
 

@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "control/control.h"
+#include "drivers/driver.h"
 #include "gateway.h"
 #include "util/log.h"
 #include "util/macros.h"
@@ -317,6 +318,7 @@ int main(int argc, char **argv)
     int r;
 
     log_open();
+    log_set_strerror(driver_strerror); /* %m knows libmodbus's errors too */
     r = parse_argv(argc, argv);
     if (r <= 0)
         return r < 0 ? EXIT_USAGE : EXIT_SUCCESS;

@@ -229,21 +229,50 @@ static json_object *parse_value(const char *s)
     return v ? v : json_object_new_string(s);
 }
 
+/* Options after the command word are the command's own (--json, --secret,
+ * --duration-ms); everything else is positional, so "write dev sp -5" writes -5. */
+static int command_args(int argc, char **argv, char ***ret_pos, int *ret_n)
+{
+    static char *pos[8];
+    int n = 0;
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            arg_json = true;
+        } else if ((strcmp(a, "--secret") == 0 || strcmp(a, "--duration-ms") == 0) && i + 1 < argc) {
+            if (a[2] == 's')
+                arg_secret = argv[++i];
+            else
+                arg_duration_ms = strtoll(argv[++i], NULL, 10);
+        } else if (strcmp(a, "--") == 0) {
+            continue;
+        } else if (n < 8) {
+            pos[n++] = argv[i];
+        } else {
+            return -1;
+        }
+    }
+    *ret_pos = pos;
+    *ret_n = n;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    enum { ARG_JSON = 0x100, ARG_SECRET, ARG_DURATION, ARG_VERSION };
+    enum { ARG_JSON = 0x100, ARG_VERSION };
     static const struct option opts[] = {
         {"socket", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, ARG_JSON},     {"secret", required_argument, NULL, ARG_SECRET},
-        {"duration-ms", required_argument, NULL, ARG_DURATION},
-        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, ARG_VERSION},
-        {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, ARG_JSON},     {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, ARG_VERSION}, {NULL, 0, NULL, 0},
     };
     json_object *req = json_object_new_object(), *reply = NULL, *m;
     const char *cmd;
-    int c, r;
+    char **pos;
+    int c, r, n;
 
-    while ((c = getopt_long(argc, argv, "s:c:h", opts, NULL)) >= 0) {
+    /* "+": stop at the command word; its arguments are parsed below. */
+    while ((c = getopt_long(argc, argv, "+s:c:h", opts, NULL)) >= 0) {
         switch (c) {
         case 's':
             arg_socket = optarg;
@@ -254,42 +283,39 @@ int main(int argc, char **argv)
         case ARG_JSON:
             arg_json = true;
             break;
-        case ARG_SECRET:
-            arg_secret = optarg;
-            break;
-        case ARG_DURATION:
-            arg_duration_ms = strtoll(optarg, NULL, 10);
-            break;
         case 'h':
             usage(stdout);
+            json_object_put(req);
             return 0;
         case ARG_VERSION:
             printf("tbgwctl %s\n", PACKAGE_VERSION);
+            json_object_put(req);
             return 0;
         default:
             usage(stderr);
+            json_object_put(req);
             return EXIT_USAGE;
         }
     }
-    if (optind >= argc) {
+    if (optind >= argc || command_args(argc - optind - 1, argv + optind + 1, &pos, &n) < 0) {
         usage(stderr);
+        json_object_put(req);
         return EXIT_USAGE;
     }
-    cmd = argv[optind++];
+    cmd = argv[optind];
     json_object_object_add(req, "cmd", json_object_new_string(cmd));
-    if ((strcmp(cmd, "read") == 0 && argc - optind == 2) ||
-        (strcmp(cmd, "write") == 0 && argc - optind == 3)) {
-        json_object_object_add(req, "device", json_object_new_string(argv[optind]));
-        json_object_object_add(req, "key", json_object_new_string(argv[optind + 1]));
-        if (argc - optind == 3)
-            json_object_object_add(req, "value", parse_value(argv[optind + 2]));
-    } else if (strcmp(cmd, "claim") == 0 && argc - optind == 1) {
-        json_object_object_add(req, "device", json_object_new_string(argv[optind]));
+    if ((strcmp(cmd, "read") == 0 && n == 2) || (strcmp(cmd, "write") == 0 && n == 3)) {
+        json_object_object_add(req, "device", json_object_new_string(pos[0]));
+        json_object_object_add(req, "key", json_object_new_string(pos[1]));
+        if (n == 3)
+            json_object_object_add(req, "value", parse_value(pos[2]));
+    } else if (strcmp(cmd, "claim") == 0 && n == 1) {
+        json_object_object_add(req, "device", json_object_new_string(pos[0]));
         if (arg_secret)
             json_object_object_add(req, "secret", json_object_new_string(arg_secret));
         if (arg_duration_ms >= 0)
             json_object_object_add(req, "duration_ms", json_object_new_int64(arg_duration_ms));
-    } else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0) && argc == optind) {
+    } else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0) && n == 0) {
         /* no arguments */
     } else {
         fprintf(stderr, "tbgwctl: wrong arguments for '%s'\n", cmd);
@@ -316,7 +342,7 @@ int main(int argc, char **argv)
         json_object_object_get_ex(reply, "value", &m);
         printf("%s\n", json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN));
     } else if (strcmp(cmd, "claim") == 0) {
-        printf("claiming request sent for %s\n", argv[optind]);
+        printf("claiming request sent for %s\n", pos[0]);
     } else if (strcmp(cmd, "reload") == 0) {
         if (json_object_object_get_ex(reply, "warnings", &m))
             fputs(json_object_get_string(m), stderr);

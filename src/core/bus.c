@@ -348,6 +348,23 @@ void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err)
     }
 }
 
+void bus_device_answered(struct bus *b, struct bus_device *bd)
+{
+    struct device_stats *st = &bd->dev->stats;
+
+    atomic_store_explicit(&st->last_ok_ms, bd->poll_ts, memory_order_relaxed);
+    if (!bd->backoff_ms)
+        return;
+    bd->backoff_ms = 0;
+    atomic_store(&st->active, true);
+    atomic_store_explicit(&st->last_error, 0, memory_order_relaxed);
+    complain_release(&bd->fail, "device '%s': answering again", bd->dev->cfg->name);
+    /* Back on its normal schedule. */
+    schedule_remove(&b->sched, bd->id);
+    bd->next_due_ms = now_ms() + (uint64_t)bd->dev->cfg->poll_ms;
+    schedule_push(&b->sched, bd->next_due_ms, bd->id);
+}
+
 /* ---- the loop ---------------------------------------------------------------------- */
 
 static void wake_uplink(struct bus *b)

@@ -88,6 +88,10 @@ void bus_split_block(struct bus *b, struct bus_device *bd, size_t i, int err);
 /* A single-tag read was refused: log once per tag. */
 void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err);
 
+/* A device that talks on its own (a streaming sensor) was heard from: if it was backed
+ * off as silent, it is active again now rather than at its next scheduled check. */
+void bus_device_answered(struct bus *b, struct bus_device *bd);
+
 bool bus_stopping(const struct bus *b);
 
 #endif

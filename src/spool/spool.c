@@ -746,21 +746,21 @@ static void quarantine(struct spool *s, struct batch *b)
     batch_free(b);
 }
 
-void spool_requeue(struct spool *s, uint32_t device)
+void spool_requeue(struct spool *s, uint32_t device, uint64_t session_ms)
 {
     struct queue *q = &s->q[device];
     struct batch *first = NULL;
     uint64_t now = now_ms();
 
+    /* paho may have failed the pending publishes before it reported the loss, so "in
+     * flight" is not the test: sent during this session and not acknowledged is. */
     for (struct batch *b = q->head; b; b = b->next) {
-        if (!b->inflight)
-            continue;
-        if (!first)
+        if (!first && b->sent_ms && b->sent_ms >= session_ms)
             first = b;
         b->inflight = false;
     }
-    /* Only the oldest in-flight batch is suspect: the server closes the session on the
-     * first message it cannot take; the others were merely in the way. */
+    /* Only the oldest is suspect: the server closes the session on the first message it
+     * cannot take; the others were merely in the way. */
     if (first && now - first->sent_ms <= REJECT_WINDOW_MS && ++first->tries >= QUARANTINE_TRIES)
         quarantine(s, first);
 }

@@ -60,8 +60,10 @@ struct batch *spool_find_token(struct spool *s, uint32_t device, int token);
 /* The Edge has it: drop b for good. */
 void spool_ack(struct spool *s, struct batch *b);
 
-/* The session was lost: every in-flight batch of device is sent again, in order. */
-void spool_requeue(struct spool *s, uint32_t device);
+/* The session (up since the monotonic time session_ms) was lost: every unacknowledged
+ * batch of device is sent again, in order. The oldest batch sent during that session is the
+ * suspect if the loss came right after it was sent: see "Rejection" in spool.c. */
+void spool_requeue(struct spool *s, uint32_t device, uint64_t session_ms);
 
 /* Batches waiting for device. */
 size_t spool_pending(const struct spool *s, uint32_t device);

@@ -121,6 +121,8 @@ static int on_tls_error(const char *str, size_t len, void *ctx)
     struct session *s = ctx;
     struct event *e = event_new(s, EV_TLS_ERROR);
 
+    while (len && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+        len--;
     e->text = xstrndup(str, len);
     evq_post(s->evq, e);
     return 0;

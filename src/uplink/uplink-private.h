@@ -53,6 +53,7 @@ struct up_dev {
     uint64_t provision_deadline_ms;
     char *halted_reason;
     uint64_t retry_at_ms, backoff_ms;
+    uint64_t up_since_ms;         /* monotonic time of the last CONNACK */
     bool auth_logged;
     struct complain conn;
     struct tb_batch batch;        /* open telemetry batch */

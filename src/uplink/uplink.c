@@ -363,6 +363,7 @@ static void on_connected(struct uplink *u, struct up_dev *d)
 {
     atomic_store(&d->refused, false);
     d->backoff_ms = 0;
+    d->up_since_ms = now_ms();
     set_state(u, d, CS_UP);
     complain_release(&d->conn, "device '%s': connected to the edge", d->dc->name);
     complain_release(&u->edge_down, "edge %s:%d: reachable again", u->cfg->edge.host,
@@ -457,7 +458,7 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
         return;
     complain(&d->conn, LOG_WARNING, 0, "device '%s': connection to the edge lost%s%s; "
              "reconnecting", d->dc->name, cause ? ": " : "", cause ? cause : "");
-    spool_requeue(u->spool, idx);
+    spool_requeue(u->spool, idx, d->up_since_ms);
     d->inflight = 0;
     router_disconnected(u, d);
     /* Reconnect soon, but not all devices in the same instant. */

@@ -1,96 +1,253 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * fake-modbus: a Modbus slave for tbgw's tests and benchmarks, built on libmodbus's server
- * API so that tbgw is tested against libmodbus's own answers, not against our idea of them.
+ * fake-modbus: the Modbus slave that tbgw's integration tests, benches and demo talk to.
  *
- * TCP (any number of clients, one select() loop) or RTU on a serial device (one end of a
- * socat pty pair). Many unit ids, each with its own four tables of 65 536 entries. A line
- * protocol on a second TCP port lets a test set and get registers, read the request log,
- * and inject faults (delays, silence, exceptions, holes, garbage, bad CRCs, dropped
- * connections). See tests/fakes/README.md.
+ * One process, one thread, one poll() loop. It serves Modbus TCP on 127.0.0.1 (any number of
+ * clients at once) or Modbus RTU on a serial device (normally one end of a socat pty pair),
+ * plus a line-based control port through which a test reads and writes the tables, reads the
+ * counters and the request log, and scripts faults. tests/fakes/README.md is the interface;
+ * this file implements it.
  *
- * On RTU, libmodbus's receive filters on a single slave id, so this program frames RTU
- * requests itself (length from the function code, CRC-16 checked) and hands whole frames
- * to modbus_reply() with the unit's mapping. Only deliberately broken answers are built by
- * hand.
+ * Why it is built this way:
+ *
+ * - Normal answers come from libmodbus's server side, modbus_reply(), so tbgw is tested
+ *   against the encoder that real libmodbus-based slaves use, not against our own reading of
+ *   the specification. Only deliberately broken answers (garbage, a wrong CRC) are made here.
+ *
+ * - modbus_reply() writes its answer straight to the context's socket. While it replies, the
+ *   context points at one end of a datagram socketpair (the "shim"), and we read the answer
+ *   back from the other end. That one indirection hands us the answer as bytes: we count
+ *   exceptions, corrupt the answer for the garbage and CRC faults, and hold it back for
+ *   `fault delay` without sleeping, so the control port and the other clients stay served
+ *   while a slow slave is simulated.
+ *
+ * - libmodbus's RTU receiver only accepts frames for the one slave id it was given, and a
+ *   test line carries many. So on RTU we frame requests ourselves: the length follows from
+ *   the function code, the CRC-16 is checked, a frame with a bad CRC is dropped unanswered
+ *   and counted (as a real slave does), and a partial frame is discarded after 50 ms of
+ *   silence. A function code of unknown length ends at 5 ms of silence and is answered with
+ *   exception 1 (illegal function).
+ *
+ * - On TCP we peek until the MBAP header says a whole frame is there and only then call
+ *   modbus_receive(), so a client that sends half a frame cannot stall the loop: it is
+ *   re-checked every few milliseconds and closed when the rest has not come after 500 ms.
+ *   If the MBAP length and the function code disagree, libmodbus waits at most its byte
+ *   timeout (100 ms here) and the connection is closed. libmodbus waits with select(), so a
+ *   client whose descriptor does not fit in an fd_set is refused.
+ *
+ * - A unit's four tables (65 536 entries each, about 0.4 MB) are created on first use, as a
+ *   copy of a template that holds the values written for `*`; only units that something
+ *   addresses cost memory. Unit 0 is broadcast: a write goes to every existing served unit
+ *   and to the template (so a unit created later looks as if it had heard it too), and
+ *   nothing is answered.
+ *
+ * Invariants: nothing waits on a peer without a bound (every socket and the serial line are
+ * non-blocking; writes wait at most 100 ms for room, then the answer or the client is
+ * dropped); stdout carries exactly the READY line; SIGTERM and SIGINT arrive through a
+ * signalfd, end the loop and give exit status 0. Exit status 2 means a bad command line or
+ * map file, 1 a failure at run time.
+ *
+ * Where the README leaves room, this file decides: every request with a good CRC is counted
+ * in `requests` and logged, ignored ones and broadcasts included; function 23 counts as a
+ * read and a write; `exceptions` counts exception answers sent, from libmodbus or from a
+ * fault; a request for a silent or unserved unit is not executed (`ignored`); garbage, crc
+ * and drop act on the answer after the request was executed (a write whose answer is lost
+ * still wrote); `fault crc` is refused on TCP and `fault drop` on RTU; in `fault silent`,
+ * `exception` and `hole`, unit 0 or * means every unit; `log` answers "ok N", N lines, "end".
+ * `min_gap_us` runs from the moment write() of an answer returns to the moment the first
+ * byte of the next request is read (so it errs long, never short: what a pty relays late
+ * only adds), a request already buffered when the answer goes out counts as 0, and on TCP
+ * it stays -1.
+ *
+ * Ownership: struct fake owns everything (the libmodbus context, the tables, the peers, the
+ * control clients, the log ring). A peer or control client that fails is marked dead where
+ * it fails and freed at the end of the loop iteration, so pointers taken during one
+ * iteration stay valid.
  */
-#ifndef _GNU_SOURCE
+#ifndef _GNU_SOURCE /* config.h (included by the build) may define it already */
 #define _GNU_SOURCE
 #endif
+
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <modbus.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_UNITS 256
-#define MAX_CLIENTS 64
-#define MAX_FAULTS 64
-#define LOG_MAX 100000
-#define TABLE_SIZE 65536
+#include <modbus.h>
 
-enum table { COIL, DISCRETE, INPUT, HOLDING };
-static const char *const table_names[] = {"coil", "discrete", "input", "holding"};
+#define N_ADDRESSES 65536
+#define N_UNIT_IDS 256
+#define UNIT_STAR N_UNIT_IDS          /* "*" in a unit field */
+#define LOG_CAPACITY 100000
+#define MAX_RANGE_FAULTS 64
+#define MAX_DELAY_MS 600000
+#define MAX_FAULT_COUNT 1000000000UL
+#define ANSWER_MAX 512
+#define RTU_RX_MAX 1024
+#define RTU_GAP_UNKNOWN_MS 5          /* silence that ends a frame of unknown length */
+#define RTU_GAP_PARTIAL_MS 50         /* silence after which a partial frame is discarded */
+#define TCP_RECHECK_MS 5              /* how often a half-received TCP frame is looked at */
+#define TCP_PARTIAL_MS 500            /* how long the rest of a TCP frame may take */
+#define WRITE_WAIT_MS 100             /* how long a write may wait for room */
+#define MBAP_LENGTH 7
+#define CTL_LINE_MAX (1024 * 1024)
+#define CTL_OUT_MAX (64 * 1024 * 1024)
 
-struct range_fault {
-    int unit;
-    enum table table;
-    int addr, count;
-    int code;
-};
+enum table { TABLE_COIL, TABLE_DISCRETE, TABLE_INPUT, TABLE_HOLDING, N_TABLES };
+
+static const char *const table_names[N_TABLES] = { "coil", "discrete", "input", "holding" };
 
 struct log_entry {
-    unsigned char unit, fc;
-    unsigned short addr, count;
+    uint8_t unit;
+    uint8_t fc;
+    uint16_t addr;
+    uint16_t count;
 };
 
-static struct {
-    bool rtu;
-    bool quiet;
-    modbus_mapping_t *units[MAX_UNITS];
-    bool serve[MAX_UNITS];
-    /* faults */
-    int delay_ms;
-    bool silent[MAX_UNITS];
+/* `fault exception` / `fault hole`: requests touching [addr, addr + count) of one table. */
+struct range_fault {
+    unsigned unit;                      /* 0: every unit */
+    enum table table;
+    unsigned addr;
+    unsigned count;
+    unsigned code;
+};
+
+struct faults {
+    unsigned delay_ms;
     bool silent_all;
-    struct range_fault ranges[MAX_FAULTS];
-    int n_ranges;
-    int garbage, crc, drop;
-    /* log and counters */
+    bool silent[N_UNIT_IDS];
+    struct range_fault ranges[MAX_RANGE_FAULTS];
+    unsigned n_ranges;
+    unsigned long garbage;
+    unsigned long crc;
+    unsigned long drop;
+};
+
+struct counters {
+    uint64_t requests;
+    uint64_t reads;
+    uint64_t writes;
+    uint64_t exceptions;
+    uint64_t crc_errors;
+    uint64_t ignored;
+    int64_t min_gap_us;                 /* RTU: shortest answer-to-next-request silence, -1 */
+};
+
+/* What a request asks for, as far as the log, the counters and the range faults care. */
+struct request {
+    unsigned unit;
+    unsigned fc;
+    unsigned addr;                      /* first address, as logged */
+    unsigned count;                     /* entries, as logged (1 for single writes) */
+    int table;                          /* the table it touches, -1 for none */
+    unsigned waddr;                     /* function 23: the range written */
+    unsigned wcount;
+    bool read;
+    bool write;
+};
+
+/* A Modbus TCP client, or (on RTU) the serial line. */
+struct peer {
+    int fd;
+    bool dead;
+    int64_t partial_since_ms;           /* TCP: a frame is half there since, -1: none */
+    bool held;                          /* an answer is held back by `fault delay` */
+    int64_t held_due_ms;
+    uint8_t held_buf[ANSWER_MAX];
+    size_t held_len;
+    uint8_t rx[RTU_RX_MAX];             /* RTU: bytes not yet framed */
+    size_t rx_len;
+    int64_t rx_last_ms;
+    int64_t answer_end_us;              /* RTU: when our last answer was written, -1: none */
+};
+
+struct ctl {
+    int fd;
+    bool dead;
+    bool eof;                           /* peer shut down its side: close once out is sent */
+    char *in;
+    size_t in_len;
+    size_t in_cap;
+    char *out;
+    size_t out_off;
+    size_t out_len;
+    size_t out_cap;
+};
+
+struct tokens {
+    char **v;
+    size_t n;
+    size_t cap;
+};
+
+struct fake {
+    bool rtu;
+    modbus_t *mb;
+    int shim[2];                        /* [0] is where modbus_reply() writes, [1] we read */
+    int listen_fd;                      /* Modbus TCP, -1 on RTU */
+    int control_fd;
+    int signal_fd;
+    int tcp_port;
+    int control_port;
+    bool served[N_UNIT_IDS];
+    modbus_mapping_t *units[N_UNIT_IDS];
+    modbus_mapping_t *template;         /* values written for "*": every new unit starts so */
+    struct peer **peers;
+    size_t n_peers;
+    size_t cap_peers;
+    struct ctl **ctls;
+    size_t n_ctls;
+    size_t cap_ctls;
+    struct faults faults;
+    struct counters counters;
     struct log_entry *log;
-    size_t log_head, log_n;
-    unsigned long requests, reads, writes, exceptions, crc_errors, ignored;
-} st;
+    size_t log_head;
+    size_t log_len;
+    struct tokens tokens;
+    uint64_t rng;
+    bool stop;
+    int exit_status;
+};
 
-static volatile sig_atomic_t stop;
-static int sigpipe_fds[2] = {-1, -1};
+static bool arg_quiet;
+static int arg_tcp_port = -1;
+static const char *arg_rtu_path;
+static int arg_baud = 19200;
+static char arg_parity = 'N';
+static int arg_data_bits = 8;
+static int arg_stop_bits = 1;
+static int arg_control_port;
+static const char *arg_units;
+static const char *arg_map;
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop = 1;
-    if (sigpipe_fds[1] >= 0)
-        (void)!write(sigpipe_fds[1], "x", 1);
-}
+/* ---- small helpers ---- */
 
-static void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static void diag(const char *fmt, ...)
+/* A diagnostic, silenced by --quiet. */
+static void note(const char *fmt, ...)
 {
     va_list ap;
 
-    if (st.quiet)
+    if (arg_quiet)
         return;
     va_start(ap, fmt);
     fputs("fake-modbus: ", stderr);
@@ -99,734 +256,1779 @@ static void diag(const char *fmt, ...)
     va_end(ap);
 }
 
-static modbus_mapping_t *unit_map(int unit)
+/* An error that stops the program; printed even with --quiet. */
+static void complain(const char *fmt, ...)
 {
-    if (unit < 0 || unit >= MAX_UNITS)
-        return NULL;
-    if (!st.units[unit]) {
-        st.units[unit] = modbus_mapping_new(TABLE_SIZE, TABLE_SIZE, TABLE_SIZE, TABLE_SIZE);
-        if (!st.units[unit]) {
-            fprintf(stderr, "fake-modbus: out of memory for unit %d\n", unit);
-            exit(1);
-        }
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("fake-modbus: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t now_ms(void)
+{
+    return now_us() / 1000;
+}
+
+static void counters_reset(struct counters *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->min_gap_us = -1;
+}
+
+/* RTU: the silence between our last answer and the next request, gap_us (0 when the request
+ * had begun before the answer was out), goes into min_gap_us. */
+static void note_gap(struct counters *c, int64_t gap_us)
+{
+    if (gap_us < 0)
+        gap_us = 0;
+    if (c->min_gap_us < 0 || gap_us < c->min_gap_us)
+        c->min_gap_us = gap_us;
+}
+
+static unsigned be16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* CRC-16/MODBUS: reflected polynomial 0xA001, initial value 0xFFFF, sent low byte first. */
+static unsigned crc16(const uint8_t *p, size_t len)
+{
+    unsigned crc = 0xFFFF;
+
+    for (size_t i = 0; i < len; i++) {
+        crc ^= p[i];
+        for (int bit = 0; bit < 8; bit++)
+            crc = (crc & 1) ? (crc >> 1) ^ 0xA001 : crc >> 1;
     }
-    return st.units[unit];
+    return crc;
 }
 
-static int table_from(const char *s)
+static bool crc_ok(const uint8_t *frame, size_t len)
 {
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, table_names[i]) == 0)
-            return i;
-    return -1;
+    return len >= 4 && crc16(frame, len - 2) == (frame[len - 2] | (unsigned)frame[len - 1] << 8);
 }
 
-static void set_value(modbus_mapping_t *m, enum table t, int addr, unsigned v)
+/* xorshift64*: only has to look random to a Modbus master. */
+static uint8_t random_byte(struct fake *f)
+{
+    f->rng ^= f->rng >> 12;
+    f->rng ^= f->rng << 25;
+    f->rng ^= f->rng >> 27;
+    return (uint8_t)((f->rng * 0x2545F4914F6CDD1DULL) >> 56);
+}
+
+/* Parses a decimal or 0x-hexadecimal number no greater than max. Returns 0 or -EINVAL. */
+static int parse_number(const char *s, unsigned long max, unsigned long *ret)
+{
+    unsigned long v;
+    char *end;
+    int base = 10;
+
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+        if (!isxdigit((unsigned char)s[0]))
+            return -EINVAL;
+    } else if (!isdigit((unsigned char)s[0])) {
+        return -EINVAL;
+    }
+    errno = 0;
+    v = strtoul(s, &end, base);
+    if (*end != '\0' || errno == ERANGE || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+/* A unit id 0..255, or "*" (UNIT_STAR) when star is allowed. Returns the unit or -EINVAL. */
+static int parse_unit(const char *s, bool star)
+{
+    unsigned long v;
+
+    if (star && strcmp(s, "*") == 0)
+        return UNIT_STAR;
+    if (parse_number(s, N_UNIT_IDS - 1, &v) < 0)
+        return -EINVAL;
+    return (int)v;
+}
+
+static int table_from_string(const char *s)
+{
+    for (int t = 0; t < N_TABLES; t++)
+        if (strcmp(s, table_names[t]) == 0)
+            return t;
+    return -EINVAL;
+}
+
+static bool table_is_bits(enum table t)
+{
+    return t == TABLE_COIL || t == TABLE_DISCRETE;
+}
+
+static unsigned table_get(const modbus_mapping_t *m, enum table t, unsigned addr)
 {
     switch (t) {
-    case COIL:
-        m->tab_bits[addr] = v != 0;
-        break;
-    case DISCRETE:
-        m->tab_input_bits[addr] = v != 0;
-        break;
-    case INPUT:
-        m->tab_input_registers[addr] = (uint16_t)v;
-        break;
-    case HOLDING:
-        m->tab_registers[addr] = (uint16_t)v;
-        break;
-    }
-}
-
-static unsigned get_value(modbus_mapping_t *m, enum table t, int addr)
-{
-    switch (t) {
-    case COIL:
+    case TABLE_COIL:
         return m->tab_bits[addr];
-    case DISCRETE:
+    case TABLE_DISCRETE:
         return m->tab_input_bits[addr];
-    case INPUT:
+    case TABLE_INPUT:
         return m->tab_input_registers[addr];
     default:
         return m->tab_registers[addr];
     }
 }
 
-/* ---- request inspection ---- */
-
-struct req_info {
-    int unit, fc, addr, count;
-    enum table table;
-    bool write, known;
-};
-
-static struct req_info inspect(const uint8_t *pdu_with_unit, int len)
+static void table_set(modbus_mapping_t *m, enum table t, unsigned addr, unsigned v)
 {
-    const uint8_t *p = pdu_with_unit;
-    struct req_info r = {.unit = p[0], .fc = len > 1 ? p[1] : 0};
-
-    if (len < 6)
-        return r;
-    r.addr = p[2] << 8 | p[3];
-    r.count = p[4] << 8 | p[5];
-    r.known = true;
-    switch (r.fc) {
-    case 1:
-        r.table = COIL;
+    switch (t) {
+    case TABLE_COIL:
+        m->tab_bits[addr] = (uint8_t)v;
         break;
-    case 2:
-        r.table = DISCRETE;
+    case TABLE_DISCRETE:
+        m->tab_input_bits[addr] = (uint8_t)v;
         break;
-    case 3:
-        r.table = HOLDING;
-        break;
-    case 4:
-        r.table = INPUT;
-        break;
-    case 5:
-        r.table = COIL, r.count = 1, r.write = true;
-        break;
-    case 6:
-        r.table = HOLDING, r.count = 1, r.write = true;
-        break;
-    case 15:
-        r.table = COIL, r.write = true;
-        break;
-    case 16:
-        r.table = HOLDING, r.write = true;
-        break;
-    case 22:
-        r.table = HOLDING, r.count = 1, r.write = true;
-        break;
-    case 23:
-        r.table = HOLDING, r.write = true;
+    case TABLE_INPUT:
+        m->tab_input_registers[addr] = (uint16_t)v;
         break;
     default:
-        r.known = false;
+        m->tab_registers[addr] = (uint16_t)v;
         break;
     }
+}
+
+/* Splits line in place at blanks. Returns 0 or -ENOMEM. */
+static int tokenize(struct tokens *t, char *line)
+{
+    char *save = NULL;
+
+    t->n = 0;
+    for (char *w = strtok_r(line, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
+        if (t->n == t->cap) {
+            size_t cap = t->cap ? 2 * t->cap : 16;
+            char **v = realloc(t->v, cap * sizeof(*v));
+
+            if (!v)
+                return -ENOMEM;
+            t->v = v;
+            t->cap = cap;
+        }
+        t->v[t->n++] = w;
+    }
+    return 0;
+}
+
+static int set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Writes all of buf to a non-blocking fd, waiting at most WRITE_WAIT_MS in total for room.
+ * Returns 0 or -errno (-ETIMEDOUT when the peer does not take the bytes). */
+static int write_bounded(int fd, const void *buf, size_t len, bool socket)
+{
+    const uint8_t *p = buf;
+    int64_t deadline = now_ms() + WRITE_WAIT_MS;
+
+    while (len > 0) {
+        ssize_t n = socket ? send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT) : write(fd, p, len);
+
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t len = sizeof(sa);
+
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        return -errno;
+    return ntohs(sa.sin_port);
+}
+
+/* ---- units and their tables ---- */
+
+static modbus_mapping_t *mapping_new(void)
+{
+    return modbus_mapping_new(N_ADDRESSES, N_ADDRESSES, N_ADDRESSES, N_ADDRESSES);
+}
+
+/* The tables of unit 1..255, created from the template on first use. NULL when out of memory. */
+static modbus_mapping_t *unit_tables(struct fake *f, unsigned unit)
+{
+    modbus_mapping_t *m = f->units[unit];
+
+    if (m)
+        return m;
+    m = mapping_new();
+    if (!m)
+        return NULL;
+    memcpy(m->tab_bits, f->template->tab_bits, N_ADDRESSES);
+    memcpy(m->tab_input_bits, f->template->tab_input_bits, N_ADDRESSES);
+    memcpy(m->tab_input_registers, f->template->tab_input_registers,
+           N_ADDRESSES * sizeof(uint16_t));
+    memcpy(m->tab_registers, f->template->tab_registers, N_ADDRESSES * sizeof(uint16_t));
+    f->units[unit] = m;
+    return m;
+}
+
+static bool unit_silent(const struct fake *f, unsigned unit)
+{
+    return f->faults.silent_all || f->faults.silent[unit];
+}
+
+/* Parses "UNIT TABLE ADDR V1 [V2 ...]" (the map file's lines and the control port's `set`)
+ * and writes the values. All of it is checked before anything is written. Returns 0, or
+ * -EINVAL with a message in err, or -ENOMEM. */
+static int apply_set(struct fake *f, char **tok, size_t n, char *err, size_t errlen)
+{
+    unsigned long addr, v;
+    int unit, t;
+
+    if (n < 4) {
+        snprintf(err, errlen, "expected UNIT TABLE ADDR V1 [V2 ...]");
+        return -EINVAL;
+    }
+    unit = parse_unit(tok[0], true);
+    if (unit < 1) {
+        snprintf(err, errlen, "bad unit '%s' (1..255 or *)", tok[0]);
+        return -EINVAL;
+    }
+    t = table_from_string(tok[1]);
+    if (t < 0) {
+        snprintf(err, errlen, "bad table '%s' (coil, discrete, input or holding)", tok[1]);
+        return -EINVAL;
+    }
+    if (parse_number(tok[2], N_ADDRESSES - 1, &addr) < 0) {
+        snprintf(err, errlen, "bad address '%s' (0..65535)", tok[2]);
+        return -EINVAL;
+    }
+    if (addr + (n - 3) > N_ADDRESSES) {
+        snprintf(err, errlen, "%zu values from address %lu run past 65535", n - 3, addr);
+        return -EINVAL;
+    }
+    for (size_t i = 3; i < n; i++) {
+        if (parse_number(tok[i], table_is_bits(t) ? 1 : 0xFFFF, &v) < 0) {
+            snprintf(err, errlen, "bad value '%s' (%s)", tok[i],
+                     table_is_bits(t) ? "0 or 1" : "0..65535 or 0x0..0xffff");
+            return -EINVAL;
+        }
+    }
+
+    if (unit == UNIT_STAR) {
+        for (size_t i = 3; i < n; i++) {
+            parse_number(tok[i], 0xFFFF, &v);
+            table_set(f->template, t, (unsigned)(addr + i - 3), (unsigned)v);
+            for (unsigned u = 1; u < N_UNIT_IDS; u++)
+                if (f->units[u])
+                    table_set(f->units[u], t, (unsigned)(addr + i - 3), (unsigned)v);
+        }
+        return 0;
+    }
+
+    modbus_mapping_t *m = unit_tables(f, (unsigned)unit);
+
+    if (!m)
+        return -ENOMEM;
+    for (size_t i = 3; i < n; i++) {
+        parse_number(tok[i], 0xFFFF, &v);
+        table_set(m, t, (unsigned)(addr + i - 3), (unsigned)v);
+    }
+    return 0;
+}
+
+/* Parses "1,7,20-30" into f->served. Returns 0 or -EINVAL. */
+static int parse_units(struct fake *f, const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    int r = 0;
+
+    if (!copy)
+        return -ENOMEM;
+    memset(f->served, 0, sizeof(f->served));
+    for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        char *dash = strchr(w, '-');
+        unsigned long lo, hi;
+
+        if (dash)
+            *dash = '\0';
+        if (parse_number(w, N_UNIT_IDS - 1, &lo) < 0 ||
+            (dash && parse_number(dash + 1, N_UNIT_IDS - 1, &hi) < 0) || lo < 1) {
+            r = -EINVAL;
+            break;
+        }
+        if (!dash)
+            hi = lo;
+        if (hi < lo) {
+            r = -EINVAL;
+            break;
+        }
+        for (unsigned long u = lo; u <= hi; u++)
+            f->served[u] = true;
+    }
+    free(copy);
+    if (r == 0 && !memchr(f->served, true, sizeof(f->served)))
+        r = -EINVAL;
     return r;
 }
 
-static void log_request(const struct req_info *r)
+/* Loads --map FILE. Every bad line is reported as FILE:LINE: message. Returns 0, -EINVAL
+ * when some line was bad (the good ones are applied), or -errno when the file is unreadable
+ * or memory runs out. */
+static int load_map(struct fake *f, const char *path)
 {
-    struct log_entry *e = &st.log[(st.log_head + st.log_n) % LOG_MAX];
+    FILE *fp = fopen(path, "re");
+    char *line = NULL, err[160];
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int r = 0;
 
-    *e = (struct log_entry){.unit = (unsigned char)r->unit, .fc = (unsigned char)r->fc,
-                            .addr = (unsigned short)r->addr, .count = (unsigned short)r->count};
-    if (st.log_n < LOG_MAX)
-        st.log_n++;
-    else
-        st.log_head = (st.log_head + 1) % LOG_MAX;
-}
-
-static int range_exception(const struct req_info *r)
-{
-    for (int i = 0; i < st.n_ranges; i++) {
-        const struct range_fault *f = &st.ranges[i];
-        if (f->unit == r->unit && f->table == r->table && r->addr < f->addr + f->count &&
-            f->addr < r->addr + r->count)
-            return f->code;
+    if (!fp) {
+        r = -errno;
+        complain("%s: %s", path, strerror(-r));
+        return r;
     }
-    return 0;
-}
-
-/* ---- RTU framing ---- */
-
-static uint16_t crc16(const uint8_t *p, size_t n)
-{
-    uint16_t crc = 0xffff;
-
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 1) ? (crc >> 1) ^ 0xa001 : crc >> 1;
-    }
-    return crc;
-}
-
-/* Expected RTU request length from what has arrived so far; 0 if it cannot be known yet,
- * -1 for a function code we do not frame. */
-static int rtu_expected(const uint8_t *b, size_t n)
-{
-    if (n < 2)
-        return 0;
-    switch (b[1]) {
-    case 1: case 2: case 3: case 4: case 5: case 6:
-        return 8;
-    case 15: case 16:
-        return n < 7 ? 0 : 7 + b[6] + 2;
-    case 22:
-        return 10;
-    case 23:
-        return n < 11 ? 0 : 11 + b[10] + 2;
-    default:
-        return -1;
-    }
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop)
-        ;
-}
-
-/* ---- answering ---- */
-
-/* Answer req (length len, header_len bytes before the unit id's PDU) on ctx.
- * Returns -1 if the connection should be dropped. */
-static int answer(modbus_t *ctx, const uint8_t *req, int len, int header_len, int fd)
-{
-    struct req_info r = inspect(req + header_len - 1, len - header_len + 1);
-    int code;
-
-    st.requests++;
-    log_request(&r);
-    if (r.write)
-        st.writes++;
-    else
-        st.reads++;
-
-    if (st.silent_all || (r.unit < MAX_UNITS && (st.silent[r.unit] || !st.serve[r.unit]))) {
-        if (!(r.unit == 0 && st.rtu && r.write)) {
-            st.ignored++;
-            return 0;
-        }
-    }
-    if (st.delay_ms)
-        sleep_ms(st.delay_ms);
-    if (st.drop > 0 && !st.rtu) {
-        st.drop--;
-        return -1;
-    }
-    if (st.garbage > 0) {
-        uint8_t g[16];
-        int n = st.rtu ? 7 : 12;
-        st.garbage--;
-        for (int i = 0; i < n; i++)
-            g[i] = (uint8_t)rand();
-        (void)!write(fd, g, (size_t)n);
-        return 0;
-    }
-    if (st.crc > 0 && st.rtu && r.known && !r.write) {
-        /* The right data with a wrong CRC. */
-        modbus_mapping_t *m = unit_map(r.unit);
-        uint8_t out[260];
-        int n = 0;
-        st.crc--;
-        out[n++] = (uint8_t)r.unit;
-        out[n++] = (uint8_t)r.fc;
-        if (r.table == COIL || r.table == DISCRETE) {
-            int bytes = (r.count + 7) / 8;
-            out[n++] = (uint8_t)bytes;
-            memset(out + n, 0, (size_t)bytes);
-            for (int i = 0; i < r.count && r.addr + i < TABLE_SIZE; i++)
-                if (get_value(m, r.table, r.addr + i))
-                    out[n + i / 8] |= (uint8_t)(1 << (i % 8));
-            n += bytes;
-        } else {
-            out[n++] = (uint8_t)(2 * r.count);
-            for (int i = 0; i < r.count && r.addr + i < TABLE_SIZE; i++) {
-                unsigned v = get_value(m, r.table, r.addr + i);
-                out[n++] = (uint8_t)(v >> 8);
-                out[n++] = (uint8_t)v;
-            }
-        }
-        {
-            uint16_t c = (uint16_t)(crc16(out, (size_t)n) ^ 0x5555);
-            out[n++] = (uint8_t)c;
-            out[n++] = (uint8_t)(c >> 8);
-        }
-        (void)!write(fd, out, (size_t)n);
-        return 0;
-    }
-    if (r.known && (code = range_exception(&r))) {
-        st.exceptions++;
-        modbus_reply_exception(ctx, req, (unsigned)code);
-        return 0;
-    }
-    if (r.unit == 0 && st.rtu) {
-        /* Broadcast write: every unit takes it, nobody answers. */
-        for (int u = 1; u < MAX_UNITS; u++)
-            if (st.units[u] && st.serve[u])
-                modbus_reply(ctx, req, len, st.units[u]);
-        return 0;
-    }
-    if (modbus_reply(ctx, req, len, unit_map(r.unit)) < 0 && errno != EMBXILFUN)
-        return errno == EPIPE || errno == ECONNRESET ? -1 : 0;
-    return 0;
-}
-
-/* ---- control port ---- */
-
-struct control {
-    int fd;
-    char buf[4096];
-    size_t len;
-};
-
-static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void reply(int fd, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(buf) - 2)
-        n = (int)sizeof(buf) - 2;
-    buf[n++] = '\n';
-    (void)!write(fd, buf, (size_t)n);
-}
-
-static void control_command(int fd, char *line)
-{
-    char *argv[140];
-    int argc = 0;
-
-    for (char *tok = strtok(line, " \t\r"); tok && argc < 140; tok = strtok(NULL, " \t\r"))
-        argv[argc++] = tok;
-    if (!argc)
-        return;
-
-    if (strcmp(argv[0], "set") == 0 && argc >= 5) {
-        int unit = atoi(argv[1]), t = table_from(argv[2]), addr = atoi(argv[3]);
-        modbus_mapping_t *m = unit_map(unit);
-        if (!m || t < 0 || addr < 0 || addr + argc - 4 > TABLE_SIZE) {
-            reply(fd, "err bad arguments");
-            return;
-        }
-        for (int i = 4; i < argc; i++)
-            set_value(m, (enum table)t, addr + i - 4, (unsigned)strtoul(argv[i], NULL, 0));
-        reply(fd, "ok");
-    } else if (strcmp(argv[0], "get") == 0 && argc == 5) {
-        int unit = atoi(argv[1]), t = table_from(argv[2]), addr = atoi(argv[3]), n = atoi(argv[4]);
-        modbus_mapping_t *m = unit_map(unit);
-        char out[8192];
-        size_t o = 0;
-        if (!m || t < 0 || addr < 0 || n < 1 || n > 1000 || addr + n > TABLE_SIZE) {
-            reply(fd, "err bad arguments");
-            return;
-        }
-        o += (size_t)snprintf(out, sizeof(out), "ok");
-        for (int i = 0; i < n && o < sizeof(out) - 8; i++)
-            o += (size_t)snprintf(out + o, sizeof(out) - o, " %u", get_value(m, (enum table)t, addr + i));
-        reply(fd, "%s", out);
-    } else if (strcmp(argv[0], "stats") == 0) {
-        reply(fd, "ok requests=%lu reads=%lu writes=%lu exceptions=%lu crc_errors=%lu ignored=%lu",
-              st.requests, st.reads, st.writes, st.exceptions, st.crc_errors, st.ignored);
-    } else if (strcmp(argv[0], "log") == 0) {
-        reply(fd, "ok %zu", st.log_n);
-        for (size_t i = 0; i < st.log_n; i++) {
-            struct log_entry *e = &st.log[(st.log_head + i) % LOG_MAX];
-            reply(fd, "%u %u %u %u", e->unit, e->fc, e->addr, e->count);
-        }
-        reply(fd, "end");
-    } else if (strcmp(argv[0], "reset") == 0) {
-        st.log_n = st.log_head = 0;
-        st.requests = st.reads = st.writes = st.exceptions = st.crc_errors = st.ignored = 0;
-        reply(fd, "ok");
-    } else if (strcmp(argv[0], "fault") == 0 && argc >= 2) {
-        const char *f = argv[1];
-        if (strcmp(f, "clear") == 0) {
-            st.delay_ms = st.garbage = st.crc = st.drop = st.n_ranges = 0;
-            st.silent_all = false;
-            memset(st.silent, 0, sizeof(st.silent));
-        } else if (strcmp(f, "delay") == 0 && argc == 3) {
-            st.delay_ms = atoi(argv[2]);
-        } else if (strcmp(f, "silent") == 0 && argc == 3) {
-            int u = atoi(argv[2]);
-            if (u == 0)
-                st.silent_all = true;
-            else if (u > 0 && u < MAX_UNITS)
-                st.silent[u] = true;
-        } else if ((strcmp(f, "exception") == 0 && argc == 7) || (strcmp(f, "hole") == 0 && argc == 6)) {
-            int t = table_from(argv[3]);
-            if (t < 0 || st.n_ranges >= MAX_FAULTS) {
-                reply(fd, "err bad arguments");
-                return;
-            }
-            st.ranges[st.n_ranges++] = (struct range_fault){
-                .unit = atoi(argv[2]), .table = (enum table)t, .addr = atoi(argv[4]),
-                .count = atoi(argv[5]), .code = argc == 7 ? atoi(argv[6]) : 2};
-        } else if (strcmp(f, "garbage") == 0 && argc == 3) {
-            st.garbage = atoi(argv[2]);
-        } else if (strcmp(f, "crc") == 0 && argc == 3) {
-            st.crc = atoi(argv[2]);
-        } else if (strcmp(f, "drop") == 0 && argc == 3) {
-            st.drop = atoi(argv[2]);
-        } else {
-            reply(fd, "err unknown fault");
-            return;
-        }
-        reply(fd, "ok");
-    } else {
-        reply(fd, "err unknown command");
-    }
-}
-
-/* ---- main loop ---- */
-
-static int listen_on(int port, int *ret_port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-        close(fd);
-        return -1;
-    }
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    *ret_port = ntohs(sa.sin_port);
-    return fd;
-}
-
-static int parse_units(const char *s)
-{
-    char *copy = strdup(s), *save = NULL;
-
-    memset(st.serve, 0, sizeof(st.serve));
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int a, b;
-        if (sscanf(tok, "%d-%d", &a, &b) == 2) {
-        } else if (sscanf(tok, "%d", &a) == 1) {
-            b = a;
-        } else {
-            free(copy);
-            return -1;
-        }
-        for (int u = a; u <= b && u >= 0 && u < MAX_UNITS; u++)
-            st.serve[u] = true;
-    }
-    free(copy);
-    return 0;
-}
-
-static int load_map(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char line[4096];
-    int lineno = 0;
-
-    if (!f) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof(line), f)) {
-        char *argv[600], *hash = strchr(line, '#');
-        int argc = 0, t, addr, lo, hi;
+    while (getline(&line, &cap, fp) >= 0) {
+        char *hash = strchr(line, '#');
+        int q;
 
         lineno++;
         if (hash)
             *hash = '\0';
-        for (char *tok = strtok(line, " \t\r\n"); tok && argc < 600; tok = strtok(NULL, " \t\r\n"))
-            argv[argc++] = tok;
-        if (!argc)
+        q = tokenize(&f->tokens, line);
+        if (q == 0 && f->tokens.n == 0)
             continue;
-        if (argc < 4 || (t = table_from(argv[1])) < 0) {
-            fprintf(stderr, "%s:%d: expected UNIT TABLE ADDR VALUE...\n", path, lineno);
-            fclose(f);
-            return -1;
+        if (q == 0)
+            q = apply_set(f, f->tokens.v, f->tokens.n, err, sizeof(err));
+        if (q == -ENOMEM) {
+            complain("%s:%u: out of memory", path, lineno);
+            r = q;
+            break;
         }
-        addr = atoi(argv[2]);
-        if (strcmp(argv[0], "*") == 0)
-            lo = 1, hi = 247;
-        else
-            lo = hi = atoi(argv[0]);
-        if (addr < 0 || addr + argc - 3 > TABLE_SIZE || lo < 0 || hi >= MAX_UNITS) {
-            fprintf(stderr, "%s:%d: address or unit out of range\n", path, lineno);
-            fclose(f);
-            return -1;
+        if (q < 0) {
+            fprintf(stderr, "%s:%u: %s\n", path, lineno, err);
+            r = -EINVAL;
         }
-        for (int u = lo; u <= hi; u++)
-            for (int i = 3; i < argc; i++)
-                set_value(unit_map(u), (enum table)t, addr + i - 3,
-                          (unsigned)strtoul(argv[i], NULL, 0));
     }
-    fclose(f);
+    if (ferror(fp) && r == 0) {
+        complain("%s: read error", path);
+        r = -EIO;
+    }
+    free(line);
+    fclose(fp);
+    return r;
+}
+
+/* ---- requests ---- */
+
+/* Which table and range a request touches. pdu starts at the function code; len excludes the
+ * MBAP header and the CRC. Short PDUs (only possible for unknown codes) leave addr/count 0. */
+static void request_describe(unsigned unit, const uint8_t *pdu, size_t len, struct request *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->unit = unit;
+    r->fc = pdu[0];
+    r->table = -1;
+    switch (r->fc) {
+    case MODBUS_FC_READ_COILS:
+    case MODBUS_FC_READ_DISCRETE_INPUTS:
+    case MODBUS_FC_READ_HOLDING_REGISTERS:
+    case MODBUS_FC_READ_INPUT_REGISTERS:
+        r->read = true;
+        r->table = r->fc == MODBUS_FC_READ_COILS              ? TABLE_COIL
+                   : r->fc == MODBUS_FC_READ_DISCRETE_INPUTS  ? TABLE_DISCRETE
+                   : r->fc == MODBUS_FC_READ_HOLDING_REGISTERS ? TABLE_HOLDING
+                                                                : TABLE_INPUT;
+        if (len >= 5) {
+            r->addr = be16(pdu + 1);
+            r->count = be16(pdu + 3);
+        }
+        break;
+    case MODBUS_FC_WRITE_SINGLE_COIL:
+    case MODBUS_FC_WRITE_SINGLE_REGISTER:
+    case MODBUS_FC_MASK_WRITE_REGISTER:
+        r->write = true;
+        r->table = r->fc == MODBUS_FC_WRITE_SINGLE_COIL ? TABLE_COIL : TABLE_HOLDING;
+        if (len >= 3) {
+            r->addr = be16(pdu + 1);
+            r->count = 1;
+        }
+        break;
+    case MODBUS_FC_WRITE_MULTIPLE_COILS:
+    case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
+        r->write = true;
+        r->table = r->fc == MODBUS_FC_WRITE_MULTIPLE_COILS ? TABLE_COIL : TABLE_HOLDING;
+        if (len >= 5) {
+            r->addr = be16(pdu + 1);
+            r->count = be16(pdu + 3);
+        }
+        break;
+    case MODBUS_FC_WRITE_AND_READ_REGISTERS:
+        r->read = true;
+        r->write = true;
+        r->table = TABLE_HOLDING;
+        if (len >= 9) {
+            r->addr = be16(pdu + 1);
+            r->count = be16(pdu + 3);
+            r->waddr = be16(pdu + 5);
+            r->wcount = be16(pdu + 7);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* The function codes modbus_reply() answers; others get exception 1 from us. */
+static bool fc_supported(unsigned fc)
+{
+    switch (fc) {
+    case MODBUS_FC_READ_COILS:
+    case MODBUS_FC_READ_DISCRETE_INPUTS:
+    case MODBUS_FC_READ_HOLDING_REGISTERS:
+    case MODBUS_FC_READ_INPUT_REGISTERS:
+    case MODBUS_FC_WRITE_SINGLE_COIL:
+    case MODBUS_FC_WRITE_SINGLE_REGISTER:
+    case MODBUS_FC_WRITE_MULTIPLE_COILS:
+    case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
+    case MODBUS_FC_REPORT_SLAVE_ID:
+    case MODBUS_FC_MASK_WRITE_REGISTER:
+    case MODBUS_FC_WRITE_AND_READ_REGISTERS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool overlaps(unsigned a, unsigned n, unsigned b, unsigned m)
+{
+    return n > 0 && m > 0 && a < b + m && b < a + n;
+}
+
+/* The exception code a configured range fault forces on this request, or 0. */
+static unsigned range_fault_code(const struct fake *f, const struct request *r)
+{
+    for (unsigned i = 0; i < f->faults.n_ranges; i++) {
+        const struct range_fault *rf = &f->faults.ranges[i];
+
+        if ((rf->unit != 0 && rf->unit != r->unit) || (int)rf->table != r->table)
+            continue;
+        if (overlaps(r->addr, r->count, rf->addr, rf->count) ||
+            (r->fc == MODBUS_FC_WRITE_AND_READ_REGISTERS &&
+             overlaps(r->waddr, r->wcount, rf->addr, rf->count)))
+            return rf->code;
+    }
     return 0;
 }
 
-static void usage(void)
+static void log_add(struct fake *f, const struct request *r)
 {
-    fprintf(stderr, "usage: fake-modbus (--tcp PORT | --rtu PATH [--baud N] [--parity N|E|O] "
-                    "[--data-bits N] [--stop-bits N]) [--control PORT] [--units LIST] "
-                    "[--map FILE] [--quiet]\n");
+    struct log_entry *e = &f->log[f->log_head];
+
+    e->unit = (uint8_t)r->unit;
+    e->fc = (uint8_t)r->fc;
+    e->addr = (uint16_t)r->addr;
+    e->count = (uint16_t)r->count;
+    f->log_head = (f->log_head + 1) % LOG_CAPACITY;
+    if (f->log_len < LOG_CAPACITY)
+        f->log_len++;
+}
+
+/* Applies a broadcast write to one set of tables, with the checks modbus_reply() makes.
+ * Returns 0, or -EINVAL for a request that is not a valid write (nothing is written). */
+static int broadcast_apply(modbus_mapping_t *m, const uint8_t *pdu, size_t len)
+{
+    unsigned addr, nb, bc, v;
+
+    if (len < 5)
+        return -EINVAL;
+    addr = be16(pdu + 1);
+    switch (pdu[0]) {
+    case MODBUS_FC_WRITE_SINGLE_COIL:
+        v = be16(pdu + 3);
+        if (v != 0xFF00 && v != 0)
+            return -EINVAL;
+        m->tab_bits[addr] = v ? 1 : 0;
+        return 0;
+    case MODBUS_FC_WRITE_SINGLE_REGISTER:
+        m->tab_registers[addr] = (uint16_t)be16(pdu + 3);
+        return 0;
+    case MODBUS_FC_MASK_WRITE_REGISTER:
+        if (len < 7)
+            return -EINVAL;
+        v = be16(pdu + 3);
+        m->tab_registers[addr] = (uint16_t)((m->tab_registers[addr] & v) | (be16(pdu + 5) & ~v));
+        return 0;
+    case MODBUS_FC_WRITE_MULTIPLE_COILS:
+        if (len < 6)
+            return -EINVAL;
+        nb = be16(pdu + 3);
+        bc = pdu[5];
+        if (nb < 1 || nb > MODBUS_MAX_WRITE_BITS || bc * 8 < nb || len < 6 + bc ||
+            addr + nb > N_ADDRESSES)
+            return -EINVAL;
+        modbus_set_bits_from_bytes(m->tab_bits, (int)addr, nb, pdu + 6);
+        return 0;
+    case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
+        if (len < 6)
+            return -EINVAL;
+        nb = be16(pdu + 3);
+        bc = pdu[5];
+        if (nb < 1 || nb > MODBUS_MAX_WRITE_REGISTERS || bc != 2 * nb || len < 6 + bc ||
+            addr + nb > N_ADDRESSES)
+            return -EINVAL;
+        for (unsigned i = 0; i < nb; i++)
+            m->tab_registers[addr + i] = (uint16_t)be16(pdu + 6 + 2 * i);
+        return 0;
+    case MODBUS_FC_WRITE_AND_READ_REGISTERS:
+        if (len < 10)
+            return -EINVAL;
+        addr = be16(pdu + 5);
+        nb = be16(pdu + 7);
+        bc = pdu[9];
+        if (nb < 1 || nb > MODBUS_MAX_WR_WRITE_REGISTERS || bc != 2 * nb || len < 10 + bc ||
+            addr + nb > N_ADDRESSES)
+            return -EINVAL;
+        for (unsigned i = 0; i < nb; i++)
+            m->tab_registers[addr + i] = (uint16_t)be16(pdu + 10 + 2 * i);
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+static void serve_broadcast(struct fake *f, const struct request *r, const uint8_t *pdu,
+                            size_t len)
+{
+    if (!r->write || f->faults.silent_all || broadcast_apply(f->template, pdu, len) < 0) {
+        f->counters.ignored++;
+        return;
+    }
+    f->counters.writes++;
+    for (unsigned u = 1; u < N_UNIT_IDS; u++)
+        if (f->units[u] && f->served[u] && !f->faults.silent[u])
+            broadcast_apply(f->units[u], pdu, len);
+}
+
+/* ---- answers ---- */
+
+static void peer_kill(struct peer *p, const char *why)
+{
+    if (p->dead)
+        return;
+    p->dead = true;
+    note("client %d: %s, closing", p->fd, why);
+}
+
+static void peer_send(struct fake *f, struct peer *p, const uint8_t *buf, size_t len)
+{
+    int r = write_bounded(p->fd, buf, len, !f->rtu);
+
+    if (r < 0) {
+        if (f->rtu)
+            note("serial line: answer not written: %s", strerror(-r));
+        else
+            peer_kill(p, "cannot send");
+        return;
+    }
+    if (f->rtu) {
+        p->answer_end_us = now_us();
+        if (p->rx_len > 0) { /* the next request had started before our answer was out */
+            note_gap(&f->counters, 0);
+            p->answer_end_us = -1;
+        }
+    }
+}
+
+/* Random bytes in place of an answer of the same length, made sure to be invalid: a wrong
+ * transaction id on TCP, a wrong CRC on RTU. */
+static void make_garbage(struct fake *f, uint8_t *ans, size_t len, const uint8_t *req)
+{
+    for (size_t i = 0; i < len; i++)
+        ans[i] = random_byte(f);
+    if (!f->rtu && len >= 2 && ans[0] == req[0] && ans[1] == req[1])
+        ans[0] ^= 0xFF;
+    if (f->rtu && crc_ok(ans, len))
+        ans[len - 1] ^= 0xFF;
+}
+
+/* Takes the answer modbus_reply() wrote to the shim and sends it to p, through the faults. */
+static void deliver_answer(struct fake *f, struct peer *p, const uint8_t *req)
+{
+    uint8_t ans[ANSWER_MAX], junk[ANSWER_MAX];
+    size_t hl = f->rtu ? 1 : MBAP_LENGTH;
+    ssize_t n = recv(f->shim[1], ans, sizeof(ans), MSG_DONTWAIT);
+
+    while (recv(f->shim[1], junk, sizeof(junk), MSG_DONTWAIT) > 0)
+        ; /* never more than one answer per request; keep the shim empty regardless */
+    if (n <= (ssize_t)hl)
+        return;
+    if (ans[hl] & 0x80)
+        f->counters.exceptions++;
+
+    if (!f->rtu && f->faults.drop > 0) {
+        f->faults.drop--;
+        peer_kill(p, "fault drop");
+        return;
+    }
+    if (f->faults.garbage > 0) {
+        f->faults.garbage--;
+        make_garbage(f, ans, (size_t)n, req);
+    } else if (f->rtu && f->faults.crc > 0) {
+        f->faults.crc--;
+        ans[n - 2] ^= 0xFF;
+        ans[n - 1] ^= 0xFF;
+    }
+    if (f->faults.delay_ms > 0) {
+        p->held = true;
+        p->held_due_ms = now_ms() + f->faults.delay_ms;
+        memcpy(p->held_buf, ans, (size_t)n);
+        p->held_len = (size_t)n;
+        return;
+    }
+    peer_send(f, p, ans, (size_t)n);
+}
+
+/* One whole request frame (TCP: MBAP header + PDU; RTU: unit + PDU + good CRC). */
+static void serve(struct fake *f, struct peer *p, const uint8_t *req, size_t len)
+{
+    size_t hl = f->rtu ? 1 : MBAP_LENGTH;
+    size_t pdu_len = len - hl - (f->rtu ? 2 : 0);
+    const uint8_t *pdu = req + hl;
+    struct request r;
+    modbus_mapping_t *m;
+    unsigned code;
+    int rc;
+
+    request_describe(req[hl - 1], pdu, pdu_len, &r);
+    f->counters.requests++;
+    log_add(f, &r);
+
+    if (r.unit == MODBUS_BROADCAST_ADDRESS) {
+        serve_broadcast(f, &r, pdu, pdu_len);
+        return;
+    }
+    if (!f->served[r.unit] || unit_silent(f, r.unit)) {
+        f->counters.ignored++;
+        return;
+    }
+    m = unit_tables(f, r.unit);
+    if (!m) {
+        note("unit %u: out of memory for its tables, not answering", r.unit);
+        f->counters.ignored++;
+        return;
+    }
+    if (r.read)
+        f->counters.reads++;
+    if (r.write)
+        f->counters.writes++;
+
+    code = range_fault_code(f, &r);
+    modbus_set_socket(f->mb, f->shim[0]);
+    if (f->rtu)
+        modbus_set_slave(f->mb, (int)r.unit); /* fails for 248..255; the reply uses req[0] */
+    if (code)
+        rc = modbus_reply_exception(f->mb, req, code);
+    else if (fc_supported(r.fc))
+        rc = modbus_reply(f->mb, req, (int)len, m);
+    else
+        rc = modbus_reply_exception(f->mb, req, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+    if (rc < 0)
+        note("unit %u: no answer to function %u: %s", r.unit, r.fc, modbus_strerror(errno));
+    deliver_answer(f, p, req);
+}
+
+/* ---- Modbus TCP ---- */
+
+static int peer_add(struct fake *f, int fd)
+{
+    struct peer *p;
+
+    if (f->n_peers == f->cap_peers) {
+        size_t cap = f->cap_peers ? 2 * f->cap_peers : 8;
+        struct peer **v = realloc(f->peers, cap * sizeof(*v));
+
+        if (!v)
+            return -ENOMEM;
+        f->peers = v;
+        f->cap_peers = cap;
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->fd = fd;
+    p->partial_since_ms = -1;
+    p->answer_end_us = -1;
+    f->peers[f->n_peers++] = p;
+    return 0;
+}
+
+static void tcp_accept(struct fake *f)
+{
+    for (;;) {
+        int one = 1, fd = accept4(f->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                note("accept: %s", strerror(errno));
+            return;
+        }
+        if (fd >= FD_SETSIZE) {
+            note("client %d: descriptor too large for libmodbus's select(), refusing", fd);
+            close(fd);
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (peer_add(f, fd) < 0) {
+            note("client %d: out of memory, refusing", fd);
+            close(fd);
+            continue;
+        }
+        note("client %d: connected", fd);
+    }
+}
+
+/* Reads and serves one request if a whole MBAP frame has arrived; otherwise notes since when
+ * it is partial (the loop looks again after TCP_RECHECK_MS) and gives up after
+ * TCP_PARTIAL_MS. */
+static void tcp_readable(struct fake *f, struct peer *p, int64_t now)
+{
+    uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH], junk[MODBUS_TCP_MAX_ADU_LENGTH];
+    ssize_t n = recv(p->fd, req, sizeof(req), MSG_PEEK | MSG_DONTWAIT);
+    size_t total;
+    int rc;
+
+    if (n == 0) {
+        peer_kill(p, "closed the connection");
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            peer_kill(p, strerror(errno));
+        return;
+    }
+    total = n >= 6 ? 6 + be16(req + 4) : SIZE_MAX;
+    if (n >= 6 && (total < MBAP_LENGTH + 1 || total > MODBUS_TCP_MAX_ADU_LENGTH)) {
+        peer_kill(p, "bad MBAP length");
+        return;
+    }
+    if ((size_t)n < total) {
+        if (p->partial_since_ms < 0)
+            p->partial_since_ms = now;
+        else if (now - p->partial_since_ms >= TCP_PARTIAL_MS)
+            peer_kill(p, "incomplete frame");
+        return;
+    }
+    p->partial_since_ms = -1;
+
+    memset(req, 0, sizeof(req));
+    modbus_set_socket(f->mb, p->fd);
+    rc = modbus_receive(f->mb, req);
+    if (rc <= 0) {
+        peer_kill(p, rc < 0 ? modbus_strerror(errno) : "empty frame");
+        return;
+    }
+    if ((size_t)rc > total) {
+        peer_kill(p, "MBAP length shorter than the function code needs");
+        return;
+    }
+    if ((size_t)rc < total && recv(p->fd, junk, total - (size_t)rc, MSG_DONTWAIT) < 0) {
+        peer_kill(p, strerror(errno));
+        return;
+    }
+    serve(f, p, req, (size_t)rc);
+}
+
+/* ---- Modbus RTU ---- */
+
+/* The length of the RTU request at the start of buf, from its function code: the length
+ * (possibly more than len: wait), 0 when more bytes are needed to tell, -1 when unknown. */
+static int rtu_request_length(const uint8_t *buf, size_t len)
+{
+    if (len < 2)
+        return 0;
+    switch (buf[1]) {
+    case MODBUS_FC_READ_COILS:
+    case MODBUS_FC_READ_DISCRETE_INPUTS:
+    case MODBUS_FC_READ_HOLDING_REGISTERS:
+    case MODBUS_FC_READ_INPUT_REGISTERS:
+    case MODBUS_FC_WRITE_SINGLE_COIL:
+    case MODBUS_FC_WRITE_SINGLE_REGISTER:
+        return 8;
+    case MODBUS_FC_WRITE_MULTIPLE_COILS:
+    case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
+        return len < 7 ? 0 : 9 + buf[6];
+    case MODBUS_FC_REPORT_SLAVE_ID:
+        return 4;
+    case MODBUS_FC_MASK_WRITE_REGISTER:
+        return 10;
+    case MODBUS_FC_WRITE_AND_READ_REGISTERS:
+        return len < 11 ? 0 : 13 + buf[10];
+    default:
+        return -1;
+    }
+}
+
+static void rtu_frame(struct fake *f, struct peer *p, const uint8_t *frame, size_t len)
+{
+    if (!crc_ok(frame, len)) {
+        f->counters.crc_errors++;
+        note("serial line: dropping a %zu-byte frame with a bad CRC", len);
+        return;
+    }
+    serve(f, p, frame, len);
+}
+
+/* Cuts whole frames off the receive buffer and serves them, unless an answer is held back. */
+static void rtu_process(struct fake *f, struct peer *p, int64_t now)
+{
+    while (p->rx_len > 0 && !p->held) {
+        uint8_t frame[RTU_RX_MAX];
+        int need = rtu_request_length(p->rx, p->rx_len);
+        int64_t quiet = now - p->rx_last_ms;
+        size_t take;
+
+        if (need > 0 && (size_t)need <= p->rx_len) {
+            take = (size_t)need;
+        } else if (need < 0 && quiet >= RTU_GAP_UNKNOWN_MS) {
+            take = p->rx_len;
+        } else if (need >= 0 && quiet >= RTU_GAP_PARTIAL_MS) {
+            note("serial line: discarding %zu bytes of a partial frame", p->rx_len);
+            p->rx_len = 0;
+            return;
+        } else {
+            return;
+        }
+        memcpy(frame, p->rx, take);
+        memmove(p->rx, p->rx + take, p->rx_len - take);
+        p->rx_len -= take;
+        rtu_frame(f, p, frame, take);
+    }
+}
+
+/* Reads what the line has. libmodbus leaves the tty at VMIN=0 VTIME=0, where read() returns 0
+ * for "nothing more now", so a hang-up shows as POLLHUP with nothing to read, or EIO. */
+static void rtu_readable(struct fake *f, struct peer *p, short revents, int64_t now)
+{
+    size_t got = 0;
+
+    for (;;) {
+        ssize_t n;
+
+        if (p->rx_len == sizeof(p->rx)) {
+            note("serial line: %zu bytes without a frame, discarding", p->rx_len);
+            p->rx_len = 0;
+        }
+        n = read(p->fd, p->rx + p->rx_len, sizeof(p->rx) - p->rx_len);
+        if (n > 0) {
+            if (p->answer_end_us >= 0) {
+                note_gap(&f->counters, now_us() - p->answer_end_us);
+                p->answer_end_us = -1;
+            }
+            p->rx_len += (size_t)n;
+            p->rx_last_ms = now;
+            got += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+        complain("serial line %s: %s, stopping", arg_rtu_path, strerror(errno));
+        f->stop = true;
+        f->exit_status = 1;
+        return;
+    }
+    if (got == 0 && (revents & (POLLHUP | POLLERR))) {
+        complain("serial line %s: hung up, stopping", arg_rtu_path);
+        f->stop = true;
+        f->exit_status = 1;
+        return;
+    }
+    rtu_process(f, p, now);
+}
+
+/* ---- the control port ---- */
+
+static void ctl_printf(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends to c's output; a client that lets more than CTL_OUT_MAX pile up is dropped. */
+static void ctl_printf(struct ctl *c, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (c->dead)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (c->out_len + (size_t)n + 1 > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        char *o;
+
+        while (cap < c->out_len + (size_t)n + 1)
+            cap *= 2;
+        if (cap > CTL_OUT_MAX || !(o = realloc(c->out, cap))) {
+            note("control client %d: too much unread output, closing", c->fd);
+            c->dead = true;
+            return;
+        }
+        c->out = o;
+        c->out_cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(c->out + c->out_len, c->out_cap - c->out_len, fmt, ap);
+    va_end(ap);
+    c->out_len += (size_t)n;
+}
+
+static void ctl_flush(struct ctl *c)
+{
+    while (!c->dead && c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        } else {
+            c->dead = true;
+        }
+    }
+    c->out_off = c->out_len = 0;
+    if (c->eof)
+        c->dead = true;
+}
+
+static void cmd_get(struct fake *f, struct ctl *c, char **tok, size_t n)
+{
+    unsigned long addr, count;
+    const modbus_mapping_t *m;
+    int unit, t;
+
+    if (n != 4) {
+        ctl_printf(c, "err usage: get UNIT TABLE ADDR COUNT\n");
+        return;
+    }
+    unit = parse_unit(tok[0], false);
+    t = table_from_string(tok[1]);
+    if (unit < 1) {
+        ctl_printf(c, "err bad unit '%s' (1..255)\n", tok[0]);
+    } else if (t < 0) {
+        ctl_printf(c, "err bad table '%s' (coil, discrete, input or holding)\n", tok[1]);
+    } else if (parse_number(tok[2], N_ADDRESSES - 1, &addr) < 0) {
+        ctl_printf(c, "err bad address '%s' (0..65535)\n", tok[2]);
+    } else if (parse_number(tok[3], N_ADDRESSES, &count) < 0 || count < 1 ||
+               addr + count > N_ADDRESSES) {
+        ctl_printf(c, "err bad count '%s' (1.., up to address 65535)\n", tok[3]);
+    } else {
+        /* A unit nobody has touched yet reads as the template: no need to create it. */
+        m = f->units[unit] ? f->units[unit] : f->template;
+        ctl_printf(c, "ok");
+        for (unsigned long i = 0; i < count; i++)
+            ctl_printf(c, " %u", table_get(m, t, (unsigned)(addr + i)));
+        ctl_printf(c, "\n");
+    }
+}
+
+/* Parses "UNIT TABLE ADDR COUNT" of `fault exception` / `fault hole` into rf. */
+static int parse_range_fault(char **tok, struct range_fault *rf, char *err, size_t errlen)
+{
+    unsigned long addr, count;
+    int unit = parse_unit(tok[0], true), t = table_from_string(tok[1]);
+
+    if (unit < 0) {
+        snprintf(err, errlen, "bad unit '%s' (0 or * for every unit, 1..255)", tok[0]);
+        return -EINVAL;
+    }
+    if (t < 0) {
+        snprintf(err, errlen, "bad table '%s' (coil, discrete, input or holding)", tok[1]);
+        return -EINVAL;
+    }
+    if (parse_number(tok[2], N_ADDRESSES - 1, &addr) < 0) {
+        snprintf(err, errlen, "bad address '%s' (0..65535)", tok[2]);
+        return -EINVAL;
+    }
+    if (parse_number(tok[3], N_ADDRESSES, &count) < 0 || count < 1 ||
+        addr + count > N_ADDRESSES) {
+        snprintf(err, errlen, "bad count '%s' (1.., up to address 65535)", tok[3]);
+        return -EINVAL;
+    }
+    rf->unit = unit == UNIT_STAR ? 0 : (unsigned)unit;
+    rf->table = t;
+    rf->addr = (unsigned)addr;
+    rf->count = (unsigned)count;
+    return 0;
+}
+
+static void cmd_fault(struct fake *f, struct ctl *c, char **tok, size_t n)
+{
+    struct faults *fl = &f->faults;
+    const char *what = n > 0 ? tok[0] : "";
+    unsigned long v;
+    char err[128];
+
+    if (strcmp(what, "clear") == 0 && n == 1) {
+        memset(fl, 0, sizeof(*fl));
+    } else if (strcmp(what, "delay") == 0 && n == 2) {
+        if (parse_number(tok[1], MAX_DELAY_MS, &v) < 0) {
+            ctl_printf(c, "err bad delay '%s' (0..%d ms)\n", tok[1], MAX_DELAY_MS);
+            return;
+        }
+        fl->delay_ms = (unsigned)v;
+    } else if (strcmp(what, "silent") == 0 && n == 2) {
+        int unit = parse_unit(tok[1], true);
+
+        if (unit < 0) {
+            ctl_printf(c, "err bad unit '%s' (0 or * for every unit, 1..255)\n", tok[1]);
+            return;
+        }
+        if (unit == 0 || unit == UNIT_STAR)
+            fl->silent_all = true;
+        else
+            fl->silent[unit] = true;
+    } else if ((strcmp(what, "exception") == 0 && n == 6) ||
+               (strcmp(what, "hole") == 0 && n == 5)) {
+        struct range_fault rf;
+
+        if (parse_range_fault(tok + 1, &rf, err, sizeof(err)) < 0) {
+            ctl_printf(c, "err %s\n", err);
+            return;
+        }
+        rf.code = MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
+        if (n == 6 && (parse_number(tok[5], MODBUS_EXCEPTION_MAX - 1, &v) < 0 || v < 1)) {
+            ctl_printf(c, "err bad exception code '%s' (1..%d)\n", tok[5],
+                       MODBUS_EXCEPTION_MAX - 1);
+            return;
+        }
+        if (n == 6)
+            rf.code = (unsigned)v;
+        if (fl->n_ranges == MAX_RANGE_FAULTS) {
+            ctl_printf(c, "err too many exception/hole faults (%d)\n", MAX_RANGE_FAULTS);
+            return;
+        }
+        fl->ranges[fl->n_ranges++] = rf;
+    } else if ((strcmp(what, "garbage") == 0 || strcmp(what, "crc") == 0 ||
+                strcmp(what, "drop") == 0) && n == 2) {
+        if (parse_number(tok[1], MAX_FAULT_COUNT, &v) < 0) {
+            ctl_printf(c, "err bad count '%s'\n", tok[1]);
+            return;
+        }
+        if (what[0] == 'c' && !f->rtu) {
+            ctl_printf(c, "err crc faults need --rtu (Modbus TCP has no CRC)\n");
+            return;
+        }
+        if (what[0] == 'd' && f->rtu) {
+            ctl_printf(c, "err drop faults need --tcp (a serial line has no connection)\n");
+            return;
+        }
+        *(what[0] == 'g' ? &fl->garbage : what[0] == 'c' ? &fl->crc : &fl->drop) = v;
+    } else {
+        ctl_printf(c, "err usage: fault delay MS | silent UNIT | exception UNIT TABLE ADDR "
+                      "COUNT CODE | hole UNIT TABLE ADDR COUNT | garbage N | crc N | drop N | "
+                      "clear\n");
+        return;
+    }
+    note("fault %s set", what);
+    ctl_printf(c, "ok\n");
+}
+
+static void ctl_command(struct fake *f, struct ctl *c, char *line)
+{
+    char **tok, err[160];
+    size_t n;
+    int r;
+
+    if (tokenize(&f->tokens, line) < 0) {
+        ctl_printf(c, "err out of memory\n");
+        return;
+    }
+    tok = f->tokens.v;
+    n = f->tokens.n;
+    if (n == 0)
+        return;
+
+    if (strcmp(tok[0], "set") == 0) {
+        r = apply_set(f, tok + 1, n - 1, err, sizeof(err));
+        if (r == -ENOMEM)
+            ctl_printf(c, "err out of memory\n");
+        else if (r < 0)
+            ctl_printf(c, "err %s\n", err);
+        else
+            ctl_printf(c, "ok\n");
+    } else if (strcmp(tok[0], "get") == 0) {
+        cmd_get(f, c, tok + 1, n - 1);
+    } else if (strcmp(tok[0], "stats") == 0 && n == 1) {
+        ctl_printf(c,
+                   "ok requests=%" PRIu64 " reads=%" PRIu64 " writes=%" PRIu64
+                   " exceptions=%" PRIu64 " crc_errors=%" PRIu64 " ignored=%" PRIu64
+                   " min_gap_us=%" PRId64 "\n",
+                   f->counters.requests, f->counters.reads, f->counters.writes,
+                   f->counters.exceptions, f->counters.crc_errors, f->counters.ignored,
+                   f->counters.min_gap_us);
+    } else if (strcmp(tok[0], "log") == 0 && n == 1) {
+        ctl_printf(c, "ok %zu\n", f->log_len);
+        for (size_t i = 0; i < f->log_len; i++) {
+            const struct log_entry *e =
+                &f->log[(f->log_head + LOG_CAPACITY - f->log_len + i) % LOG_CAPACITY];
+
+            ctl_printf(c, "%u %u %u %u\n", e->unit, e->fc, e->addr, e->count);
+        }
+        ctl_printf(c, "end\n");
+    } else if (strcmp(tok[0], "reset") == 0 && n == 1) {
+        counters_reset(&f->counters);
+        f->log_head = f->log_len = 0;
+        ctl_printf(c, "ok\n");
+    } else if (strcmp(tok[0], "fault") == 0) {
+        cmd_fault(f, c, tok + 1, n - 1);
+    } else {
+        ctl_printf(c, "err unknown command '%s' (set, get, stats, log, reset, fault)\n", tok[0]);
+    }
+}
+
+static void ctl_accept(struct fake *f)
+{
+    for (;;) {
+        int fd = accept4(f->control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct ctl *c;
+
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                note("control accept: %s", strerror(errno));
+            return;
+        }
+        if (f->n_ctls == f->cap_ctls) {
+            size_t cap = f->cap_ctls ? 2 * f->cap_ctls : 4;
+            struct ctl **v = realloc(f->ctls, cap * sizeof(*v));
+
+            if (!v) {
+                close(fd);
+                continue;
+            }
+            f->ctls = v;
+            f->cap_ctls = cap;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        f->ctls[f->n_ctls++] = c;
+    }
+}
+
+/* Runs the complete lines in c's input and keeps the incomplete rest. */
+static void ctl_lines(struct fake *f, struct ctl *c)
+{
+    size_t start = 0;
+
+    for (char *nl; !c->dead && (nl = memchr(c->in + start, '\n', c->in_len - start));) {
+        *nl = '\0';
+        ctl_command(f, c, c->in + start);
+        start = (size_t)(nl - c->in) + 1;
+    }
+    memmove(c->in, c->in + start, c->in_len - start);
+    c->in_len -= start;
+    if (c->in_len > CTL_LINE_MAX) {
+        ctl_printf(c, "err line too long\n");
+        c->in_len = 0;
+        c->eof = true;
+    }
+}
+
+/* Reads and runs commands: a bounded number of reads per wake-up, so that one busy control
+ * client cannot keep the loop from everything else. */
+static void ctl_readable(struct fake *f, struct ctl *c)
+{
+    for (int reads = 0; reads < 64 && !c->dead && !c->eof; reads++) {
+        ssize_t n;
+
+        if (c->in_cap - c->in_len < 4096) {
+            size_t cap = c->in_cap ? 2 * c->in_cap : 8192;
+            char *in = realloc(c->in, cap);
+
+            if (!in) {
+                c->dead = true;
+                break;
+            }
+            c->in = in;
+            c->in_cap = cap;
+        }
+        n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            ctl_lines(f, c);
+        } else if (n == 0) {
+            c->eof = true;
+            if (c->in_len > 0) { /* a last line without its newline still counts */
+                c->in[c->in_len++] = '\n';
+                ctl_lines(f, c);
+            }
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else if (errno != EINTR) {
+            c->dead = true;
+        }
+    }
+    ctl_flush(c);
+}
+
+/* ---- set-up, the loop, tear-down ---- */
+
+static int open_control(struct fake *f)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    int one = 1, port;
+
+    f->control_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (f->control_fd < 0)
+        return -errno;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)arg_control_port);
+    setsockopt(f->control_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(f->control_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(f->control_fd, 16) < 0)
+        return -errno;
+    port = bound_port(f->control_fd);
+    if (port < 0)
+        return port;
+    f->control_port = port;
+    return 0;
+}
+
+static int open_tcp(struct fake *f)
+{
+    int port;
+
+    f->mb = modbus_new_tcp("127.0.0.1", arg_tcp_port);
+    if (!f->mb)
+        return -errno;
+    f->listen_fd = modbus_tcp_listen(f->mb, 64);
+    if (f->listen_fd < 0)
+        return -errno;
+    if (set_nonblocking(f->listen_fd) < 0 || fcntl(f->listen_fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+    port = bound_port(f->listen_fd);
+    if (port < 0)
+        return port;
+    f->tcp_port = port;
+    return 0;
+}
+
+static int open_rtu(struct fake *f)
+{
+    int fd, r;
+
+    f->mb = modbus_new_rtu(arg_rtu_path, arg_baud, arg_parity, arg_data_bits, arg_stop_bits);
+    if (!f->mb)
+        return -errno;
+    if (modbus_connect(f->mb) < 0)
+        return -errno;
+    fd = modbus_get_socket(f->mb);
+    r = set_nonblocking(fd);
+    if (r < 0)
+        return r;
+    r = peer_add(f, fd);
+    if (r < 0)
+        return r;
+    /* From here on libmodbus only ever writes answers, and those go to the shim. */
+    modbus_set_socket(f->mb, f->shim[0]);
+    return 0;
+}
+
+static int open_signals(struct fake *f)
+{
+    sigset_t mask;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+        return -errno;
+    f->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (f->signal_fd < 0)
+        return -errno;
+    return 0;
+}
+
+static int fake_init(struct fake *f)
+{
+    f->listen_fd = f->control_fd = f->signal_fd = -1;
+    f->shim[0] = f->shim[1] = -1;
+    f->rtu = arg_rtu_path != NULL;
+    counters_reset(&f->counters);
+    f->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ULL;
+    f->log = calloc(LOG_CAPACITY, sizeof(*f->log));
+    f->template = mapping_new();
+    if (!f->log || !f->template)
+        return -ENOMEM;
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, f->shim) < 0)
+        return -errno;
+    return 0;
+}
+
+static void fake_free(struct fake *f)
+{
+    if (f->mb) {
+        if (f->rtu) {
+            /* Give the context its line back: modbus_close() restores the line's settings
+             * and closes it. (On TCP the context holds no descriptor of its own.) */
+            if (modbus_get_socket(f->mb) == f->shim[0])
+                modbus_set_socket(f->mb, f->peers[0]->fd);
+            modbus_close(f->mb);
+        }
+        modbus_free(f->mb);
+    }
+    for (size_t i = 0; i < f->n_peers; i++) {
+        if (!f->rtu)
+            close(f->peers[i]->fd);
+        free(f->peers[i]);
+    }
+    free(f->peers);
+    for (size_t i = 0; i < f->n_ctls; i++) {
+        close(f->ctls[i]->fd);
+        free(f->ctls[i]->in);
+        free(f->ctls[i]->out);
+        free(f->ctls[i]);
+    }
+    free(f->ctls);
+    for (unsigned u = 0; u < N_UNIT_IDS; u++)
+        modbus_mapping_free(f->units[u]);
+    modbus_mapping_free(f->template);
+    free(f->log);
+    free(f->tokens.v);
+    if (f->listen_fd >= 0)
+        close(f->listen_fd);
+    if (f->control_fd >= 0)
+        close(f->control_fd);
+    if (f->signal_fd >= 0)
+        close(f->signal_fd);
+    if (f->shim[0] >= 0)
+        close(f->shim[0]);
+    if (f->shim[1] >= 0)
+        close(f->shim[1]);
+}
+
+static void sweep(struct fake *f)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < f->n_peers; i++) {
+        if (f->peers[i]->dead && !f->rtu) {
+            close(f->peers[i]->fd);
+            free(f->peers[i]);
+        } else {
+            f->peers[j++] = f->peers[i];
+        }
+    }
+    f->n_peers = j;
+    j = 0;
+    for (size_t i = 0; i < f->n_ctls; i++) {
+        struct ctl *c = f->ctls[i];
+
+        if (c->dead) {
+            close(c->fd);
+            free(c->in);
+            free(c->out);
+            free(c);
+        } else {
+            f->ctls[j++] = c;
+        }
+    }
+    f->n_ctls = j;
+}
+
+/* Milliseconds until the next timer (held answer, half-received frame), -1 for none. */
+static int next_timeout(const struct fake *f, int64_t now)
+{
+    int64_t due = INT64_MAX;
+
+    for (size_t i = 0; i < f->n_peers; i++) {
+        const struct peer *p = f->peers[i];
+
+        if (p->held && p->held_due_ms < due)
+            due = p->held_due_ms;
+        if (p->partial_since_ms >= 0 && now + TCP_RECHECK_MS < due)
+            due = now + TCP_RECHECK_MS;
+        if (f->rtu && p->rx_len > 0 && !p->held) {
+            int gap = rtu_request_length(p->rx, p->rx_len) < 0 ? RTU_GAP_UNKNOWN_MS
+                                                                 : RTU_GAP_PARTIAL_MS;
+            if (p->rx_last_ms + gap < due)
+                due = p->rx_last_ms + gap;
+        }
+    }
+    if (due == INT64_MAX)
+        return -1;
+    return due <= now ? 0 : (int)(due - now + 1);
+}
+
+enum slot_kind { SLOT_SIGNAL, SLOT_CONTROL, SLOT_CTL, SLOT_LISTEN, SLOT_PEER };
+
+struct slot {
+    enum slot_kind kind;
+    void *obj;
+};
+
+static int run(struct fake *f)
+{
+    struct pollfd *pfd = NULL;
+    struct slot *slots = NULL;
+    size_t cap = 0;
+    int r = 0;
+
+    while (!f->stop) {
+        size_t n = 0, want = 3 + f->n_peers + f->n_ctls;
+        int64_t now;
+
+        if (want > cap || !pfd || !slots) {
+            size_t ncap = want < 16 ? 16 : 2 * want;
+            struct pollfd *np = realloc(pfd, ncap * sizeof(*np));
+            struct slot *ns;
+
+            if (!np) {
+                r = -ENOMEM;
+                break;
+            }
+            pfd = np;
+            ns = realloc(slots, ncap * sizeof(*ns));
+            if (!ns) {
+                r = -ENOMEM;
+                break;
+            }
+            slots = ns;
+            cap = ncap;
+        }
+        pfd[n] = (struct pollfd){ .fd = f->signal_fd, .events = POLLIN };
+        slots[n++] = (struct slot){ SLOT_SIGNAL, NULL };
+        pfd[n] = (struct pollfd){ .fd = f->control_fd, .events = POLLIN };
+        slots[n++] = (struct slot){ SLOT_CONTROL, NULL };
+        if (f->listen_fd >= 0) {
+            pfd[n] = (struct pollfd){ .fd = f->listen_fd, .events = POLLIN };
+            slots[n++] = (struct slot){ SLOT_LISTEN, NULL };
+        }
+        for (size_t i = 0; i < f->n_ctls; i++) {
+            struct ctl *c = f->ctls[i];
+            short ev = (short)((c->eof ? 0 : POLLIN) | (c->out_len > c->out_off ? POLLOUT : 0));
+
+            pfd[n] = (struct pollfd){ .fd = c->fd, .events = ev };
+            slots[n++] = (struct slot){ SLOT_CTL, c };
+        }
+        for (size_t i = 0; i < f->n_peers; i++) {
+            struct peer *p = f->peers[i];
+
+            /* A peer with an answer held back, or a half frame, is not read meanwhile. */
+            if (p->held || p->partial_since_ms >= 0)
+                continue;
+            pfd[n] = (struct pollfd){ .fd = p->fd, .events = POLLIN };
+            slots[n++] = (struct slot){ SLOT_PEER, p };
+        }
+
+        now = now_ms();
+        if (poll(pfd, (nfds_t)n, next_timeout(f, now)) < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            break;
+        }
+        now = now_ms();
+
+        for (size_t i = 0; i < n && !f->stop; i++) {
+            if (!pfd[i].revents)
+                continue;
+            switch (slots[i].kind) {
+            case SLOT_SIGNAL: {
+                struct signalfd_siginfo si;
+
+                if (read(f->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                    note("received %s, stopping", strsignal((int)si.ssi_signo));
+                    f->stop = true;
+                }
+                break;
+            }
+            case SLOT_CONTROL:
+                ctl_accept(f);
+                break;
+            case SLOT_LISTEN:
+                tcp_accept(f);
+                break;
+            case SLOT_CTL: {
+                struct ctl *c = slots[i].obj;
+
+                if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                    ctl_readable(f, c);
+                else
+                    ctl_flush(c);
+                break;
+            }
+            case SLOT_PEER:
+                if (f->rtu)
+                    rtu_readable(f, slots[i].obj, pfd[i].revents, now);
+                else
+                    tcp_readable(f, slots[i].obj, now);
+                break;
+            }
+        }
+
+        /* Timers: held answers that are due, half frames to look at again. */
+        for (size_t i = 0; i < f->n_peers && !f->stop; i++) {
+            struct peer *p = f->peers[i];
+
+            if (p->dead)
+                continue;
+            if (p->held && p->held_due_ms <= now) {
+                p->held = false;
+                peer_send(f, p, p->held_buf, p->held_len);
+            }
+            if (f->rtu)
+                rtu_process(f, p, now);
+            else if (p->partial_since_ms >= 0 && !p->held)
+                tcp_readable(f, p, now);
+        }
+        sweep(f);
+    }
+    free(pfd);
+    free(slots);
+    return r;
+}
+
+static void usage(FILE *to)
+{
+    fputs("usage: fake-modbus (--tcp PORT | --rtu PATH [--baud N] [--parity N|E|O]\n"
+          "                    [--data-bits N] [--stop-bits N])\n"
+          "                   [--control PORT] [--units LIST] [--map FILE] [--quiet]\n"
+          "\n"
+          "A Modbus slave for tests: TCP on 127.0.0.1:PORT (0 picks one) or RTU on PATH,\n"
+          "unit ids LIST (e.g. 1,7,20-30), tables preloaded from FILE, and a line-based\n"
+          "control port on 127.0.0.1. Prints \"READY tcp=<port> control=<port>\" when ready.\n"
+          "See tests/fakes/README.md.\n",
+          to);
+}
+
+/* Returns 0, 1 when --help was answered, or -EINVAL (bad command line). */
+static int parse_argv(int argc, char **argv)
+{
+    enum { OPT_TCP = 0x100, OPT_RTU, OPT_BAUD, OPT_PARITY, OPT_DATA_BITS, OPT_STOP_BITS,
+           OPT_CONTROL, OPT_UNITS, OPT_MAP, OPT_QUIET, OPT_HELP };
+    static const struct option options[] = {
+        { "tcp", required_argument, NULL, OPT_TCP },
+        { "rtu", required_argument, NULL, OPT_RTU },
+        { "baud", required_argument, NULL, OPT_BAUD },
+        { "parity", required_argument, NULL, OPT_PARITY },
+        { "data-bits", required_argument, NULL, OPT_DATA_BITS },
+        { "stop-bits", required_argument, NULL, OPT_STOP_BITS },
+        { "control", required_argument, NULL, OPT_CONTROL },
+        { "units", required_argument, NULL, OPT_UNITS },
+        { "map", required_argument, NULL, OPT_MAP },
+        { "quiet", no_argument, NULL, OPT_QUIET },
+        { "help", no_argument, NULL, OPT_HELP },
+        {}
+    };
+    unsigned long v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+        switch (c) {
+        case OPT_TCP:
+        case OPT_CONTROL:
+            if (parse_number(optarg, 65535, &v) < 0) {
+                complain("bad port '%s'", optarg);
+                return -EINVAL;
+            }
+            *(c == OPT_TCP ? &arg_tcp_port : &arg_control_port) = (int)v;
+            break;
+        case OPT_RTU:
+            arg_rtu_path = optarg;
+            break;
+        case OPT_BAUD:
+            if (parse_number(optarg, 4000000, &v) < 0 || v == 0) {
+                complain("bad baud rate '%s'", optarg);
+                return -EINVAL;
+            }
+            arg_baud = (int)v;
+            break;
+        case OPT_PARITY:
+            if (strlen(optarg) != 1 || !strchr("NEO", optarg[0])) {
+                complain("bad parity '%s' (N, E or O)", optarg);
+                return -EINVAL;
+            }
+            arg_parity = optarg[0];
+            break;
+        case OPT_DATA_BITS:
+            if (parse_number(optarg, 8, &v) < 0 || v < 5) {
+                complain("bad data bits '%s' (5..8)", optarg);
+                return -EINVAL;
+            }
+            arg_data_bits = (int)v;
+            break;
+        case OPT_STOP_BITS:
+            if (parse_number(optarg, 2, &v) < 0 || v < 1) {
+                complain("bad stop bits '%s' (1 or 2)", optarg);
+                return -EINVAL;
+            }
+            arg_stop_bits = (int)v;
+            break;
+        case OPT_UNITS:
+            arg_units = optarg;
+            break;
+        case OPT_MAP:
+            arg_map = optarg;
+            break;
+        case OPT_QUIET:
+            arg_quiet = true;
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 1;
+        default:
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        complain("unexpected argument '%s'", argv[optind]);
+        return -EINVAL;
+    }
+    if ((arg_tcp_port >= 0) == (arg_rtu_path != NULL)) {
+        complain("give exactly one of --tcp and --rtu");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"tcp", required_argument, NULL, 't'},      {"rtu", required_argument, NULL, 'r'},
-        {"baud", required_argument, NULL, 'b'},     {"parity", required_argument, NULL, 'p'},
-        {"data-bits", required_argument, NULL, 'd'}, {"stop-bits", required_argument, NULL, 's'},
-        {"control", required_argument, NULL, 'c'},  {"units", required_argument, NULL, 'u'},
-        {"map", required_argument, NULL, 'm'},      {"quiet", no_argument, NULL, 'q'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *rtu_path = NULL, *map = NULL;
-    int tcp_port = -1, control_port = 0, baud = 9600, data_bits = 8, stop_bits = 1;
-    char parity = 'N';
-    modbus_t *ctx;
-    int listen_fd = -1, ctl_fd, serial_fd = -1;
-    int clients[MAX_CLIENTS];
-    struct control ctls[8];
-    int n_clients = 0, n_ctls = 0, c;
-    uint8_t rtu_buf[512];
-    size_t rtu_len = 0;
-    long rtu_last = 0;
+    struct fake *f;
+    int r, status = 0;
 
-    /* On TCP, unit 0 and 255 are ordinary addresses many devices answer to. */
-    for (int u = 0; u <= 247; u++)
-        st.serve[u] = true;
-    st.serve[255] = true;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
-        switch (c) {
-        case 't':
-            tcp_port = atoi(optarg);
-            break;
-        case 'r':
-            rtu_path = optarg;
-            break;
-        case 'b':
-            baud = atoi(optarg);
-            break;
-        case 'p':
-            parity = optarg[0];
-            break;
-        case 'd':
-            data_bits = atoi(optarg);
-            break;
-        case 's':
-            stop_bits = atoi(optarg);
-            break;
-        case 'c':
-            control_port = atoi(optarg);
-            break;
-        case 'u':
-            if (parse_units(optarg) < 0) {
-                usage();
-                return 2;
-            }
-            break;
-        case 'm':
-            map = optarg;
-            break;
-        case 'q':
-            st.quiet = true;
-            break;
-        default:
-            usage();
-            return 2;
-        }
+    r = parse_argv(argc, argv);
+    if (r != 0) {
+        if (r < 0)
+            usage(stderr);
+        return r < 0 ? 2 : 0;
     }
-    if ((tcp_port < 0) == !rtu_path || optind != argc) {
-        usage();
-        return 2;
-    }
-    st.rtu = rtu_path != NULL;
-    if (st.rtu)
-        st.serve[0] = false; /* the broadcast address */
-    st.log = calloc(LOG_MAX, sizeof(*st.log));
-    if (map && load_map(map) < 0)
-        return 2;
-    srand((unsigned)time(NULL));
-    signal(SIGPIPE, SIG_IGN);
-    if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0)
+
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        complain("out of memory");
         return 1;
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
+    }
+    r = fake_init(f);
+    if (r < 0) {
+        complain("cannot start: %s", strerror(-r));
+        status = 1;
+        goto out;
+    }
 
-    if (st.rtu) {
-        ctx = modbus_new_rtu(rtu_path, baud, parity, data_bits, stop_bits);
-        if (!ctx || modbus_connect(ctx) < 0) {
-            fprintf(stderr, "fake-modbus: %s: %s\n", rtu_path, modbus_strerror(errno));
-            return 1;
+    if (arg_units) {
+        r = parse_units(f, arg_units);
+        if (r < 0) {
+            complain("bad --units '%s' (e.g. 1,7,20-30; ids 1..255)", arg_units);
+            usage(stderr);
+            status = 2;
+            goto out;
         }
-        serial_fd = modbus_get_socket(ctx);
     } else {
-        ctx = modbus_new_tcp("127.0.0.1", tcp_port);
-        listen_fd = listen_on(tcp_port, &tcp_port);
-        if (!ctx || listen_fd < 0) {
-            fprintf(stderr, "fake-modbus: cannot listen on port %d: %s\n", tcp_port, strerror(errno));
-            return 1;
+        for (unsigned u = 1; u <= 247; u++)
+            f->served[u] = true;
+        f->served[255] = !f->rtu;
+    }
+    if (arg_map) {
+        r = load_map(f, arg_map);
+        if (r < 0) {
+            status = r == -ENOMEM ? 1 : 2;
+            goto out;
         }
     }
-    ctl_fd = listen_on(control_port, &control_port);
-    if (ctl_fd < 0) {
-        fprintf(stderr, "fake-modbus: cannot open the control port: %s\n", strerror(errno));
-        return 1;
+
+    r = open_signals(f);
+    if (r < 0) {
+        complain("signals: %s", strerror(-r));
+        status = 1;
+        goto out;
     }
-    if (st.rtu)
-        printf("READY tcp=- control=%d\n", control_port);
+    r = f->rtu ? open_rtu(f) : open_tcp(f);
+    if (r < 0) {
+        if (f->rtu)
+            complain("serial line %s: %s", arg_rtu_path, modbus_strerror(-r));
+        else
+            complain("127.0.0.1:%d: %s", arg_tcp_port, modbus_strerror(-r));
+        status = 1;
+        goto out;
+    }
+    /* Timeouts libmodbus uses on our side: the byte timeout bounds a frame whose MBAP length
+     * and function code disagree; the response timeout is what modbus_reply() sleeps before
+     * flushing after an illegal quantity, so keep it tiny. */
+    modbus_set_byte_timeout(f->mb, 0, 100000);
+    modbus_set_indication_timeout(f->mb, 1, 0);
+    modbus_set_response_timeout(f->mb, 0, 1000);
+
+    r = open_control(f);
+    if (r < 0) {
+        complain("control port 127.0.0.1:%d: %s", arg_control_port, strerror(-r));
+        status = 1;
+        goto out;
+    }
+
+    if (f->rtu)
+        printf("READY tcp=- control=%d\n", f->control_port);
     else
-        printf("READY tcp=%d control=%d\n", tcp_port, control_port);
+        printf("READY tcp=%d control=%d\n", f->tcp_port, f->control_port);
     fflush(stdout);
+    if (f->rtu)
+        note("serving RTU on %s, control port %d", arg_rtu_path, f->control_port);
+    else
+        note("serving TCP on 127.0.0.1:%d, control port %d", f->tcp_port, f->control_port);
 
-    while (!stop) {
-        fd_set rd;
-        int maxfd = sigpipe_fds[0];
-        struct timeval tv = {.tv_sec = 0, .tv_usec = 50000};
-
-        FD_ZERO(&rd);
-        FD_SET(sigpipe_fds[0], &rd);
-        FD_SET(ctl_fd, &rd);
-        maxfd = ctl_fd > maxfd ? ctl_fd : maxfd;
-        for (int i = 0; i < n_ctls; i++) {
-            FD_SET(ctls[i].fd, &rd);
-            maxfd = ctls[i].fd > maxfd ? ctls[i].fd : maxfd;
-        }
-        if (st.rtu) {
-            FD_SET(serial_fd, &rd);
-            maxfd = serial_fd > maxfd ? serial_fd : maxfd;
-        } else {
-            FD_SET(listen_fd, &rd);
-            maxfd = listen_fd > maxfd ? listen_fd : maxfd;
-            for (int i = 0; i < n_clients; i++) {
-                FD_SET(clients[i], &rd);
-                maxfd = clients[i] > maxfd ? clients[i] : maxfd;
-            }
-        }
-        if (select(maxfd + 1, &rd, NULL, NULL, &tv) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (stop)
-            break;
-
-        /* control */
-        if (FD_ISSET(ctl_fd, &rd)) {
-            int fd = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0 && n_ctls < 8)
-                ctls[n_ctls++] = (struct control){.fd = fd};
-            else if (fd >= 0)
-                close(fd);
-        }
-        for (int i = 0; i < n_ctls; i++) {
-            struct control *k = &ctls[i];
-            ssize_t n;
-            char *nl;
-            if (!FD_ISSET(k->fd, &rd))
-                continue;
-            n = read(k->fd, k->buf + k->len, sizeof(k->buf) - 1 - k->len);
-            if (n <= 0) {
-                close(k->fd);
-                ctls[i--] = ctls[--n_ctls];
-                continue;
-            }
-            k->len += (size_t)n;
-            k->buf[k->len] = '\0';
-            while ((nl = strchr(k->buf, '\n'))) {
-                *nl = '\0';
-                control_command(k->fd, k->buf);
-                memmove(k->buf, nl + 1, k->len - (size_t)(nl + 1 - k->buf) + 1);
-                k->len -= (size_t)(nl + 1 - k->buf);
-            }
-            if (k->len == sizeof(k->buf) - 1)
-                k->len = 0;
-        }
-
-        if (st.rtu) {
-            /* A partial frame followed by 50 ms of silence is noise. */
-            if (rtu_len && now_ms() - rtu_last > 50)
-                rtu_len = 0;
-            if (FD_ISSET(serial_fd, &rd)) {
-                ssize_t n = read(serial_fd, rtu_buf + rtu_len, sizeof(rtu_buf) - rtu_len);
-                if (n > 0) {
-                    rtu_len += (size_t)n;
-                    rtu_last = now_ms();
-                }
-            }
-            for (;;) {
-                int want = rtu_expected(rtu_buf, rtu_len);
-                if (want == 0 || (want > 0 && rtu_len < (size_t)want))
-                    break;
-                if (want < 0) {
-                    /* Unknown function: wait for the line to go quiet, then answer 01. */
-                    if (now_ms() - rtu_last < 5)
-                        break;
-                    if (rtu_len >= 4 && crc16(rtu_buf, rtu_len - 2) ==
-                                            (uint16_t)(rtu_buf[rtu_len - 2] | rtu_buf[rtu_len - 1] << 8)) {
-                        modbus_set_slave(ctx, rtu_buf[0]);
-                        st.requests++;
-                        st.exceptions++;
-                        modbus_reply_exception(ctx, rtu_buf, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
-                    }
-                    rtu_len = 0;
-                    break;
-                }
-                if (crc16(rtu_buf, (size_t)want - 2) !=
-                    (uint16_t)(rtu_buf[want - 2] | rtu_buf[want - 1] << 8)) {
-                    st.crc_errors++;
-                    diag("dropped a frame with a bad CRC");
-                } else {
-                    modbus_set_slave(ctx, rtu_buf[0] ? rtu_buf[0] : 1);
-                    answer(ctx, rtu_buf, want, 1, serial_fd);
-                }
-                memmove(rtu_buf, rtu_buf + want, rtu_len - (size_t)want);
-                rtu_len -= (size_t)want;
-            }
-        } else {
-            if (FD_ISSET(listen_fd, &rd)) {
-                int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd >= 0 && n_clients < MAX_CLIENTS)
-                    clients[n_clients++] = fd;
-                else if (fd >= 0)
-                    close(fd);
-            }
-            for (int i = 0; i < n_clients; i++) {
-                uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH];
-                int n;
-                if (!FD_ISSET(clients[i], &rd))
-                    continue;
-                modbus_set_socket(ctx, clients[i]);
-                n = modbus_receive(ctx, req);
-                if (n > 0 && answer(ctx, req, n, modbus_get_header_length(ctx), clients[i]) == 0)
-                    continue;
-                if (n == 0)
-                    continue;
-                close(clients[i]);
-                clients[i--] = clients[--n_clients];
-            }
-        }
+    r = run(f);
+    if (r < 0) {
+        complain("main loop: %s", strerror(-r));
+        status = 1;
+    } else {
+        status = f->exit_status;
     }
-
-    for (int i = 0; i < n_clients; i++)
-        close(clients[i]);
-    for (int i = 0; i < n_ctls; i++)
-        close(ctls[i].fd);
-    if (listen_fd >= 0)
-        close(listen_fd);
-    close(ctl_fd);
-    if (st.rtu)
-        modbus_close(ctx);
-    modbus_free(ctx);
-    for (int u = 0; u < MAX_UNITS; u++)
-        if (st.units[u])
-            modbus_mapping_free(st.units[u]);
-    free(st.log);
-    return 0;
+out:
+    fake_free(f);
+    free(f);
+    return status;
 }

@@ -1,37 +1,63 @@
 #!/usr/bin/python3
-"""A ThingsBoard device-API emulator: an MQTT 3.1.1 server that behaves, towards devices,
-as ThingsBoard CE/Edge does (thingsboard-device-api.md in the project's spec is the
-source of every rule here).
+"""A ThingsBoard device-API emulator for tbgw's tests, benchmarks and demo.
 
-- Authenticates every connection as ThingsBoard does: access token (username), MQTT basic
-  (client id / user name / password combinations and lookup order), X.509 client
-  certificates over TLS, and provisioning sessions (username or client id "provision").
-  Refusals use ThingsBoard's CONNACK codes (5, or 2 for "client id only").
-- Routes v1/devices/me/... per device: it knows which device published what.
-- Validates payloads like ThingsBoard: a malformed telemetry/attribute message closes the
-  session without PUBACK; an unknown topic is PUBACKed and dropped; only the exact
-  subscription filters ThingsBoard accepts are granted (others get 0x80).
-- Serves attribute requests, shared-attribute pushes and deletions, server-side RPC (ids per
-  device from 0, every pending request re-sent on each RPC subscription), client-side RPC
-  through a handler, claiming, provisioning (not idempotent), and OTA packages over v2/fw
-  and v2/sw chunks with ThingsBoard's checksum formats.
-- Faults for tests: drop a connection, refuse connections with a CONNACK code or at TCP
-  level, withhold PUBACKs, stall a connection half-open, close on a chosen message.
+It is an MQTT 3.1.1 server (protocol level 4; level 3 "MQIsdp" accepted too) that behaves
+towards a device the way ThingsBoard's MQTT transport does with the default device profile
+(JSON payloads, default topics). Every fact it relies on comes from
+`thingsboard-device-api.md`, the protocol notes taken from ThingsBoard's source; the section
+numbers in the comments below (§1 … §10) refer to that file. In short:
 
-Use it in-process (tests, benches): Emulator(...).start(); or as a program (the demo):
-    python3 tb_emulator.py --port 1883 --devices devices.json [--log] [--control PORT]
-Standard library only.
+- Authentication (§3): access token (username = token), MQTT basic credentials with
+  ThingsBoard's lookup order, X.509 client certificates over TLS, and the CONNACK refusal
+  codes ThingsBoard picks for MQTT 3.1.1 (5, or 2 for "client id only"). Username or client
+  id `provision` opens a provisioning-only session (§9). One session per device: a new
+  connection closes the older one (§2).
+- Subscriptions (§1): only the exact filters ThingsBoard knows are granted, at
+  min(requested, 1); anything else gets 0x80. No session state survives a reconnect.
+- Uplinks are validated like ThingsBoard does: a malformed payload on a known topic closes
+  the connection without PUBACK (§2, §4, §5, §7, §8), an unknown topic is PUBACKed and
+  dropped, a payload over 65 536 bytes closes the connection, `v1/gateway/*` from a device
+  that is not a gateway is never acknowledged (§11).
+- Downlinks: shared-attribute pushes and deletions (§5), server-side RPC with per-device ids
+  from 0 and the BURST re-send of pending requests on every RPC (re)subscription (§6),
+  attribute responses (§5), client-side RPC answers (§7), provisioning answers (§9), OTA
+  notifications, chunks and errors (§10). The downlink QoS is the one granted to the first
+  matching subscription, else 1 (§2).
+
+What it does not emulate: MQTT 5, protobuf payloads (`…/p` topics are granted on SUBSCRIBE
+but an uplink there closes the session), Gson's lenient JSON extensions (comments, single
+quotes), ThingsBoard's value typing of stored attributes (values are kept as json.loads
+returns them), rate limits, the inactivity timeout, URL-based OTA packages, gateway mode,
+and the built-in `getSessionLimits` RPC (answer it from an on_client_rpc handler if needed).
+
+Use it in-process (see tests/fakes/README.md):
+
+    emu = Emulator()
+    emu.add_device("boiler-1", token="T1")
+    emu.start()            # asyncio loop in a daemon thread; emu.port is the bound port
+    ...
+    emu.stop()
+
+or as a program (`tb_emulator.py --help`), which prints `READY port=… tls_port=… control=…`
+and accepts the same actions as JSON lines on a control port.
+
+Threading: the asyncio loop owns the sockets and runs in its own thread. Every public method
+may be called from any other thread; actions run on the loop thread and return once applied.
+Recorded data is guarded by one re-entrant lock whose condition variable is notified on every
+change, which is what wait() and wait_messages() sleep on.
 """
 
 import argparse
 import asyncio
 import base64
-import collections
+import binascii
+import concurrent.futures
 import hashlib
+import inspect
 import json
-import os
-import random
+import math
 import re
+import secrets
 import signal
 import socket
 import ssl
@@ -40,1206 +66,1875 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import zlib
+from collections import deque
 
-# ---------------------------------------------------------------------------------------
-# Checksums as ThingsBoard prints them (Guava hash bytes as lower-case hex).
+# ---------------------------------------------------------------------------------------------
+# ThingsBoard constants
+
+MAX_PAYLOAD = 65536                # transport.mqtt.netty.max_payload_size (§2)
+# The most a packet can carry besides a maximal payload: a 65 535-byte topic and a packet id.
+MAX_PACKET = MAX_PAYLOAD + 2 + 65535 + 2
+OTA_MAX_CHUNK = MAX_PAYLOAD        # larger chunk sizes get PAYLOAD_TOO_LARGE (§10)
+DEFAULT_RPC_EXPIRY_S = 10.0        # REST default RPC timeout (§6)
+CLOSE_GRACE_S = 2.0                # how long a closing socket may take to flush before abort
+
+RC_ACCEPTED = 0
+RC_UNACCEPTABLE_PROTOCOL = 1
+RC_IDENTIFIER_REJECTED = 2
+RC_NOT_AUTHORIZED = 5
+
+PROVISION = "provision"
+PROVISION_REQUEST = "/provision/request"
+PROVISION_RESPONSE = "/provision/response"
+PROVISION_NOT_FOUND = {"errorMsg": "Provision data was not found!", "status": "NOT_FOUND"}
+PROVISION_FAILURE = {"errorMsg": "Failed to provision device!", "status": "FAILURE"}
+CREDENTIALS_TYPES = ("ACCESS_TOKEN", "MQTT_BASIC", "X509_CERTIFICATE")
+
+OTA_KINDS = ("fw", "sw")
+OTA_ERROR_TOPIC = "v2/fw/error"    # used for software requests too (§10)
+# ThingsBoard matches `v2/fw/request/(\d+)/chunk/(\d+)`: other shapes are unknown topics.
+OTA_REQUEST_RE = re.compile(r"v2/(fw|sw)/request/([0-9]+)/chunk/([0-9]+)\Z")
+OTA_ALGORITHMS = ("MD5", "SHA256", "SHA384", "SHA512", "CRC32", "MURMUR3_32", "MURMUR3_128")
+# Keys removed when a package is unassigned, in ThingsBoard's order (§10).
+OTA_ALL_KEYS = ("title", "version", "ts", "state", "size", "checksum", "checksum_algorithm",
+                "url", "tag")
+
+# Subscription filters (§1). Attribute-push and RPC-request filters also choose the topic
+# family of later pushes / requests; the value is the downlink topic (base).
+ATTR_PUSH_FILTERS = {"v1/devices/me/attributes": "v1/devices/me/attributes",
+                     "v2/a": "v2/a", "v2/a/j": "v2/a/j", "v2/a/p": "v2/a/p"}
+RPC_REQUEST_FILTERS = {"v1/devices/me/rpc/request/+": "v1/devices/me/rpc/request/",
+                       "v2/r/req/+": "v2/r/req/", "v2/r/req/j/+": "v2/r/req/j/",
+                       "v2/r/req/p/+": "v2/r/req/p/"}
+# Filters that are granted but only record the QoS used for those downlinks.
+QOS_ONLY_FILTERS = frozenset((
+    "v1/devices/me/attributes/response/+", "v1/devices/me/rpc/response/+",
+    "v2/a/res/+", "v2/a/res/j/+", "v2/a/res/p/+",
+    "v2/r/res/+", "v2/r/res/j/+", "v2/r/res/p/+",
+    "v2/fw/response/+/chunk/+", "v2/fw/error", "v2/sw/response/+/chunk/+", "v2/sw/error",
+    "v1/gateway/attributes", "v1/gateway/rpc", "v1/gateway/attributes/response",
+    PROVISION_RESPONSE,
+))
+
+# Counters kept per device even when payloads are not recorded.
+COUNTER_NAMES = ("connects", "messages", "telemetry_msgs", "telemetry_values", "attributes_msgs",
+                 "attribute_requests", "rpc_responses", "client_rpcs", "claims",
+                 "ota_requests", "unknown_msgs", "gateway_msgs", "rejected_msgs", "pubacks")
+
+# MQTT control packet types
+CONNECT, PUBLISH, PUBACK, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 1, 3, 4, 8, 10, 12, 14
+PINGRESP_PACKET = b"\xd0\x00"
 
 
-def _rotl32(x, r):
-    return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
+# ---------------------------------------------------------------------------------------------
+# Java / Gson / Jackson semantics that ThingsBoard's behaviour depends on
+
+class Invalid(Exception):
+    """ThingsBoard would reject this uplink: the session is closed without PUBACK."""
 
 
-def _rotl64(x, r):
-    return ((x << r) | (x >> (64 - r))) & 0xFFFFFFFFFFFFFFFF
+class ProtocolError(Exception):
+    """The byte stream is not valid MQTT: the connection is closed."""
+
+
+_JAVA_INT_RE = re.compile(r"[+-]?\d+\Z")
+
+
+def java_int(text, bits=32):
+    """Integer.parseInt (bits=32) / Long.parseLong (bits=64); ValueError like Java's."""
+    if not _JAVA_INT_RE.match(text):
+        raise ValueError("not an integer: %r" % text)
+    value = int(text)
+    limit = 1 << (bits - 1)
+    if not -limit <= value < limit:
+        raise ValueError("out of range: %r" % text)
+    return value
+
+
+def gson_string(value):
+    """JsonElement.getAsString() of a parsed JSON value; ValueError where Gson throws."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list) and len(value) == 1:   # a one-element array unwraps
+        return gson_string(value[0])
+    raise ValueError("not a JSON primitive: %r" % (value,))
+
+
+def gson_long(value):
+    """JsonElement.getAsLong(): numbers are truncated (wrapping like BigDecimal.longValue),
+    strings go through Long.parseLong; anything else raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("boolean is not a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        value = int(value)
+    if isinstance(value, int):
+        return ((value + (1 << 63)) % (1 << 64)) - (1 << 63)
+    if isinstance(value, str):
+        return java_int(value, 64)
+    if isinstance(value, list) and len(value) == 1:
+        return gson_long(value[0])
+    raise ValueError("not a number: %r" % (value,))
+
+
+def java_split_comma(text):
+    """String.split(","): trailing empty strings are dropped, "" gives [""]."""
+    if text == "":
+        return [""]
+    parts = text.split(",")
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def java_double(value):
+    """Double.toString(): `22.0`, `0.001`, `1.0E-4`, `1.2345678E7` (what Jackson writes)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    if 1e-3 <= abs(value) < 1e7:
+        return repr(value)     # Python prints this range without an exponent, with a ".0"
+    mantissa, _, exp = repr(abs(value)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = whole + frac
+    exp10 = (int(exp) if exp else 0) + len(whole) - 1     # exponent of digits[0]
+    stripped = digits.lstrip("0")
+    exp10 -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0") or "0"
+    return "%s%s.%sE%d" % ("-" if value < 0 else "", digits[0], digits[1:] or "0", exp10)
+
+
+def java_json(value):
+    """Serialise like Jackson: compact, UTF-8 unescaped, doubles as Java prints them."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return java_double(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{%s}" % ",".join("%s:%s" % (json.dumps(str(k), ensure_ascii=False), java_json(v))
+                                 for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[%s]" % ",".join(java_json(v) for v in value)
+    raise TypeError("not JSON-serialisable: %r" % (value,))
+
+
+def _json_payload(payload):
+    """Parse an uplink payload as JSON; Invalid if ThingsBoard's parser would fail."""
+    try:
+        return json.loads(payload.decode("utf-8", "replace"))
+    except (ValueError, RecursionError) as e:
+        raise Invalid("invalid JSON: %s" % e) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# OTA checksums as ThingsBoard computes them (§10): Guava hash bytes as lower-case hex
+
+_M32 = 0xFFFFFFFF
+_M64 = 0xFFFFFFFFFFFFFFFF
 
 
 def murmur3_32(data, seed=0):
-    """MurmurHash3_x86_32, as Guava's murmur3_32 (seed 0)."""
-    h = seed
-    n = len(data)
-    for i in range(0, n // 4 * 4, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * 0xCC9E2D51) & 0xFFFFFFFF
-        k = _rotl32(k, 15)
-        k = (k * 0x1B873593) & 0xFFFFFFFF
-        h ^= k
-        h = _rotl32(h, 13)
-        h = (h * 5 + 0xE6546B64) & 0xFFFFFFFF
-    tail = data[n // 4 * 4:]
-    k = 0
-    for b in reversed(tail):
-        k = (k << 8) | b
+    """MurmurHash3_x86_32 (Austin Appleby's reference algorithm) as an unsigned int."""
+    c1, c2 = 0xCC9E2D51, 0x1B873593
+    h = seed & _M32
+    nblocks = len(data) // 4
+    for (k,) in struct.iter_unpack("<I", data[:nblocks * 4]):
+        k = (k * c1) & _M32
+        k = ((k << 15) | (k >> 17)) & _M32
+        h ^= (k * c2) & _M32
+        h = ((h << 13) | (h >> 19)) & _M32
+        h = (h * 5 + 0xE6546B64) & _M32
+    tail = data[nblocks * 4:]
     if tail:
-        k = (k * 0xCC9E2D51) & 0xFFFFFFFF
-        k = _rotl32(k, 15)
-        k = (k * 0x1B873593) & 0xFFFFFFFF
-        h ^= k
-    h ^= n
+        k = (int.from_bytes(tail, "little") * c1) & _M32
+        k = ((k << 15) | (k >> 17)) & _M32
+        h ^= (k * c2) & _M32
+    h ^= len(data)
     h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h = (h * 0x85EBCA6B) & _M32
     h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    h ^= h >> 16
-    return h
+    h = (h * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def _rotl64(x, r):
+    return ((x << r) | (x >> (64 - r))) & _M64
 
 
 def _fmix64(k):
     k ^= k >> 33
-    k = (k * 0xFF51AFD7ED558CCD) & 0xFFFFFFFFFFFFFFFF
+    k = (k * 0xFF51AFD7ED558CCD) & _M64
     k ^= k >> 33
-    k = (k * 0xC4CEB9FE1A85EC53) & 0xFFFFFFFFFFFFFFFF
-    k ^= k >> 33
-    return k
+    k = (k * 0xC4CEB9FE1A85EC53) & _M64
+    return k ^ (k >> 33)
 
 
 def murmur3_128(data, seed=0):
-    """MurmurHash3_x64_128 -> (h1, h2), as Guava's murmur3_128 (seed 0)."""
-    M = 0xFFFFFFFFFFFFFFFF
+    """MurmurHash3_x64_128 (reference algorithm); returns (h1, h2) as unsigned ints."""
     c1, c2 = 0x87C37B91114253D5, 0x4CF5AD432745937F
-    h1 = h2 = seed
-    n = len(data)
-    for i in range(0, n // 16 * 16, 16):
-        k1 = int.from_bytes(data[i:i + 8], "little")
-        k2 = int.from_bytes(data[i + 8:i + 16], "little")
-        k1 = (k1 * c1) & M
-        k1 = _rotl64(k1, 31)
-        k1 = (k1 * c2) & M
-        h1 ^= k1
-        h1 = _rotl64(h1, 27)
-        h1 = (h1 + h2) & M
-        h1 = (h1 * 5 + 0x52DCE729) & M
-        k2 = (k2 * c2) & M
-        k2 = _rotl64(k2, 33)
-        k2 = (k2 * c1) & M
-        h2 ^= k2
-        h2 = _rotl64(h2, 31)
-        h2 = (h2 + h1) & M
-        h2 = (h2 * 5 + 0x38495AB5) & M
-    tail = data[n // 16 * 16:]
-    k1 = k2 = 0
-    for i in range(len(tail) - 1, 7, -1):
-        k2 = (k2 << 8) | tail[i]
-    for i in range(min(len(tail), 8) - 1, -1, -1):
-        k1 = (k1 << 8) | tail[i]
+    h1 = h2 = seed & _M64
+    nblocks = len(data) // 16
+    for k1, k2 in struct.iter_unpack("<QQ", data[:nblocks * 16]):
+        h1 ^= (_rotl64((k1 * c1) & _M64, 31) * c2) & _M64
+        h1 = (_rotl64(h1, 27) + h2) & _M64
+        h1 = (h1 * 5 + 0x52DCE729) & _M64
+        h2 ^= (_rotl64((k2 * c2) & _M64, 33) * c1) & _M64
+        h2 = (_rotl64(h2, 31) + h1) & _M64
+        h2 = (h2 * 5 + 0x38495AB5) & _M64
+    tail = data[nblocks * 16:]
     if len(tail) > 8:
-        k2 = (k2 * c2) & M
-        k2 = _rotl64(k2, 33)
-        k2 = (k2 * c1) & M
-        h2 ^= k2
+        h2 ^= (_rotl64((int.from_bytes(tail[8:], "little") * c2) & _M64, 33) * c1) & _M64
     if tail:
-        k1 = (k1 * c1) & M
-        k1 = _rotl64(k1, 31)
-        k1 = (k1 * c2) & M
-        h1 ^= k1
-    h1 ^= n
-    h2 ^= n
-    h1 = (h1 + h2) & M
-    h2 = (h2 + h1) & M
-    h1 = _fmix64(h1)
-    h2 = _fmix64(h2)
-    h1 = (h1 + h2) & M
-    h2 = (h2 + h1) & M
+        h1 ^= (_rotl64((int.from_bytes(tail[:8], "little") * c1) & _M64, 31) * c2) & _M64
+    h1 ^= len(data)
+    h2 ^= len(data)
+    h1 = (h1 + h2) & _M64
+    h2 = (h2 + h1) & _M64
+    h1, h2 = _fmix64(h1), _fmix64(h2)
+    h1 = (h1 + h2) & _M64
+    h2 = (h2 + h1) & _M64
     return h1, h2
 
 
 def tb_checksum(algorithm, data):
-    """The checksum ThingsBoard computes for an OTA package (lower-case hex)."""
-    a = algorithm.upper()
-    if a in ("MD5", "SHA256", "SHA384", "SHA512"):
-        return hashlib.new(a.lower(), data).hexdigest()
-    if a == "CRC32":
-        return (zlib.crc32(data) & 0xFFFFFFFF).to_bytes(4, "little").hex()
-    if a == "MURMUR3_32":
+    """The checksum ThingsBoard stores for a package: Guava's HashCode.toString(), i.e. the
+    hash bytes in Guava's order. For the 32-bit hashes that is little-endian
+    (CRC32("123456789") = "2639f4cb"); for MURMUR3_128 it is h1 then h2, each little-endian."""
+    data = bytes(data)
+    algorithm = algorithm.upper()
+    if algorithm in ("MD5", "SHA256", "SHA384", "SHA512"):
+        return hashlib.new(algorithm.lower(), data).hexdigest()
+    if algorithm == "CRC32":
+        return zlib.crc32(data).to_bytes(4, "little").hex()
+    if algorithm == "MURMUR3_32":
         return murmur3_32(data).to_bytes(4, "little").hex()
-    if a == "MURMUR3_128":
+    if algorithm == "MURMUR3_128":
         h1, h2 = murmur3_128(data)
-        return h1.to_bytes(8, "little").hex() + h2.to_bytes(8, "little").hex()
-    raise ValueError("unknown checksum algorithm " + algorithm)
+        return (h1.to_bytes(8, "little") + h2.to_bytes(8, "little")).hex()
+    raise ValueError("unknown checksum algorithm %r (one of %s)"
+                     % (algorithm, ", ".join(OTA_ALGORITHMS)))
 
 
-# ---------------------------------------------------------------------------------------
-# MQTT packet plumbing
+# ---------------------------------------------------------------------------------------------
+# ThingsBoard payload rules
 
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+def parse_telemetry(doc):
+    """The entries of a telemetry message (§4) as [(ts or None, values)]; Invalid where
+    ThingsBoard closes the session. ts None means "server time"."""
+    if isinstance(doc, dict):
+        items = (doc,)
+    elif isinstance(doc, list):
+        items = doc
+    else:
+        raise Invalid("telemetry is neither an object nor an array")
+    entries = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise Invalid("telemetry array element is not an object")
+        # {ts, values} only when both keys are present; otherwise "ts" is a plain key.
+        if "ts" in item and "values" in item:
+            try:
+                ts = gson_long(item["ts"])
+            except ValueError as e:
+                raise Invalid("bad ts: %s" % e) from None
+            if not isinstance(item["values"], dict):
+                raise Invalid("values is not an object")
+            entries.append((ts, item["values"]))
+        else:
+            entries.append((None, item))
+    return entries
 
-MAX_PAYLOAD = 65536
 
-# SUBSCRIBE filters ThingsBoard grants (thingsboard-device-api.md §1); anything else: 0x80.
-GRANTED = {
-    "v1/devices/me/attributes", "v1/devices/me/rpc/request/+", "v2/a", "v2/a/j", "v2/a/p",
-    "v2/r/req/+", "v2/r/req/j/+", "v2/r/req/p/+",
-    "v1/devices/me/attributes/response/+", "v1/devices/me/rpc/response/+", "v2/a/res/+",
-    "v2/a/res/j/+", "v2/a/res/p/+", "v2/r/res/+", "v2/r/res/j/+", "v2/r/res/p/+",
-    "v2/fw/response/+/chunk/+", "v2/fw/error", "v2/sw/response/+/chunk/+", "v2/sw/error",
-    "v1/gateway/attributes", "v1/gateway/rpc", "v1/gateway/attributes/response",
-}
-ATTR_PUSH_FILTERS = {"v1/devices/me/attributes", "v2/a", "v2/a/j"}
-RPC_FILTERS = {"v1/devices/me/rpc/request/+", "v2/r/req/+", "v2/r/req/j/+"}
-
-JAVA_INT = re.compile(r"^-?\d+$")
+def _request_keys(doc, name):
+    """clientKeys / sharedKeys of an attribute request (§5): one comma-separated string."""
+    if name not in doc:
+        return []
+    try:
+        return java_split_comma(gson_string(doc[name]))
+    except ValueError as e:
+        raise Invalid("%s: %s" % (name, e)) from None
 
 
-class Closed(Exception):
-    """The session must end (ThingsBoard closes it; no PUBACK)."""
+def _pem_body(pem):
+    """The certificate as ThingsBoard keys it: PEM without header, footer and line breaks."""
+    body = re.sub(r"-----(BEGIN|END) CERTIFICATE-----", "", pem)
+    return "".join(body.split())
 
+
+def _cert_der(pem):
+    """DER bytes of a PEM certificate (or of a bare base64 body); ValueError if not base64."""
+    try:
+        return base64.b64decode(_pem_body(pem), validate=True)
+    except binascii.Error as e:
+        raise ValueError("not a PEM certificate: %s" % e) from None
+
+
+def _random_alnum(n=20):
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def _stderr_line(line):
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _now_ms():
+    return time.time_ns() // 1_000_000
+
+
+def _clock(ms):
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000)) + ".%03d" % (ms % 1000)
+
+
+def _topic_matches(filt, topic):
+    """MQTT topic-filter matching with + and #."""
+    f, t = filt.split("/"), topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(f) == len(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# MQTT encoding
 
 def _varint(n):
     out = bytearray()
     while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
+        n, b = n >> 7, n & 0x7F
+        out.append(b | 0x80 if n else b)
         if not n:
             return bytes(out)
 
 
-def _packet(ptype, flags, body):
-    return bytes([(ptype << 4) | flags]) + _varint(len(body)) + body
+def _publish_packet(topic, payload, qos, pid):
+    t = topic.encode()
+    var = struct.pack("!H", len(t)) + t + (struct.pack("!H", pid) if qos else b"")
+    return bytes((0x30 | (qos << 1),)) + _varint(len(var) + len(payload)) + var + payload
 
 
-def _utf8(s):
-    b = s.encode()
-    return struct.pack(">H", len(b)) + b
+def _fixed_header(buf, pos):
+    """(first byte, remaining length, body offset) of the packet at pos, or None if the
+    header is still incomplete; ProtocolError for a remaining length over 4 bytes."""
+    n = len(buf)
+    length, shift, i = 0, 0, pos + 1
+    while True:
+        if i >= n:
+            return None
+        b = buf[i]
+        i += 1
+        length |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return buf[pos], length, i
+        shift += 7
+        if shift > 21:
+            raise ProtocolError("remaining length longer than 4 bytes")
 
 
-def _java_int(s):
-    if not JAVA_INT.match(s):
-        return None
-    v = int(s)
-    return v if -2**31 <= v < 2**31 else None
+class _Reader:
+    """Bounds-checked reader of MQTT fields in a packet body."""
 
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise ProtocolError("packet too short")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def byte(self):
+        return self.take(1)[0]
+
+    def u16(self):
+        return struct.unpack("!H", self.take(2))[0]
+
+    def binary(self):
+        return self.take(self.u16())
+
+    def string(self):
+        try:
+            return self.binary().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("string is not UTF-8") from None
+
+    def rest(self):
+        return self.data[self.pos:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Records and registry entries
 
 class Message:
-    """One PUBLISH the emulator received."""
-
+    """One PUBLISH received from a client. device is None for provisioning sessions;
+    rejected is True when the message made the emulator close the session."""
     __slots__ = ("device", "topic", "payload", "qos", "recv_ms", "rejected")
 
-    def __init__(self, device, topic, payload, qos, recv_ms, rejected=False):
+    def __init__(self, device, topic, payload, qos, recv_ms, rejected):
         self.device, self.topic, self.payload = device, topic, payload
         self.qos, self.recv_ms, self.rejected = qos, recv_ms, rejected
 
     def json(self):
+        """The payload parsed as JSON."""
         return json.loads(self.payload)
 
     def __repr__(self):
-        return "Message(%r, %r, %r)" % (self.device, self.topic, self.payload[:80])
+        return "Message(%r, %r, %r, qos=%d, recv_ms=%d%s)" % (
+            self.device, self.topic, self.payload[:200], self.qos, self.recv_ms,
+            ", rejected" if self.rejected else "")
 
 
-class Device:
-    """A ThingsBoard device as the emulator knows it."""
+class _Rpc:
+    """A server-side RPC request and its first answer (§6)."""
+    __slots__ = ("id", "method", "params", "raw", "expires", "response")
 
-    def __init__(self, name, token=None, client_id=None, username=None, password=None,
-                 cert_der=None):
+    def __init__(self, rid, method, params, raw, expires):
+        self.id, self.method, self.params, self.raw = rid, method, params, raw
+        self.expires = expires
+        self.response = None
+
+    def pending(self):
+        return self.response is None and (self.expires is None or time.monotonic() < self.expires)
+
+
+class _OtaPackage:
+    __slots__ = ("kind", "title", "version", "tag", "data", "algorithm", "checksum")
+
+    def __init__(self, kind, title, version, tag, data, algorithm, checksum):
+        self.kind, self.title, self.version, self.tag = kind, title, version, tag
+        self.data, self.algorithm, self.checksum = data, algorithm, checksum
+
+
+class _Device:
+    """A registered device: credentials, server-side state and what it sent."""
+
+    def __init__(self, name):
         self.name = name
-        self.token, self.client_id, self.username, self.password = token, client_id, username, password
-        self.cert_der = cert_der
+        self.token = self.client_id = self.username = self.password = None
+        self.cert_der = None
+        self.cred_keys = ()
+        self.provisioned = False       # for "check pre-provisioned devices" profiles
         self.shared = {}
         self.client = {}
-        self.rpc_next = 0
-        self.rpc_pending = collections.OrderedDict()  # id -> request body
-        self.rpc_answers = {}
-        self.claims = []
-        self.ota = {}          # kind -> package dict
-        self.ota_bound = {}    # (session id, kind, reqId) -> package
-        self.ota_requests = []
         self.session = None
-        self.connects = 0
+        self.subs = {}                 # subscriptions of the current (or latest) session
+        self.rpc_next = 0
+        self.rpcs = {}
+        self.ota = {}
         self.hold_puback = False
-        self.held = []
         self.close_on = None
-        self.counts = collections.Counter()
+        self.counts = dict.fromkeys(COUNTER_NAMES, 0)
+        self.telemetry = []
+        self.claims = []
+        self.ota_requests = []
+        self.downlinks = []
+
+    def credentials(self):
+        """(credentialsType, credentialsValue) as ThingsBoard reports them (§9)."""
+        if self.token is not None:
+            return "ACCESS_TOKEN", self.token
+        if self.cert_der is not None:
+            return "X509_CERTIFICATE", base64.b64encode(self.cert_der).decode()
+        return "MQTT_BASIC", {"clientId": self.client_id or "", "userName": self.username or "",
+                              "password": self.password or ""}
 
 
-class Session:
-    """One client connection."""
+# ---------------------------------------------------------------------------------------------
+# One MQTT connection
 
-    def __init__(self, emu, reader, writer, peer_cert_der):
+class _Session:
+    """One client connection: MQTT framing, the session's subscriptions and ThingsBoard's
+    per-session state (topic families, OTA request bindings, in-flight downlinks)."""
+
+    def __init__(self, emu, reader, writer, tls):
         self.emu, self.reader, self.writer = emu, reader, writer
-        self.peer_cert_der = peer_cert_der
+        self.transport = writer.transport
+        self.tls = tls
+        sslobj = writer.get_extra_info("ssl_object") if tls else None
+        # The client certificate (DER) presented over TLS, if any.
+        self.peer_der = sslobj.getpeercert(binary_form=True) if sslobj else None
+        self.connected = False         # CONNECT accepted
+        self.closed = False
         self.device = None
         self.provision = False
-        self.subs = {}  # filter -> granted qos
-        self.next_pid = 1
+        self.client_id = None
+        self.subs = {}                 # filter -> granted QoS, in subscription order
+        self.attr_push_topic = None
+        self.rpc_request_base = None
+        self.last_pid = 0
+        self.inflight = {}             # server->client QoS 1 packet id -> topic
+        self.held_acks = []
         self.stalled = False
-        self.closed = False
-        self.provision_size = {}
+        self.unstalled = asyncio.Event()
+        self.unstalled.set()
+        self.held_writes = []
+        self.chunk_sizes = {}          # OTA reqId -> last chunk size (§10)
+        self.ota_bound = {}            # OTA reqId -> package bound at its first request
+        self.timers = []
 
-    # ---- output ----
+    # ---- I/O ----
 
-    def send(self, data):
-        if self.closed or self.stalled:
+    async def run(self):
+        buf = bytearray()
+        while not self.closed:
+            if self.stalled:
+                await self.unstalled.wait()
+                continue
+            used = self._handle_buffer(buf)
+            if used:
+                del buf[:used]
+            if self.closed or self.stalled:
+                continue
+            data = await self.reader.read(262144)
+            if not data:
+                return
+            buf += data
+
+    def _handle_buffer(self, buf):
+        """Handle every complete packet in buf; returns the number of bytes consumed."""
+        pos = 0
+        emu = self.emu
+        with emu._cond:
+            try:
+                while not self.closed and not self.stalled:
+                    hdr = _fixed_header(buf, pos)
+                    if hdr is None:
+                        break
+                    first, length, start = hdr
+                    if length > MAX_PACKET:
+                        raise ProtocolError("packet of %d bytes" % length)
+                    end = start + length
+                    if end > len(buf):
+                        break
+                    self._packet(first, bytes(buf[start:end]))
+                    pos = end
+            except ProtocolError as e:
+                self.close("protocol error: %s" % e)
+            emu._cond.notify_all()
+        return pos
+
+    def write(self, data):
+        if self.closed:
             return
-        try:
-            self.writer.write(data)
-        except Exception:
-            pass
+        if self.stalled:
+            self.held_writes.append(data)
+        else:
+            self.transport.write(data)
 
-    def publish(self, topic, payload, qos=None):
+    def close(self, reason, abort=False):
+        """End the session (idempotent): graceful close (FIN after pending writes) or abort."""
+        if self.closed:
+            return
+        emu = self.emu
+        with emu._cond:
+            self.closed = True
+            for t in self.timers:
+                t.cancel()
+            dev = self.device
+            if dev is not None and dev.session is self:
+                dev.session = None
+            emu._sessions.discard(self)
+            emu._cond.notify_all()
+        if self.connected:
+            emu._event(dev.name if dev else "(provision)", "disconnected (%s)" % reason)
+        if abort or self.stalled:
+            self.transport.abort()
+        else:
+            self.transport.close()
+            # A peer that never reads would keep the socket half-closed forever.
+            emu._loop.call_later(CLOSE_GRACE_S, self.transport.abort)
+        self.unstalled.set()
+
+    def set_stalled(self, on):
+        """Stop (or resume) reading from and writing to the socket, keeping it open."""
+        if on == self.stalled or self.closed:
+            return
+        self.stalled = on
+        if on:
+            self.transport.pause_reading()
+            self.unstalled.clear()
+        else:
+            for data in self.held_writes:
+                self.transport.write(data)
+            self.held_writes.clear()
+            self.transport.resume_reading()
+            self.unstalled.set()
+
+    def puback(self, pid):
+        if self.device is not None and self.device.hold_puback:
+            self.held_acks.append(pid)
+        else:
+            self.write(b"\x40\x02" + struct.pack("!H", pid))
+            if self.device is not None:
+                self.device.counts["pubacks"] += 1
+
+    def release_acks(self):
+        acks, self.held_acks = self.held_acks, []
+        for pid in acks:
+            self.puback(pid)
+
+    def publish(self, topic, payload):
+        """Send a downlink at the QoS ThingsBoard would use for it (§2)."""
         if isinstance(payload, str):
             payload = payload.encode()
-        if qos is None:
-            qos = 1
-        body = _utf8(topic)
+        qos = 1
+        for filt, granted in self.subs.items():
+            if _topic_matches(filt, topic):
+                qos = granted
+                break
+        pid = 0
         if qos:
-            pid = self.next_pid
-            self.next_pid = self.next_pid % 65535 + 1
-            body += struct.pack(">H", pid)
-        self.send(_packet(PUBLISH, qos << 1, body + payload))
+            pid = self.last_pid
+            while True:
+                pid = pid % 65535 + 1
+                if pid not in self.inflight:
+                    break
+            self.last_pid = pid
+            self.inflight[pid] = topic
+        self.write(_publish_packet(topic, payload, qos, pid))
+        if self.device is not None and self.emu._record:
+            self.device.downlinks.append((topic, payload, qos))
 
-    def qos_for(self, topic):
-        """Downlink QoS: the granted QoS of a matching subscription, else 1 (§2)."""
-        for f, q in self.subs.items():
-            if _topic_matches(f, topic):
-                return q
-        return 1
+    def send_rpc(self, rpc):
+        body = rpc.raw if rpc.raw is not None else java_json({"method": rpc.method,
+                                                                 "params": rpc.params})
+        self.publish(self.rpc_request_base + str(rpc.id), body)
 
-    def abort(self):
-        self.closed = True
+    def later(self, delay, fn):
+        """Run fn(), under the lock, after delay seconds unless the session has closed."""
+        def run():
+            if not self.closed:
+                with self.emu._cond:
+                    fn()
+                    self.emu._cond.notify_all()
+        self.timers.append(self.emu._loop.call_later(delay, run))
+
+    # ---- packets ----
+
+    def _packet(self, first, body):
+        ptype = first >> 4
+        if not self.connected:
+            if ptype != CONNECT:
+                raise ProtocolError("first packet is not CONNECT")
+            self._connect(body)
+        elif ptype == PUBLISH:
+            self._publish(first, body)
+        elif ptype == PUBACK:
+            self.inflight.pop(_Reader(body).u16(), None)
+        elif ptype == SUBSCRIBE:
+            self._subscribe(body)
+        elif ptype == UNSUBSCRIBE:
+            self._unsubscribe(body)
+        elif ptype == PINGREQ:
+            self.write(PINGRESP_PACKET)
+        elif ptype == DISCONNECT:
+            self.close("DISCONNECT")
+        elif ptype == CONNECT:
+            raise ProtocolError("second CONNECT")
+        # ThingsBoard ignores every other packet type (PUBREC, PUBREL, PUBCOMP, …).
+
+    def _connect(self, body):
+        emu = self.emu
+        r = _Reader(body)
+        proto, level, flags = r.string(), r.byte(), r.byte()
+        r.u16()                                  # keepalive: not enforced by ThingsBoard (§2)
+        # ThingsBoard answers CONNACK with session-present = !cleanSession, even on refusal.
+        sp = 0 if flags & 0x02 else 1
+        if (proto, level) not in (("MQTT", 4), ("MQIsdp", 3)):
+            self.write(bytes((0x20, 2, sp, RC_UNACCEPTABLE_PROTOCOL)))
+            self.close("unsupported protocol %r level %d" % (proto, level))
+            return
+        client_id = r.string()
+        if flags & 0x04:                         # will topic and message: ignored (§2)
+            r.string()
+            r.binary()
+        username = r.string() if flags & 0x80 else None
+        password = r.binary().decode("utf-8", "replace") if flags & 0x40 else None
+        if level == 3 and not 1 <= len(client_id) <= 23:
+            raise ProtocolError("MQTT 3.1 client id must have 1 to 23 characters")
+        self.client_id = client_id
+
+        dev = None
+        if emu._refuse_code is not None:
+            code = emu._refuse_code
+        elif username == PROVISION or client_id == PROVISION:
+            code = RC_ACCEPTED
+            self.provision = True
+        else:
+            dev = emu._authenticate(self.peer_der, client_id, username, password)
+            code = RC_ACCEPTED if dev else self._refusal_code(client_id, username, password)
+        emu._connacks.append((client_id, username, code))
+        if code != RC_ACCEPTED:
+            self.write(bytes((0x20, 2, sp, code)))
+            emu._event("-", "refused CONNECT client_id=%r username=%r: CONNACK %d"
+                       % (client_id, username, code))
+            self.close("refused")
+            return
+        self.connected = True
+        if dev is not None:
+            if dev.session is not None:          # one session per device (§2)
+                dev.session.close("session taken over")
+            self.device = dev
+            dev.session = self
+            dev.subs = self.subs
+            dev.counts["connects"] += 1
+        self.write(bytes((0x20, 2, sp, RC_ACCEPTED)))
+        emu._event(dev.name if dev else "(provision)",
+                   "connected (client_id=%r%s)" % (client_id, ", TLS" if self.tls else ""))
+
+    def _refusal_code(self, client_id, username, password):
+        """ThingsBoard's CONNACK code for failed credentials, mapped for MQTT 3.1.1 (§3)."""
+        if self.peer_der is not None:
+            return RC_NOT_AUTHORIZED
+        if username is not None or password is not None:
+            return RC_NOT_AUTHORIZED             # "bad username or password"
+        if client_id.strip():
+            return RC_IDENTIFIER_REJECTED
+        return RC_NOT_AUTHORIZED
+
+    def _subscribe(self, body):
+        r = _Reader(body)
+        pid = r.u16()
+        codes = []
+        rpc_subscribed = False
+        while r.pos < len(body):
+            filt, qos = r.string(), r.byte()
+            if qos > 2:
+                raise ProtocolError("requested QoS %d" % qos)
+            granted = min(qos, 1)
+            if self.provision:
+                if filt != PROVISION_RESPONSE:
+                    granted = 0x80
+            elif filt in ATTR_PUSH_FILTERS:
+                self.attr_push_topic = ATTR_PUSH_FILTERS[filt]
+            elif filt in RPC_REQUEST_FILTERS:
+                self.rpc_request_base = RPC_REQUEST_FILTERS[filt]
+                rpc_subscribed = True
+            elif filt not in QOS_ONLY_FILTERS:
+                granted = 0x80
+            if granted != 0x80:
+                self.subs[filt] = granted
+            codes.append(granted)
+        self.write(b"\x90" + _varint(2 + len(codes)) + struct.pack("!H", pid) + bytes(codes))
+        if rpc_subscribed:
+            # BURST strategy: every pending request is re-sent with its id (§6).
+            for rpc in sorted(self.device.rpcs.values(), key=lambda x: x.id):
+                if rpc.pending():
+                    self.send_rpc(rpc)
+
+    def _unsubscribe(self, body):
+        r = _Reader(body)
+        pid = r.u16()
+        while r.pos < len(body):
+            filt = r.string()
+            if self.subs.pop(filt, None) is not None:
+                if filt in ATTR_PUSH_FILTERS:
+                    self.attr_push_topic = None
+                elif filt in RPC_REQUEST_FILTERS:
+                    self.rpc_request_base = None
+        self.write(b"\xb0\x02" + struct.pack("!H", pid))
+
+    def _publish(self, first, body):
+        qos = (first >> 1) & 3
+        if qos == 3:
+            raise ProtocolError("PUBLISH with QoS 3")
+        r = _Reader(body)
+        topic = r.string()
+        pid = r.u16() if qos else 0
+        payload = r.rest()
+        now = _now_ms()
+        dev = self.device
         try:
-            self.writer.transport.abort()
-        except Exception:
-            pass
+            if len(payload) > MAX_PAYLOAD:
+                raise Invalid("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+            if self.provision:
+                after = self._provision_publish(topic, payload)
+            else:
+                if dev.close_on is not None and dev.close_on(topic, payload):
+                    raise Invalid("close_on matched")
+                handler, arg = self._route(topic)
+                after = handler(self, topic, payload, now, arg)
+        except Invalid as e:
+            self.emu._add_message(dev, topic, payload, qos, now, True)
+            self.close("rejected %s: %s" % (topic, e))
+            return
+        self.emu._add_message(dev, topic, payload, qos, now, False)
+        if after is _NO_ACK:
+            return
+        if qos:                              # QoS 2 is answered with PUBACK too (§2)
+            self.puback(pid)
+        if after is not None:
+            after()
+
+    # ---- uplink routing, in ThingsBoard's order (MqttTransportHandler.processDevicePublish) ----
+
+    def _route(self, topic):
+        if topic in _EXACT_ROUTES:
+            return _EXACT_ROUTES[topic], None
+        if topic.startswith("v1/gateway"):
+            return _Session._gateway, None
+        m = OTA_REQUEST_RE.match(topic)
+        if m:
+            return _Session._ota, m
+        for prefix, handler, reply_base in _PREFIX_ROUTES:
+            if topic.startswith(prefix):
+                return handler, (prefix, reply_base)
+        return _Session._unknown, None
+
+    def _request_id(self, topic, prefix):
+        try:
+            return java_int(topic[len(prefix):])
+        except ValueError as e:
+            raise Invalid("request id: %s" % e) from None
+
+    def _telemetry(self, topic, payload, now, _):
+        entries = parse_telemetry(_json_payload(payload))
+        emu, dev = self.emu, self.device
+        store = dev.telemetry if emu._record else None
+        count = 0
+        for ts, values in entries:
+            t = now if ts is None else ts
+            for key, value in values.items():
+                if value is None:                # JSON null values are dropped (§4)
+                    continue
+                count += 1
+                if store is not None:
+                    store.append((t, key, value))
+            if ts is not None:
+                emu._latency.append((ts, now))
+        dev.counts["telemetry_msgs"] += 1
+        dev.counts["telemetry_values"] += count
+        return None
+
+    def _attributes(self, topic, payload, now, _):
+        doc = _json_payload(payload)
+        if not isinstance(doc, dict):
+            raise Invalid("attributes are not a JSON object")
+        dev = self.device
+        dev.client.update((k, v) for k, v in doc.items() if v is not None)
+        dev.counts["attributes_msgs"] += 1
+        return None
+
+    def _attribute_request(self, topic, payload, now, arg):
+        prefix, reply_base = arg
+        rid = self._request_id(topic, prefix)
+        doc = _json_payload(payload)
+        if not isinstance(doc, dict):
+            raise Invalid("attribute request is not a JSON object")
+        client_keys = _request_keys(doc, "clientKeys")
+        shared_keys = _request_keys(doc, "sharedKeys")
+        dev = self.device
+        dev.counts["attribute_requests"] += 1
+        if not client_keys and not shared_keys:     # nothing named: everything (§5)
+            client, shared = dict(dev.client), dict(dev.shared)
+        else:
+            client = {k: dev.client[k] for k in client_keys if k in dev.client}
+            shared = {k: dev.shared[k] for k in shared_keys if k in dev.shared}
+        answer = {}
+        if client:
+            answer["client"] = client
+        if shared:
+            answer["shared"] = shared
+        if rid < 0:                              # accepted, but never answered (§1)
+            return None
+        return lambda: self.publish(reply_base + str(rid), java_json(answer))
+
+    def _rpc_response(self, topic, payload, now, arg):
+        rid = self._request_id(topic, arg[0])
+        dev = self.device
+        dev.counts["rpc_responses"] += 1
+        rpc = dev.rpcs.get(rid)
+        if rpc is not None and rpc.pending():    # only the first answer counts (§6)
+            rpc.response = payload
+        return None
+
+    def _client_rpc(self, topic, payload, now, arg):
+        prefix, reply_base = arg
+        rid = self._request_id(topic, prefix)
+        doc = _json_payload(payload)
+        if not isinstance(doc, dict) or "method" not in doc:
+            raise Invalid("client RPC without a method")
+        try:
+            method = gson_string(doc["method"])
+        except ValueError as e:
+            raise Invalid("method: %s" % e) from None
+        params = doc.get("params")
+        self.device.counts["client_rpcs"] += 1
+        reply_topic = reply_base + str(rid)
+        return lambda: self.emu._answer_client_rpc(self, reply_topic, method, params)
+
+    def _claim(self, topic, payload, now, _):
+        secret, duration = "", 0                 # an empty payload is allowed (§8)
+        if payload:
+            doc = _json_payload(payload)
+            if not isinstance(doc, dict):
+                raise Invalid("claim is not a JSON object")
+            try:
+                if "secretKey" in doc:
+                    secret = gson_string(doc["secretKey"])
+                if "durationMs" in doc:
+                    duration = gson_long(doc["durationMs"])
+            except ValueError as e:
+                raise Invalid("claim: %s" % e) from None
+        dev = self.device
+        dev.claims.append((secret, duration))
+        dev.counts["claims"] += 1
+        return None
+
+    def _ota(self, topic, payload, now, m):
+        kind, req = m.group(1), m.group(2)
+        try:
+            chunk = java_int(m.group(3))
+            text = payload.decode("utf-8", "replace")
+            size = java_int(text) if text else 0
+        except ValueError as e:
+            raise Invalid("OTA request: %s" % e) from None
+        # A positive size is remembered per reqId; anything else reuses it, or 0 (§10).
+        if size > 0:
+            self.chunk_sizes[req] = size
+        else:
+            size = self.chunk_sizes.get(req, 0)
+        if size > OTA_MAX_CHUNK:
+            self.publish(OTA_ERROR_TOPIC, b"PAYLOAD_TOO_LARGE")
+            raise Invalid("chunk size %d > %d" % (size, OTA_MAX_CHUNK))
+        # ThingsBoard keeps one reqId map per session for firmware and software alike.
+        pkg = self.ota_bound.get(req) or self.device.ota.get(kind)
+        if pkg is None:
+            self.publish(OTA_ERROR_TOPIC, b"NOT_FOUND")
+            raise Invalid("no %s package assigned" % kind)
+        self.ota_bound[req] = pkg
+        dev = self.device
+        dev.ota_requests.append((kind, int(req), chunk, size))
+        dev.counts["ota_requests"] += 1
+        if size <= 0:
+            data = pkg.data
+        else:
+            data = pkg.data[size * chunk:size * chunk + size]
+        reply = "v2/%s/response/%s/chunk/%d" % (kind, req, chunk)
+        return lambda: self.publish(reply, data)
+
+    def _gateway(self, topic, payload, now, _):
+        # The device is not a gateway: ThingsBoard logs the message and never acknowledges it.
+        self.device.counts["gateway_msgs"] += 1
+        return _NO_ACK
+
+    def _proto(self, topic, payload, now, _):
+        raise Invalid("protobuf payloads are not emulated")
+
+    def _unknown(self, topic, payload, now, _):
+        self.device.counts["unknown_msgs"] += 1     # PUBACKed and dropped (§2)
+        return None
+
+    # ---- provisioning (§9) ----
+
+    def _provision_publish(self, topic, payload):
+        emu = self.emu
+        if topic != PROVISION_REQUEST:
+            return self._provision_abort("provision session publishes to %r" % topic)
+        doc = _json_payload(payload)
+        if not isinstance(doc, dict):
+            raise Invalid("provision request is not a JSON object")
+        if "provisionDeviceKey" not in doc or "provisionDeviceSecret" not in doc:
+            return self._provision_abort("provision request without key or secret")
+        ctype = doc.get("credentialsType", "ACCESS_TOKEN")
+        if ctype not in CREDENTIALS_TYPES:
+            return self._provision_abort("unknown credentialsType %r" % (ctype,))
+        answer = emu._provision(doc)
+        emu._provisions.append((doc, answer))
+        self.later(emu.provision_close_s, lambda: self.close("provisioning done"))
+        return lambda: self.publish(PROVISION_RESPONSE, java_json(answer))
+
+    def _provision_abort(self, reason):
+        """PUBACK, then close, with no answer."""
+        self.later(0, lambda: self.close(reason))
+        return None
 
 
-def _topic_matches(filt, topic):
-    fp, tp = filt.split("/"), topic.split("/")
-    for i, f in enumerate(fp):
-        if f == "#":
-            return True
-        if i >= len(tp) or (f != "+" and f != tp[i]):
-            return False
-    return len(fp) == len(tp)
+_RPC_RESPONSE_PREFIXES = ("v1/devices/me/rpc/response/", "v2/r/res/", "v2/r/res/j/")
+
+# A sentinel returned by handlers whose message ThingsBoard never acknowledges.
+_NO_ACK = object()
+
+_EXACT_ROUTES = {
+    "v1/devices/me/attributes": _Session._attributes,
+    "v1/devices/me/telemetry": _Session._telemetry,
+    "v1/devices/me/claim": _Session._claim,
+    "v2/t": _Session._telemetry,
+    "v2/t/j": _Session._telemetry,
+    "v2/t/p": _Session._proto,
+    "v2/a": _Session._attributes,
+    "v2/a/j": _Session._attributes,
+    "v2/a/p": _Session._proto,
+}
+# (prefix, handler, reply topic base); the /j and /p forms before the plain v2 forms.
+_PREFIX_ROUTES = (
+    ("v1/devices/me/attributes/request/", _Session._attribute_request,
+     "v1/devices/me/attributes/response/"),
+    ("v1/devices/me/rpc/response/", _Session._rpc_response, None),
+    ("v1/devices/me/rpc/request/", _Session._client_rpc, "v1/devices/me/rpc/response/"),
+    ("v2/r/res/j/", _Session._rpc_response, None),
+    ("v2/r/res/p/", _Session._proto, None),
+    ("v2/r/res/", _Session._rpc_response, None),
+    ("v2/r/req/j/", _Session._client_rpc, "v2/r/res/j/"),
+    ("v2/r/req/p/", _Session._proto, None),
+    ("v2/r/req/", _Session._client_rpc, "v2/r/res/"),
+    ("v2/a/req/j/", _Session._attribute_request, "v2/a/res/j/"),
+    ("v2/a/req/p/", _Session._proto, None),
+    ("v2/a/req/", _Session._attribute_request, "v2/a/res/"),
+)
 
 
-# ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# The emulator
 
 
 class Emulator:
-    """See the module docstring. All public methods are safe to call from any thread."""
+    """A ThingsBoard MQTT transport for tests (see the module docstring).
+
+    host/port: plain MQTT listener (port 0 = pick a free one; read .port after start()).
+    tls: dict(certfile, keyfile, cafile=None, port=0) to also listen for MQTTS; with cafile
+        a client certificate is requested (optional) and verified against it.
+    record: keep every message, telemetry value and downlink (False: counters only, for
+        long benchmarks).
+    latency_samples: bound on the (ts, recv_ms) samples kept (None = unlimited).
+    log: one line per message / connect / disconnect: True writes them to stderr, a
+        callable is given each line.
+    """
 
     def __init__(self, host="127.0.0.1", port=0, tls=None, record=True, latency_samples=None,
-                 log=None):
-        self.host, self.port, self.tls_port = host, port, None
-        self.tls = tls
-        self.record = record
-        self.latency_samples = latency_samples
-        self.log = log
-        self.devices = {}
-        self.provision_profiles = {}
-        self.provisions = []
+                 log=False):
+        self.host = host
+        self._port_req = port
+        self._tls = dict(tls) if tls else None
+        self._record = record
+        if log is True:
+            log = _stderr_line
+        self._log = log or None
+        self.port = None
+        self.tls_port = None
+        self.control_port = None
+        #: Seconds after a provisioning answer before the server closes that connection (§9).
         self.provision_close_s = 60.0
-        self.connacks = []
+        #: Seconds before an unanswered client-side RPC gets {"error":"timeout"} (§7);
+        #: None = never.
+        self.client_rpc_timeout_s = 60.0
+        self._cond = threading.Condition(threading.RLock())
+        self._devices = {}
+        self._creds = {}               # credentials id (as ThingsBoard keys them) -> _Device
+        self._profiles = {}
+        self._provisions = []
+        self._connacks = []
         self._messages = []
-        self._latency = []
-        self._refuse = None
+        self._latency = deque(maxlen=latency_samples)
+        self._sessions = set()
+        self._refuse_code = None
         self._refuse_tcp = False
-        self._client_rpc = None
-        self._cond = threading.Condition()
+        self._client_rpc_fn = None
         self._loop = None
         self._thread = None
         self._servers = []
-        self._sessions = set()
+        self._tls_ctx = None
+        self._tls_sock = None
 
     # ---- lifecycle ----
 
     def start(self):
-        ready = threading.Event()
-        err = []
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            try:
-                self._loop.run_until_complete(self._listen())
-            except Exception as e:  # reported to start()
-                err.append(e)
-                ready.set()
-                return
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="tb-emulator", daemon=True)
+        """Start listening (in a daemon thread); returns once the sockets accept."""
+        if self._tls:
+            self._tls_ctx = self._make_tls_context(self._tls)
+        self._loop = asyncio.new_event_loop()
+        ready = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="tb-emulator",
+                                        daemon=True)
         self._thread.start()
-        ready.wait(10)
-        if err:
-            raise err[0]
+        ready.result(timeout=10)
         return self
 
+    def stop(self):
+        """Close every connection and listener and join the thread."""
+        if self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def _run(self, ready):
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        loop.set_exception_handler(self._loop_exception)
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as e:
+            ready.set_exception(e)
+            loop.close()
+            return
+        ready.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
     async def _listen(self):
-        srv = await asyncio.start_server(self._serve, self.host, self.port)
+        srv = await asyncio.start_server(self._accept, self.host, self._port_req,
+                                         limit=MAX_PACKET * 2)
         self._servers.append(srv)
         self.port = srv.sockets[0].getsockname()[1]
-        if self.tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(self.tls["certfile"], self.tls["keyfile"])
-            if self.tls.get("cafile"):
-                ctx.load_verify_locations(self.tls["cafile"])
-                ctx.verify_mode = ssl.CERT_OPTIONAL
-            srv = await asyncio.start_server(self._serve, self.host, self.tls.get("port", 0), ssl=ctx)
-            self._servers.append(srv)
-            self.tls_port = srv.sockets[0].getsockname()[1]
+        if self._tls_ctx is not None:
+            self._tls_sock = socket.create_server((self.host, self._tls.get("port", 0)))
+            self._tls_sock.setblocking(False)
+            self.tls_port = self._tls_sock.getsockname()[1]
+            asyncio.get_running_loop().create_task(self._accept_tls())
 
-    def stop(self):
-        if not self._loop:
-            return
+    async def _accept_tls(self):
+        """The MQTTS listener. It accepts TCP itself so that refuse_tcp() closes connections
+        before the TLS handshake, as it does on the plain port."""
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self._tls_sock)
+            if self._refuse_tcp:
+                conn.close()
+            else:
+                loop.create_task(self._tls_handshake(conn))
 
-        async def shutdown():
-            for s in self._servers:
-                s.close()
-            for sess in list(self._sessions):
-                sess.abort()
-
+    async def _tls_handshake(self, conn):
+        loop = asyncio.get_running_loop()
+        protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader(MAX_PACKET * 2, loop),
+                                                lambda r, w: self._accept(r, w, True), loop)
         try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-        except Exception:
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop = None
+            await loop.connect_accepted_socket(lambda: protocol, conn, ssl=self._tls_ctx,
+                                               ssl_handshake_timeout=10)
+        except OSError as e:        # SSLError, resets and the handshake timeout
+            self._event("-", "TLS handshake failed: %s" % (e or type(e).__name__))
+            conn.close()
 
-    def _call(self, fn, *args):
-        """Run fn(*args) on the loop thread and return its result."""
-        fut = asyncio.run_coroutine_threadsafe(self._acall(fn, *args), self._loop)
-        return fut.result(10)
+    async def _shutdown(self):
+        for srv in self._servers:
+            srv.close()
+        if self._tls_sock is not None:
+            self._tls_sock.close()
+        with self._cond:
+            for sess in list(self._sessions):
+                sess.close("emulator stopped", abort=True)
+        for srv in self._servers:
+            await srv.wait_closed()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _loop_exception(self, loop, context):
+        # Resets and failed handshakes of test clients are expected; anything else is a bug.
+        exc = context.get("exception")
+        if self._log or (exc is not None and not isinstance(exc, OSError)):
+            sys.stderr.write("tb_emulator: %s: %r\n" % (context.get("message"), exc))
 
     @staticmethod
-    async def _acall(fn, *args):
-        return fn(*args)
+    def _make_tls_context(tls):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(tls["certfile"], tls["keyfile"])
+        if tls.get("cafile"):
+            # ThingsBoard requests a client certificate but does not require one (§3).
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_verify_locations(tls["cafile"])
+        return ctx
+
+    async def _accept(self, reader, writer, tls=False):
+        if self._refuse_tcp:
+            writer.transport.abort()
+            return
+        sess = _Session(self, reader, writer, tls)
+        with self._cond:
+            self._sessions.add(sess)
+        reason = "closed by client"
+        try:
+            await sess.run()
+        except OSError as e:
+            reason = "connection error: %s" % e
+        except Exception:      # a bug in the emulator: show it, drop the connection
+            traceback.print_exc()
+            reason = "emulator error"
+        finally:
+            sess.close(reason, abort=True)
+
+    def _call(self, fn, *args):
+        """Run fn(*args) on the loop thread under the lock and return its result."""
+        loop = self._loop
+        if (loop is None or not loop.is_running()
+                or threading.current_thread() is self._thread):
+            with self._cond:
+                result = fn(*args)
+                self._cond.notify_all()
+                return result
+        fut = concurrent.futures.Future()
+
+        def run():
+            try:
+                with self._cond:
+                    fut.set_result(fn(*args))
+                    self._cond.notify_all()
+            except BaseException as e:
+                fut.set_exception(e)
+        loop.call_soon_threadsafe(run)
+        return fut.result(timeout=10)
+
+    def _event(self, who, what):
+        if self._log:
+            self._log("%s  %s  %s" % (_clock(_now_ms()), who, what))
 
     # ---- registry ----
 
     def add_device(self, name, token=None, client_id=None, username=None, password=None,
                    cert_pem=None):
-        der = None
-        if cert_pem:
-            der = ssl.PEM_cert_to_DER_cert(cert_pem)
-        with self._cond:
-            self.devices[name] = Device(name, token, client_id, username, password, der)
-        return self.devices[name]
+        """Register a device with one kind of credentials: token; or MQTT basic (client_id
+        and/or username, optional password); or an X.509 certificate (PEM). Adding an
+        existing name replaces its credentials and, as ThingsBoard does, closes its session.
+        ValueError for combinations ThingsBoard rejects or credentials already in use."""
+        return self._call(self._register, name, token, client_id, username, password, cert_pem)
+
+    def _register(self, name, token, client_id, username, password, cert_pem):
+        basic = client_id or username or password
+        if sum(map(bool, (token, basic, cert_pem))) != 1:
+            raise ValueError("%s: give exactly one of token, basic credentials, cert_pem" % name)
+        if basic:
+            if not (client_id or username):
+                raise ValueError("%s: basic credentials need a client_id or a username" % name)
+            if client_id and password and not username:
+                raise ValueError("%s: client_id + password without username" % name)
+        # The credentials ids ThingsBoard stores (formatSimpleMqttCredentials): tokens and
+        # username-only basic credentials share one namespace.
+        if token:
+            key = ("id", token)
+        elif cert_pem:
+            key = ("x509", _cert_der(cert_pem))
+        elif client_id and username:
+            key = ("pair", client_id, username)
+        elif client_id:
+            key = ("cid", client_id)
+        else:
+            key = ("id", username)
+        dev = self._devices.get(name)
+        if self._creds.get(key, dev) is not dev:
+            raise ValueError("%s: credentials already used by %s" % (name, self._creds[key].name))
+        if dev is None:
+            dev = self._devices[name] = _Device(name)
+        else:
+            for k in dev.cred_keys:
+                del self._creds[k]
+            if dev.session is not None:
+                dev.session.close("credentials changed")
+        dev.token = token or None
+        dev.client_id, dev.username, dev.password = client_id, username, password
+        dev.cert_der = key[1] if key[0] == "x509" else None
+        dev.cred_keys = (key,)
+        self._creds[key] = dev
+        return dev
+
+    def _authenticate(self, peer_der, client_id, username, password):
+        """The device a CONNECT authenticates as, or None (§3)."""
+        if peer_der is not None:                 # X.509: username/password are ignored
+            return self._creds.get(("x509", peer_der))
+        if not username:
+            return self._creds.get(("cid", client_id))
+        dev = self._creds.get(("pair", client_id, username))
+        if dev is not None:                      # a password mismatch here is final
+            return dev if self._password_ok(dev, password) else None
+        dev = self._creds.get(("id", username))
+        if dev is None or dev.token is not None:  # an access token ignores the rest
+            return dev
+        return dev if self._password_ok(dev, password) else None
+
+    @staticmethod
+    def _password_ok(dev, password):
+        return not dev.password or dev.password == password
 
     def add_provision_profile(self, key, secret, allow_create=True):
-        self.provision_profiles[key] = {"secret": secret, "allow_create": allow_create}
+        """A device profile with provisioning enabled. allow_create=True: strategy "allow
+        to create new devices"; False: "check pre-provisioned devices" (the device must be
+        registered already and is provisioned once, keeping its credentials)."""
+        with self._cond:
+            self._profiles[key] = (secret, allow_create)
+
+    def _provision(self, req):
+        """ThingsBoard's answer to a provisioning request (§9); registers the device."""
+        try:
+            key, secret, name, token, client_id, username, password, cert = (
+                gson_string(req[f]) if req.get(f) is not None else ""
+                for f in ("provisionDeviceKey", "provisionDeviceSecret", "deviceName", "token",
+                          "clientId", "username", "password", "hash"))
+        except ValueError:
+            return PROVISION_FAILURE
+        profile = self._profiles.get(key)
+        if not key or not secret or profile is None or profile[0] != secret:
+            return PROVISION_NOT_FOUND
+        if not name:                             # no name: ThingsBoard makes one up
+            name = _random_alnum()
+        elif not name.strip():
+            return PROVISION_FAILURE
+        name = name.strip()
+        if not profile[1]:
+            dev = self._devices.get(name)
+            if dev is None or dev.provisioned:
+                return PROVISION_FAILURE
+        elif name in self._devices:
+            return PROVISION_FAILURE
+        else:
+            ctype = req.get("credentialsType", "ACCESS_TOKEN")
+            creds = dict(token=None, client_id=None, username=None, password=None, cert_pem=None)
+            # Nothing given (or an access token without one): a generated access token.
+            if (not any((token, client_id, username, password, cert))
+                    or (ctype == "ACCESS_TOKEN" and not token)):
+                creds["token"] = _random_alnum()
+            elif ctype == "ACCESS_TOKEN":
+                creds["token"] = token
+            elif ctype == "MQTT_BASIC":
+                creds.update(client_id=client_id or None, username=username or None,
+                             password=password or None)
+            else:
+                creds["cert_pem"] = cert or None
+            try:
+                dev = self._register(name, **creds)
+            except ValueError:
+                return PROVISION_FAILURE
+        dev.provisioned = True
+        ctype, value = dev.credentials()
+        return {"credentialsValue": value, "credentialsType": ctype, "status": "SUCCESS"}
+
+    def _dev(self, name):
+        try:
+            return self._devices[name]
+        except KeyError:
+            raise KeyError("unknown device %r" % name) from None
+
+    # ---- recording ----
+
+    def _add_message(self, dev, topic, payload, qos, now, rejected):
+        if dev is not None:
+            dev.counts["messages"] += 1
+            if rejected:
+                dev.counts["rejected_msgs"] += 1
+        if self._record:
+            self._messages.append(Message(dev.name if dev else None, topic, payload, qos, now,
+                                          rejected))
+        if self._log:
+            short = topic[len("v1/devices/me/"):] if topic.startswith("v1/devices/me/") else topic
+            self._event(dev.name if dev else "(provision)", "%s  %s%s" % (
+                short, payload[:200].decode("utf-8", "replace"),
+                "  [rejected: session closed]" if rejected else ""))
+
+    def _answer_client_rpc(self, sess, reply_topic, method, params):
+        fn = self._client_rpc_fn
+        answer = None
+        if fn is not None:
+            try:
+                result = fn(sess.device.name, method, params)
+                answer = None if result is None else java_json(result)
+            except Exception:      # a broken test handler: show it, answer nothing
+                traceback.print_exc()
+        if answer is not None:
+            sess.publish(reply_topic, answer)
+        elif self.client_rpc_timeout_s is not None:
+            sess.later(self.client_rpc_timeout_s,
+                       lambda: sess.publish(reply_topic, '{"error":"timeout"}'))
 
     # ---- observation ----
 
-    def _note(self, msg):
+    @property
+    def devices(self):
+        """{name: device} of every registered device (including provisioned ones)."""
         with self._cond:
-            if self.record:
-                self._messages.append(msg)
-            d = self.devices.get(msg.device)
-            if d is not None:
-                d.counts["messages"] += 1
-            self._cond.notify_all()
+            return dict(self._devices)
+
+    @property
+    def connacks(self):
+        """Every CONNACK sent: list of (client_id, username, code)."""
+        with self._cond:
+            return list(self._connacks)
+
+    @property
+    def provisions(self):
+        """Every provisioning request answered: list of (request dict, response dict)."""
+        with self._cond:
+            return list(self._provisions)
 
     def messages(self, device=None, topic=None):
+        """Recorded PUBLISH packets (Message objects), optionally of one device and one
+        topic (exact, or a prefix when it ends in "/")."""
         with self._cond:
-            out = []
-            for m in self._messages:
-                if device is not None and m.device != device:
-                    continue
-                if topic is not None:
-                    if topic.endswith("/") and not m.topic.startswith(topic):
-                        continue
-                    if not topic.endswith("/") and m.topic != topic:
-                        continue
-                out.append(m)
-            return out
+            return [m for m in self._messages
+                    if (device is None or m.device == device)
+                    and (topic is None or m.topic == topic
+                         or (topic.endswith("/") and m.topic.startswith(topic)))]
 
-    def telemetry(self, device):
-        """[(ts, key, value)] of every accepted telemetry message of device, in order."""
-        out = []
-        for m in self.messages(device):
-            if m.rejected or m.topic not in ("v1/devices/me/telemetry", "v2/t", "v2/t/j"):
-                continue
-            body = m.json()
-            items = body if isinstance(body, list) else [body]
-            for it in items:
-                if "ts" in it and "values" in it:
-                    ts, values = int(it["ts"]), it["values"]
-                else:
-                    ts, values = m.recv_ms, it
-                for k, v in values.items():
-                    if v is not None:
-                        out.append((ts, k, v))
-        return out
+    def telemetry(self, device, since=0):
+        """(ts, key, value) of every accepted telemetry value, in arrival order; ts is the
+        device's timestamp, or the receive time (ms) for payloads without one."""
+        with self._cond:
+            return self._dev(device).telemetry[since:]
 
     def attributes(self, device):
+        """The device's client-side attributes, merged."""
         with self._cond:
-            return dict(self.devices[device].client)
+            return dict(self._dev(device).client)
 
     def shared(self, device):
+        """The device's shared attributes as stored (including fw_*/sw_* of OTA)."""
         with self._cond:
-            return dict(self.devices[device].shared)
+            return dict(self._dev(device).shared)
 
     def connected(self, device):
+        """True while the device has an open session."""
         with self._cond:
-            s = self.devices[device].session
-            return s is not None and not s.closed
+            return self._dev(device).session is not None
 
     def connect_count(self, device):
+        """Number of accepted CONNECTs of the device."""
         with self._cond:
-            return self.devices[device].connects
+            return self._dev(device).counts["connects"]
 
     def subscriptions(self, device):
+        """{filter: granted QoS} of the device's current (or latest) session."""
         with self._cond:
-            s = self.devices[device].session
-            return dict(s.subs) if s else {}
+            return dict(self._dev(device).subs)
 
     def claims(self, device):
+        """Claiming requests: list of (secretKey, durationMs)."""
         with self._cond:
-            return list(self.devices[device].claims)
+            return list(self._dev(device).claims)
 
     def ota_requests(self, device):
+        """OTA chunk requests served: list of (kind, reqId, chunk index, chunk size)."""
         with self._cond:
-            return list(self.devices[device].ota_requests)
+            return list(self._dev(device).ota_requests)
 
-    def counts(self, device):
+    def downlinks(self, device, topic=None):
+        """Messages sent to the device: list of (topic, payload bytes, qos); topic filters
+        as in messages()."""
         with self._cond:
-            return dict(self.devices[device].counts)
+            return [d for d in self._dev(device).downlinks
+                    if topic is None or d[0] == topic
+                    or (topic.endswith("/") and d[0].startswith(topic))]
+
+    def unacked(self, device):
+        """Topics of QoS 1 downlinks in the current session that the device has not PUBACKed."""
+        with self._cond:
+            sess = self._dev(device).session
+            return sorted(sess.inflight.values()) if sess else []
+
+    def counts(self, device=None):
+        """Counters of one device, or summed over all devices (see COUNTER_NAMES)."""
+        with self._cond:
+            if device is not None:
+                return dict(self._dev(device).counts)
+            total = dict.fromkeys(COUNTER_NAMES, 0)
+            for dev in self._devices.values():
+                for k, v in dev.counts.items():
+                    total[k] += v
+            return total
 
     def latency(self, clear=True):
-        """[(ts_ms, recv_ms)] per telemetry value, for latency figures."""
+        """(device ts, receive ms) of every telemetry entry that carried a ts since the
+        last clear."""
         with self._cond:
-            out = self._latency
+            samples = list(self._latency)
             if clear:
-                self._latency = []
-            return out
+                self._latency.clear()
+            return samples
 
     def wait(self, predicate, timeout=10.0, what=None):
+        """Wait until predicate() returns something true (evaluated under the lock, after
+        every change) and return that value. A KeyError or IndexError from the predicate
+        counts as "not yet" (a device that does not exist yet). TimeoutError names what
+        (default: the predicate's source) and summarises the emulator's state."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 try:
-                    v = predicate()
+                    value = predicate()
                 except (KeyError, IndexError):
-                    v = None
-                if v:
-                    return v
+                    value = None
+                if value:
+                    return value
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError("emulator: timed out waiting for %s"
-                                       % (what or getattr(predicate, "__name__", "a condition")))
-                self._cond.wait(min(left, 0.1))
+                    raise TimeoutError("timed out after %.1fs waiting for %s\n%s" % (
+                        timeout, what or self._describe(predicate), self._summary()))
+                # Also wake periodically: predicates may depend on time (RPC expiry).
+                self._cond.wait(min(left, 0.05))
 
     def wait_messages(self, device, topic, count=1, timeout=10.0):
-        return self.wait(lambda: (lambda l: l if len(l) >= count else None)(
-            self.messages(device, topic)), timeout,
-            "%d message(s) of %s on %s" % (count, device, topic))
+        """Wait until at least count messages of device on topic (as in messages()) were
+        received; returns them all."""
+        def enough():
+            found = self.messages(device, topic)
+            return found if len(found) >= count else None
+        return self.wait(enough, timeout, "%d message(s) of %s on %s" % (count, device, topic))
 
     def wait_connected(self, device, timeout=10.0):
+        """Wait until the device has an open session."""
         return self.wait(lambda: self.connected(device), timeout, "%s to connect" % device)
 
-    # ---- server actions ----
+    @staticmethod
+    def _describe(predicate):
+        try:
+            return inspect.getsource(predicate).strip()
+        except (OSError, TypeError):
+            return repr(predicate)
+
+    def _summary(self):
+        lines = ["connected: %s" % sorted(d.name for d in self._devices.values() if d.session),
+                 "last CONNACKs: %s" % self._connacks[-5:],
+                 "%d message(s) recorded; last ones:" % len(self._messages)]
+        lines += ["  %r" % m for m in self._messages[-5:]]
+        return "\n".join(lines)
+
+    # ---- server-side actions ----
 
     def set_shared(self, device, data):
-        def do():
-            d = self.devices[device]
-            d.shared.update(data)
-            s = d.session
-            if s and not s.closed and any(f in ATTR_PUSH_FILTERS for f in s.subs):
-                s.publish("v1/devices/me/attributes", json.dumps(data),
-                          s.qos_for("v1/devices/me/attributes"))
-        self._call(do)
+        """Store shared attributes and push exactly this flat dict if the device is
+        subscribed to attribute updates (§5). Floats are written as Java does (22.0)."""
+        self._call(self._set_shared, device, dict(data))
+
+    def _set_shared(self, device, data):
+        dev = self._dev(device)
+        dev.shared.update(data)
+        sess = dev.session
+        if sess is not None and sess.attr_push_topic:
+            sess.publish(sess.attr_push_topic, java_json(data))
 
     def delete_shared(self, device, keys):
-        def do():
-            d = self.devices[device]
-            for k in keys:
-                d.shared.pop(k, None)
-            s = d.session
-            if s and not s.closed and any(f in ATTR_PUSH_FILTERS for f in s.subs):
-                s.publish("v1/devices/me/attributes", json.dumps({"deleted": list(keys)}),
-                          s.qos_for("v1/devices/me/attributes"))
-        self._call(do)
+        """Delete shared attributes and push {"deleted": keys} to a subscribed device."""
+        self._call(self._delete_shared, device, list(keys))
 
-    def push_raw(self, device, topic, payload):
-        """Publish arbitrary bytes to the device (malformed-input tests)."""
-        def do():
-            s = self.devices[device].session
-            if s and not s.closed:
-                s.publish(topic, payload, 1)
-        self._call(do)
+    def _delete_shared(self, device, keys):
+        dev = self._dev(device)
+        for k in keys:
+            dev.shared.pop(k, None)
+        sess = dev.session
+        if sess is not None and sess.attr_push_topic:
+            sess.publish(sess.attr_push_topic, java_json({"deleted": keys}))
 
-    def rpc(self, device, method, params=None, raw=None):
-        """Send a server-side RPC; returns its id. raw: send these bytes as the body."""
-        def do():
-            d = self.devices[device]
-            rid = d.rpc_next
-            d.rpc_next += 1
-            body = raw if raw is not None else json.dumps({"method": method, "params": params})
-            d.rpc_pending[rid] = body
-            s = d.session
-            if s and not s.closed and any(f in RPC_FILTERS for f in s.subs):
-                s.publish("v1/devices/me/rpc/request/%d" % rid, body,
-                          s.qos_for("v1/devices/me/rpc/request/%d" % rid))
-            return rid
-        return self._call(do)
+    def rpc(self, device, method, params=None, raw=None, expire_s=DEFAULT_RPC_EXPIRY_S):
+        """Queue a server-side RPC (§6); returns its id (per device, from 0). It is sent now
+        if the device is subscribed to RPC requests, and re-sent on every RPC
+        (re)subscription until answered or expired (expire_s; None = never). raw: send
+        these bytes as the body instead of {"method":…,"params":…} (malformed input)."""
+        def op():
+            dev = self._dev(device)
+            rpc = _Rpc(dev.rpc_next, method, params, raw,
+                       None if expire_s is None else time.monotonic() + expire_s)
+            dev.rpc_next += 1
+            dev.rpcs[rpc.id] = rpc
+            if dev.session is not None and dev.session.rpc_request_base is not None:
+                dev.session.send_rpc(rpc)
+            return rpc.id
+        return self._call(op)
 
     def rpc_response(self, device, rid, timeout=10.0):
+        """Wait for the device's answer to RPC rid and return it parsed (None for an empty
+        body). TimeoutError if none came (or the RPC expired); ValueError if the body is not
+        JSON (ThingsBoard's caller would get HTTP 406)."""
         def answered():
-            a = self.devices[device].rpc_answers.get(rid)
-            return a if a is not None else None
-        raw = self.wait(answered, timeout, "the answer to RPC %d of %s" % (rid, device))
-        return json.loads(raw)
+            return not self._dev(device).rpcs[rid].pending()
+        self.wait(answered, timeout, "the answer to RPC %d of %s" % (rid, device))
+        with self._cond:
+            body = self._devices[device].rpcs[rid].response
+        if body is None:
+            raise TimeoutError("RPC %d of %s expired without an answer" % (rid, device))
+        text = body.decode("utf-8", "replace")
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("RPC %d of %s: answer is not JSON: %r" % (rid, device, text)) from None
 
     def rpc_answers(self, device, rid):
-        """Every answer published for rid (duplicates included)."""
-        return [m.json() for m in self.messages(device, "v1/devices/me/rpc/response/%d" % rid)]
+        """Every answer the device published for RPC rid (repeats included), parsed."""
+        suffix = str(rid)
+        return [m.json() for m in self.messages(device)
+                if not m.rejected and any(m.topic == p + suffix for p in _RPC_RESPONSE_PREFIXES)]
+
+    def push_raw(self, device, topic, payload):
+        """Publish arbitrary bytes to the device's current session (malformed-input tests)."""
+        def op():
+            sess = self._dev(device).session
+            if sess is not None:
+                sess.publish(topic, payload)
+        self._call(op)
 
     def on_client_rpc(self, fn):
-        self._client_rpc = fn
+        """Answer client-side RPCs (§7) with fn(device, method, params) -> JSON-able result,
+        or None for no answer (ThingsBoard's default rule chain never answers; after
+        client_rpc_timeout_s the device gets {"error":"timeout"}). fn runs on the emulator's
+        thread and must not block."""
+        with self._cond:
+            self._client_rpc_fn = fn
 
     def set_ota(self, device, kind, title, version, data, algorithm="SHA256", checksum=None,
                 tag=None):
+        """Assign a firmware ("fw") or software ("sw") package (§10): the device is sent the
+        deletion push ({"deleted":["fw_tag","fw_url"]}, or ["fw_url"] with a tag) and then
+        the attribute push; the checksum is computed as ThingsBoard does unless given."""
+        if kind not in OTA_KINDS:
+            raise ValueError("kind must be 'fw' or 'sw'")
+        if algorithm not in OTA_ALGORITHMS:
+            raise ValueError("unknown checksum algorithm %r" % (algorithm,))
+        data = bytes(data)
         if checksum is None:
             checksum = tb_checksum(algorithm, data)
-        pkg = {"title": title, "version": version, "data": bytes(data), "algorithm": algorithm,
-               "checksum": checksum, "tag": tag}
+        pkg = _OtaPackage(kind, title, version, tag, data, algorithm, checksum)
+        p = kind + "_"
+        attrs = {p + "title": title, p + "version": version}
+        if tag is not None:
+            attrs[p + "tag"] = tag
+        attrs.update({p + "size": len(data), p + "checksum_algorithm": algorithm,
+                      p + "checksum": checksum})
+        deleted = [p + "url"] if tag is not None else [p + "tag", p + "url"]
 
-        def do():
-            d = self.devices[device]
-            d.ota[kind] = pkg
-            p = kind
-            deleted = ["%s_url" % p] if tag else ["%s_tag" % p, "%s_url" % p]
-            attrs = {"%s_title" % p: title, "%s_version" % p: version}
-            if tag:
-                attrs["%s_tag" % p] = tag
-            attrs.update({"%s_size" % p: len(data), "%s_checksum_algorithm" % p: algorithm,
-                          "%s_checksum" % p: checksum})
-            for k in deleted:
-                d.shared.pop(k, None)
-            d.shared.update(attrs)
-            s = d.session
-            if s and not s.closed and any(f in ATTR_PUSH_FILTERS for f in s.subs):
-                s.publish("v1/devices/me/attributes", json.dumps({"deleted": deleted}))
-                s.publish("v1/devices/me/attributes", json.dumps(attrs))
-        self._call(do)
+        def op():
+            self._dev(device).ota[kind] = pkg
+            self._delete_shared(device, deleted)
+            self._set_shared(device, attrs)
+        self._call(op)
 
     def clear_ota(self, device, kind):
-        keys = ["%s_%s" % (kind, k) for k in ("title", "version", "ts", "state", "size", "checksum",
-                                              "checksum_algorithm", "url", "tag")]
+        """Unassign the package: one deletion push of every fw_*/sw_* key (§10)."""
+        def op():
+            self._dev(device).ota.pop(kind, None)
+            self._delete_shared(device, [kind + "_" + k for k in OTA_ALL_KEYS])
+        self._call(op)
 
-        def do():
-            d = self.devices[device]
-            d.ota.pop(kind, None)
-        self._call(do)
-        self.delete_shared(device, keys)
+    # ---- faults ----
 
     def drop(self, device):
-        def do():
-            s = self.devices[device].session
-            if s:
-                s.abort()
-        self._call(do)
+        """Abort the device's connection (no DISCONNECT, no FIN handshake); returns whether
+        it was connected."""
+        def op():
+            sess = self._dev(device).session
+            if sess is not None:
+                sess.close("dropped by test", abort=True)
+            return sess is not None
+        return self._call(op)
 
     def drop_all(self):
-        def do():
-            for s in list(self._sessions):
-                s.abort()
-        self._call(do)
+        """Abort every open connection (an outage of the server)."""
+        def op():
+            for sess in list(self._sessions):
+                sess.close("dropped by test", abort=True)
+        self._call(op)
 
     def refuse(self, code):
-        self._refuse = code
+        """Answer every new CONNECT with CONNACK code (e.g. 3 = server unavailable) until
+        refuse(None)."""
+        if code is not None and not 1 <= code <= 255:
+            raise ValueError("CONNACK code must be 1..255 or None")
+        with self._cond:
+            self._refuse_code = code
 
     def refuse_tcp(self, on=True):
-        self._refuse_tcp = on
+        """While on, close every new TCP connection at once, before reading anything."""
+        with self._cond:
+            self._refuse_tcp = bool(on)
 
     def hold_puback(self, device, on=True):
-        def do():
-            d = self.devices[device]
-            d.hold_puback = on
-            if not on:
-                held, d.held = d.held, []
-                for sess, pid in held:
-                    if not sess.closed:
-                        sess.send(_packet(PUBACK, 0, struct.pack(">H", pid)))
-        self._call(do)
+        """Withhold PUBACKs for the device (queued); off releases them in order."""
+        def op():
+            dev = self._dev(device)
+            dev.hold_puback = bool(on)
+            if not on and dev.session is not None:
+                dev.session.release_acks()
+        self._call(op)
 
     def stall(self, device, on=True):
-        def do():
-            s = self.devices[device].session
-            if s:
-                s.stalled = on
-        self._call(do)
+        """Half-open the device's current connection: stop reading and writing without
+        closing it; off resumes (writes held meanwhile are sent). A new connection of the
+        device is not stalled. Returns whether the device had a connection."""
+        def op():
+            sess = self._dev(device).session
+            if sess is not None:
+                sess.set_stalled(bool(on))
+            return sess is not None
+        return self._call(op)
 
     def close_on(self, device, fn):
-        def do():
-            self.devices[device].close_on = fn
-        self._call(do)
+        """Close the device's session without PUBACK whenever fn(topic, payload_bytes) is
+        true for one of its PUBLISHes (a server-side validation failure); None removes it."""
+        def op():
+            self._dev(device).close_on = fn
+        self._call(op)
 
-    # ---- connection handling ----
+    # ---- control port (command line) ----
 
-    async def _serve(self, reader, writer):
-        if self._refuse_tcp:
-            writer.transport.abort()
-            return
-        der = None
-        sslobj = writer.get_extra_info("ssl_object")
-        if sslobj is not None:
-            der = sslobj.getpeercert(binary_form=True)
-        sess = Session(self, reader, writer, der)
-        self._sessions.add(sess)
+    def start_control(self, port=0):
+        """Listen for JSON-line commands on 127.0.0.1:port; returns the bound port."""
+        async def listen():
+            srv = await asyncio.start_server(self._control_client, "127.0.0.1", port)
+            self._servers.append(srv)
+            return srv.sockets[0].getsockname()[1]
+        self.control_port = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(10)
+        return self.control_port
+
+    async def _control_client(self, reader, writer):
+        loop = asyncio.get_running_loop()
         try:
-            await self._session(sess)
-        except (Closed, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                # Commands may block (rpc_response), so they run off the loop thread.
+                reply = await loop.run_in_executor(None, self.control_command, line)
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            self._sessions.discard(sess)
-            sess.closed = True
-            with self._cond:
-                if sess.device and sess.device.session is sess:
-                    sess.device.session = None
-                self._cond.notify_all()
-            try:
-                writer.transport.abort()
-            except Exception:
-                pass
+            writer.close()
 
-    async def _read_packet(self, sess):
-        while sess.stalled:
-            await asyncio.sleep(0.05)
-        h = await sess.reader.readexactly(1)
-        mult, length = 1, 0
-        for _ in range(4):
-            b = (await sess.reader.readexactly(1))[0]
-            length += (b & 0x7F) * mult
-            mult *= 128
-            if not b & 0x80:
-                break
-        else:
-            raise Closed()
-        body = await sess.reader.readexactly(length) if length else b""
-        while sess.stalled:
-            await asyncio.sleep(0.05)
-        return h[0] >> 4, h[0] & 0x0F, body
-
-    def _emit(self, text):
-        if self.log:
-            self.log(text)
-
-    async def _session(self, sess):
-        ptype, _, body = await asyncio.wait_for(self._read_packet(sess), 30)
-        if ptype != CONNECT:
-            raise Closed()
-        self._connect(sess, body)
-        while not sess.closed:
-            ptype, flags, body = await self._read_packet(sess)
-            if ptype == PUBLISH:
-                self._publish(sess, flags, body)
-            elif ptype == SUBSCRIBE:
-                self._subscribe(sess, body)
-            elif ptype == UNSUBSCRIBE:
-                pid = body[:2]
-                pos = 2
-                while pos < len(body):
-                    n = struct.unpack(">H", body[pos:pos + 2])[0]
-                    sess.subs.pop(body[pos + 2:pos + 2 + n].decode(errors="replace"), None)
-                    pos += 2 + n
-                sess.send(_packet(UNSUBACK, 0, pid))
-            elif ptype == PINGREQ:
-                sess.send(_packet(PINGRESP, 0, b""))
-            elif ptype == DISCONNECT:
-                raise Closed()
-            elif ptype == PUBACK:
-                pass
-            else:
-                raise Closed()
-            await sess.writer.drain()
-
-    def _connect(self, sess, body):
-        pos = 0
-
-        def take_str():
-            nonlocal pos
-            n = struct.unpack(">H", body[pos:pos + 2])[0]
-            s = body[pos + 2:pos + 2 + n]
-            pos += 2 + n
-            return s
-
-        proto = take_str()
-        level = body[pos]
-        cflags = body[pos + 1]
-        pos += 4  # level, flags, keepalive
-        client_id = take_str().decode(errors="replace")
-        if cflags & 0x04:
-            take_str()
-            take_str()
-        username = take_str().decode(errors="replace") if cflags & 0x80 else None
-        password = take_str().decode(errors="replace") if cflags & 0x40 else None
-        if proto not in (b"MQTT", b"MQIsdp") or level not in (3, 4):
-            sess.send(_packet(CONNACK, 0, bytes([0, 1])))
-            raise Closed()
-
-        code, device = self._authenticate(sess, client_id, username, password)
-        if code == 0 and self._refuse is not None:
-            code = self._refuse
-        with self._cond:
-            self.connacks.append((client_id, username, code))
-        if code:
-            self._emit("refused %s (user %s): CONNACK %d" % (client_id, username, code))
-            sess.send(_packet(CONNACK, 0, bytes([0, code])))
-            raise Closed()
-        sess.send(_packet(CONNACK, 0, bytes([0, 0])))
-        if sess.provision:
-            self._emit("provision session from %s" % client_id)
-            return
-        with self._cond:
-            old = device.session
-            device.session = sess
-            device.connects += 1
-            sess.device = device
-            self._cond.notify_all()
-        if old and not old.closed:
-            old.abort()  # one session per device: the new one wins
-        self._emit("%s connected" % device.name)
-
-    def _authenticate(self, sess, client_id, username, password):
-        if username == "provision" or client_id == "provision":
-            sess.provision = True
-            return 0, None
-        if sess.peer_cert_der is not None:
-            for d in self.devices.values():
-                if d.cert_der == sess.peer_cert_der:
-                    return 0, d
-            return 5, None
-        if username is None and password is None:
-            if client_id:
-                for d in self.devices.values():
-                    if d.client_id == client_id and not d.username and not d.token:
-                        return 0, d
-                return 2, None
-            return 5, None
-        if username is None:
-            return 5, None
-        # With a user name: (client id, user name) pair, then the user name alone (which
-        # also finds access tokens).
-        cands = [d for d in self.devices.values()
-                 if d.username == username and d.client_id and d.client_id == client_id]
-        cands += [d for d in self.devices.values() if d.username == username and not d.client_id]
-        cands += [d for d in self.devices.values() if d.token == username]
-        for d in cands:
-            if d.token == username:
-                return 0, d
-            if d.password and d.password != (password or ""):
-                continue
-            return 0, d
-        return 5, None
-
-    def _subscribe(self, sess, body):
-        pid = body[:2]
-        pos = 2
-        codes = bytearray()
-        while pos < len(body):
-            n = struct.unpack(">H", body[pos:pos + 2])[0]
-            filt = body[pos + 2:pos + 2 + n].decode(errors="replace")
-            qos = body[pos + 2 + n] & 3
-            pos += 3 + n
-            if sess.provision:
-                ok = filt == "/provision/response"
-            else:
-                ok = filt in GRANTED
-            if ok:
-                q = min(qos, 1)
-                sess.subs[filt] = q
-                codes.append(q)
-            else:
-                codes.append(0x80)
-            if ok and filt in RPC_FILTERS and sess.device:
-                # BURST: every pending RPC is (re)sent on subscription.
-                for rid, req in sess.device.rpc_pending.items():
-                    sess.publish("v1/devices/me/rpc/request/%d" % rid, req, min(qos, 1))
-        sess.send(_packet(SUBACK, 0, pid + bytes(codes)))
-
-    def _ack(self, sess, qos, pid):
-        if qos == 0 or pid is None:
-            return
-        d = sess.device
-        if d is not None and d.hold_puback:
-            d.held.append((sess, pid))
-            return
-        sess.send(_packet(PUBACK, 0, struct.pack(">H", pid)))
-
-    def _publish(self, sess, flags, body):
-        qos = (flags >> 1) & 3
-        n = struct.unpack(">H", body[:2])[0]
-        topic = body[2:2 + n].decode(errors="replace")
-        pos = 2 + n
-        pid = None
-        if qos:
-            pid = struct.unpack(">H", body[pos:pos + 2])[0]
-            pos += 2
-        payload = body[pos:]
-        now = int(time.time() * 1000)
-        d = sess.device
-        name = d.name if d else ("<provision>" if sess.provision else "?")
-        msg = Message(name, topic, bytes(payload), qos, now)
-        if len(payload) > MAX_PAYLOAD:
-            msg.rejected = True
-            self._note(msg)
-            raise Closed()
-        if d is not None and d.close_on and d.close_on(topic, bytes(payload)):
-            msg.rejected = True
-            self._note(msg)
-            raise Closed()
-        if self.log:
-            self._emit("%s  %s  %s" % (name, topic.replace("v1/devices/me/", ""),
-                                       bytes(payload[:200]).decode(errors="replace")))
+    def control_command(self, line):
+        """Execute one control-port command, a JSON object {"cmd": …, …}. The reply is
+        {"ok": true} plus the result under a name ("id", "response", "counts", "telemetry",
+        "attributes", "connected", "latency", …), or {"ok": false, "error": "…"}."""
         try:
-            if sess.provision:
-                self._provision(sess, topic, payload, qos, pid, msg)
-            else:
-                self._device_publish(sess, topic, payload, qos, pid, msg)
-        except Closed:
-            msg.rejected = True
-            self._note(msg)
-            raise
+            req = json.loads(line)
+            result = _CONTROL_COMMANDS[req["cmd"]](self, req)
+        except Exception as e:     # reported to the client, the emulator keeps running
+            return {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+        return dict({"ok": True}, **(result or {}))
 
-    def _device_publish(self, sess, topic, payload, qos, pid, msg):
-        d = sess.device
-        if topic in ("v1/devices/me/telemetry", "v2/t", "v2/t/j"):
-            body = self._json(payload)
-            items = body if isinstance(body, list) else [body]
-            if not isinstance(body, (list, dict)) or not items:
-                raise Closed()
-            nvalues = 0
-            for it in items:
-                if not isinstance(it, dict):
-                    raise Closed()
-                if "ts" in it and "values" in it:
-                    ts = it["ts"]
-                    if isinstance(ts, bool) or not (isinstance(ts, (int, float)) or
-                                                    (isinstance(ts, str) and ts.isdigit())):
-                        raise Closed()
-                    if not isinstance(it["values"], dict):
-                        raise Closed()
-                    nvalues += len(it["values"])
-                    if self.latency_samples is not False:
-                        with self._cond:
-                            for _ in it["values"]:
-                                self._latency.append((int(ts), msg.recv_ms))
-                            if self.latency_samples and len(self._latency) > self.latency_samples:
-                                del self._latency[:len(self._latency) - self.latency_samples]
-                else:
-                    nvalues += len(it)
-            with self._cond:
-                d.counts["telemetry_msgs"] += 1
-                d.counts["telemetry_values"] += nvalues
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            return
-        if topic in ("v1/devices/me/attributes", "v2/a", "v2/a/j"):
-            body = self._json(payload)
-            if not isinstance(body, dict):
-                raise Closed()
-            with self._cond:
-                d.client.update(body)
-                d.counts["attributes_msgs"] += 1
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            return
-        m = re.match(r"^v1/devices/me/attributes/request/(.*)$", topic)
-        if m:
-            rid = _java_int(m.group(1))
-            body = self._json(payload) if payload else None
-            if rid is None or not isinstance(body, dict):
-                raise Closed()
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            self._attribute_request(sess, rid, body)
-            return
-        m = re.match(r"^v1/devices/me/rpc/response/(.*)$", topic)
-        if m:
-            rid = _java_int(m.group(1))
-            if rid is None:
-                raise Closed()
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            with self._cond:
-                if rid in d.rpc_pending and rid not in d.rpc_answers:
-                    d.rpc_pending.pop(rid, None)
-                    d.rpc_answers[rid] = bytes(payload).decode(errors="replace")
-                self._cond.notify_all()
-            return
-        m = re.match(r"^v1/devices/me/rpc/request/(.*)$", topic)
-        if m:
-            rid = _java_int(m.group(1))
-            body = self._json(payload)
-            if rid is None or not isinstance(body, dict) or "method" not in body:
-                raise Closed()
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            fn = self._client_rpc
-            result = fn(d.name, body["method"], body.get("params")) if fn else None
-            if result is not None:
-                sess.publish("v1/devices/me/rpc/response/%d" % rid, json.dumps(result), 1)
-            return
-        if topic == "v1/devices/me/claim":
-            if payload:
-                body = self._json(payload)
-                if not isinstance(body, dict):
-                    raise Closed()
-            else:
-                body = {}
-            with self._cond:
-                d.claims.append((body.get("secretKey", ""), body.get("durationMs", 0)))
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            return
-        m = re.match(r"^v2/(fw|sw)/request/([^/]+)/chunk/([^/]+)$", topic)
-        if m:
-            self._ota_request(sess, m.group(1), m.group(2), m.group(3), payload, qos, pid, msg)
-            return
-        # Unknown topic: acknowledged and dropped (§2).
-        self._note(msg)
-        self._ack(sess, qos, pid)
-
-    @staticmethod
-    def _json(payload):
-        try:
-            return json.loads(bytes(payload).decode())
-        except (UnicodeDecodeError, ValueError):
-            raise Closed()
-
-    def _attribute_request(self, sess, rid, body):
-        d = sess.device
-
-        def keys(field):
-            v = body.get(field)
-            if v is None:
-                return None
-            if isinstance(v, list):
-                if len(v) != 1:
-                    raise Closed()
-                v = v[0]
-            if not isinstance(v, str):
-                raise Closed()
-            return v.split(",")
-
-        ck, sk = keys("clientKeys"), keys("sharedKeys")
-        resp = {}
-        if ck is None and sk is None:
-            if d.client:
-                resp["client"] = dict(d.client)
-            if d.shared:
-                resp["shared"] = dict(d.shared)
-        else:
-            if ck:
-                c = {k: d.client[k] for k in ck if k in d.client}
-                if c:
-                    resp["client"] = c
-            if sk:
-                s = {k: d.shared[k] for k in sk if k in d.shared}
-                if s:
-                    resp["shared"] = s
-        if rid < 0:
-            return
-        sess.publish("v1/devices/me/attributes/response/%d" % rid, json.dumps(resp),
-                     sess.qos_for("v1/devices/me/attributes/response/%d" % rid))
-
-    def _ota_request(self, sess, kind, req, chunk, payload, qos, pid, msg):
-        d = sess.device
-        if not req.isdigit() or not chunk.isdigit():
-            raise Closed()
-        text = bytes(payload).decode(errors="replace").strip()
-        key = (id(sess), kind, req)
-        if text:
-            if not re.match(r"^-?\d+$", text):
-                raise Closed()
-            size = int(text)
-            sess.provision_size[key] = size
-        else:
-            size = sess.provision_size.get(key, 0)
-        with self._cond:
-            d.ota_requests.append((kind, int(req), int(chunk), size))
-        self._note(msg)
-        if size > MAX_PAYLOAD:
-            sess.publish("v2/fw/error", "PAYLOAD_TOO_LARGE", 1)
-            raise Closed()
-        pkg = d.ota_bound.get(key)
-        if pkg is None:
-            pkg = d.ota.get(kind)
-            if pkg is None:
-                sess.publish("v2/fw/error", "NOT_FOUND", 1)
-                raise Closed()
-            d.ota_bound[key] = pkg
-        self._ack(sess, qos, pid)
-        data = pkg["data"]
-        n = int(chunk)
-        part = data if size <= 0 else data[size * n:size * n + size]
-        if size <= 0 and n > 0:
-            part = b""
-        sess.publish("v2/%s/response/%s/chunk/%s" % (kind, req, chunk), part, 1)
-
-    def _provision(self, sess, topic, payload, qos, pid, msg):
-        if topic != "/provision/request":
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            raise Closed()
-        body = self._json(payload)
-        if not isinstance(body, dict) or "provisionDeviceKey" not in body or \
-                "provisionDeviceSecret" not in body:
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            raise Closed()
-        ctype = body.get("credentialsType", "ACCESS_TOKEN")
-        if ctype not in ("ACCESS_TOKEN", "MQTT_BASIC", "X509_CERTIFICATE"):
-            self._note(msg)
-            self._ack(sess, qos, pid)
-            raise Closed()
-        self._note(msg)
-        self._ack(sess, qos, pid)
-        prof = self.provision_profiles.get(body.get("provisionDeviceKey"))
-        name = (body.get("deviceName") or "").strip() if isinstance(body.get("deviceName"), str) else ""
-        if not prof or prof["secret"] != body.get("provisionDeviceSecret") or \
-                not body.get("provisionDeviceKey"):
-            resp = {"errorMsg": "Provision data was not found!", "status": "NOT_FOUND"}
-        elif (body.get("deviceName") is not None and not name) or name in self.devices:
-            resp = {"errorMsg": "Failed to provision device!", "status": "FAILURE"}
-        else:
-            if not name:
-                name = "".join(random.choice(string.ascii_letters) for _ in range(20))
-            if ctype == "ACCESS_TOKEN":
-                tok = body.get("token") or "".join(random.choice(string.ascii_letters + string.digits)
-                                                   for _ in range(20))
-                self.add_device(name, token=tok)
-                resp = {"credentialsValue": tok, "credentialsType": ctype, "status": "SUCCESS"}
-            elif ctype == "MQTT_BASIC":
-                self.add_device(name, client_id=body.get("clientId"), username=body.get("username"),
-                                password=body.get("password"))
-                resp = {"credentialsValue": {"clientId": body.get("clientId") or "",
-                                             "userName": body.get("username") or "",
-                                             "password": body.get("password") or ""},
-                        "credentialsType": ctype, "status": "SUCCESS"}
-            else:
-                pem = body.get("hash") or ""
-                self.add_device(name, cert_pem=pem)
-                b = "".join(l for l in pem.splitlines() if "-----" not in l)
-                resp = {"credentialsValue": b, "credentialsType": ctype, "status": "SUCCESS"}
-        with self._cond:
-            self.provisions.append((body, resp))
-        sess.publish("/provision/response", json.dumps(resp), 1)
-        self._loop.call_later(self.provision_close_s, sess.abort)
+    def load_devices(self, path):
+        """Register devices and provisioning profiles from a devices.json file:
+        {"devices": [{"name", "token" | "client_id"/"username"/"password" | "cert_file"}],
+         "provision": [{"key", "secret", "allow_create"?}]}."""
+        with open(path) as f:
+            conf = json.load(f)
+        for d in conf.get("devices", []):
+            cert = None
+            if d.get("cert_file"):
+                with open(d["cert_file"]) as cf:
+                    cert = cf.read()
+            self.add_device(d["name"], token=d.get("token"), client_id=d.get("client_id"),
+                            username=d.get("username"), password=d.get("password"),
+                            cert_pem=cert)
+        for p in conf.get("provision", []):
+            self.add_provision_profile(p["key"], p["secret"], p.get("allow_create", True))
 
 
-# ---------------------------------------------------------------------------------------
-# Command line: the demo, and benches that run the emulator in another process.
+def _per_device(emu, req, fn):
+    """fn(name) for the named device, or {name: fn(name)} for every device."""
+    if req.get("device") is not None:
+        return fn(req["device"])
+    return {name: fn(name) for name in emu.devices}
 
 
-def _load_devices(emu, path):
-    with open(path) as f:
-        spec = json.load(f)
-    for d in spec.get("devices", []):
-        pem = None
-        if d.get("cert_file"):
-            with open(d["cert_file"]) as cf:
-                pem = cf.read()
-        emu.add_device(d["name"], token=d.get("token"), client_id=d.get("client_id"),
-                       username=d.get("username"), password=d.get("password"), cert_pem=pem)
-    for p in spec.get("provision", []):
-        emu.add_provision_profile(p["key"], p["secret"])
+def _telemetry_since(emu, req):
+    since = req.get("since", 0)
+    values = emu.telemetry(req["device"], since)
+    return {"telemetry": values, "next": since + len(values)}
 
 
-def _control_server(emu, port):
-    def handle(req):
-        c = req.get("cmd")
-        dev = req.get("device")
-        if c == "set_shared":
-            emu.set_shared(dev, req["data"])
-        elif c == "delete_shared":
-            emu.delete_shared(dev, req["keys"])
-        elif c == "rpc":
-            return {"id": emu.rpc(dev, req["method"], req.get("params"))}
-        elif c == "rpc_response":
-            return {"response": emu.rpc_response(dev, req["id"], req.get("timeout", 10))}
-        elif c == "drop":
-            emu.drop(dev)
-        elif c == "refuse":
-            emu.refuse(req.get("code"))
-        elif c == "refuse_tcp":
-            emu.refuse_tcp(req.get("on", True))
-        elif c == "hold_puback":
-            emu.hold_puback(dev, req.get("on", True))
-        elif c == "stall":
-            emu.stall(dev, req.get("on", True))
-        elif c == "counts":
-            return {"counts": {n: emu.counts(n) for n in emu.devices}}
-        elif c == "telemetry":
-            t = emu.telemetry(dev)
-            return {"telemetry": t[req.get("since", 0):]}
-        elif c == "attributes":
-            return {"attributes": emu.attributes(dev)}
-        elif c == "connected":
-            return {"connected": {n: emu.connected(n) for n in emu.devices}}
-        elif c == "latency":
-            return {"latency": emu.latency()}
-        elif c == "set_ota":
-            emu.set_ota(dev, req["kind"], req["title"], req["version"],
-                        base64.b64decode(req["data"]), req.get("algorithm", "SHA256"))
-        else:
-            return {"error": "unknown cmd"}
-        return {"ok": True}
-
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
-    srv.listen(8)
-
-    def client(conn):
-        with conn, conn.makefile("rw") as f:
-            for line in f:
-                try:
-                    out = handle(json.loads(line))
-                except Exception as e:  # the control client sees what went wrong
-                    out = {"error": str(e)}
-                f.write(json.dumps(out) + "\n")
-                f.flush()
-
-    def accept():
-        while True:
-            conn, _ = srv.accept()
-            threading.Thread(target=client, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return srv.getsockname()[1]
+_CONTROL_COMMANDS = {
+    "add_device": lambda e, r: e.add_device(
+        r["name"], token=r.get("token"), client_id=r.get("client_id"),
+        username=r.get("username"), password=r.get("password"),
+        cert_pem=r.get("cert_pem")) and None,
+    "add_provision_profile": lambda e, r: e.add_provision_profile(
+        r["key"], r["secret"], r.get("allow_create", True)),
+    "set_shared": lambda e, r: e.set_shared(r["device"], r["data"]),
+    "delete_shared": lambda e, r: e.delete_shared(r["device"], r["keys"]),
+    "rpc": lambda e, r: {"id": e.rpc(r["device"], r["method"], r.get("params"),
+                                     expire_s=r.get("expire_s", DEFAULT_RPC_EXPIRY_S))},
+    "rpc_response": lambda e, r: {"response": e.rpc_response(r["device"], r["id"],
+                                                             r.get("timeout", 10.0))},
+    "drop": lambda e, r: {"dropped": e.drop(r["device"])},
+    "drop_all": lambda e, r: e.drop_all(),
+    "refuse": lambda e, r: e.refuse(r.get("code")),
+    "refuse_tcp": lambda e, r: e.refuse_tcp(r.get("on", True)),
+    "hold_puback": lambda e, r: e.hold_puback(r["device"], r.get("on", True)),
+    "stall": lambda e, r: {"stalled": e.stall(r["device"], r.get("on", True))},
+    "counts": lambda e, r: {"counts": _per_device(e, r, e.counts)},
+    "connected": lambda e, r: {"connected": _per_device(e, r, e.connected)},
+    "connect_count": lambda e, r: {"connect_count": _per_device(e, r, e.connect_count)},
+    "telemetry": _telemetry_since,
+    "attributes": lambda e, r: {"attributes": e.attributes(r["device"])},
+    "latency": lambda e, r: {"latency": e.latency(clear=True)},
+    "set_ota": lambda e, r: e.set_ota(
+        r["device"], r["kind"], r["title"], r["version"], base64.b64decode(r["data"]),
+        r.get("algorithm", "SHA256"), r.get("checksum"), r.get("tag")),
+    "clear_ota": lambda e, r: e.clear_ota(r["device"], r["kind"]),
+}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--port", type=int, default=1883)
-    ap.add_argument("--devices", required=True, help="JSON file: {devices: [...], provision: [...]}")
-    ap.add_argument("--tls-port", type=int)
-    ap.add_argument("--certfile")
-    ap.add_argument("--keyfile")
-    ap.add_argument("--cafile")
-    ap.add_argument("--control", type=int, help="control port on 127.0.0.1 (0: any)")
-    ap.add_argument("--log", action="store_true", help="print every message received")
-    ap.add_argument("--no-record", action="store_true", help="count, do not keep payloads")
-    a = ap.parse_args()
-
-    def log(text):
-        print(time.strftime("%H:%M:%S.") + "%03d  %s" % (int(time.time() * 1000) % 1000, text),
-              flush=True)
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        description="ThingsBoard device-API emulator (MQTT 3.1.1 on 127.0.0.1).")
+    ap.add_argument("--port", type=int, default=1883, help="MQTT port (0 = pick one)")
+    ap.add_argument("--devices", help="devices.json: devices and provisioning profiles")
+    ap.add_argument("--tls-port", type=int, help="also listen for MQTTS (0 = pick one)")
+    ap.add_argument("--certfile", help="server certificate (PEM) for --tls-port")
+    ap.add_argument("--keyfile", help="server key (PEM) for --tls-port")
+    ap.add_argument("--cafile", help="CA that signs client certificates (X.509 devices)")
+    ap.add_argument("--control", type=int, help="JSON-line control port (0 = pick one)")
+    ap.add_argument("--log", action="store_true",
+                    help="one line per message, connect and disconnect on stderr")
+    ap.add_argument("--no-record", action="store_true",
+                    help="keep counters only, not every payload (long benchmarks)")
+    args = ap.parse_args(argv)
 
     tls = None
-    if a.tls_port is not None:
-        tls = {"certfile": a.certfile, "keyfile": a.keyfile, "cafile": a.cafile, "port": a.tls_port}
-    emu = Emulator(port=a.port, tls=tls, record=not a.no_record,
-                   latency_samples=None if not a.no_record else 200000,
-                   log=log if a.log else None)
-    _load_devices(emu, a.devices)
+    if args.tls_port is not None:
+        if not (args.certfile and args.keyfile):
+            ap.error("--tls-port needs --certfile and --keyfile")
+        tls = dict(certfile=args.certfile, keyfile=args.keyfile, cafile=args.cafile,
+                   port=args.tls_port)
+    # Without recording, a long benchmark keeps at most this many latency samples between
+    # two "latency" commands.
+    emu = Emulator(port=args.port, tls=tls, record=not args.no_record,
+                   latency_samples=None if not args.no_record else 1_000_000, log=args.log)
+    if args.devices:
+        emu.load_devices(args.devices)
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     emu.start()
-    ctl = _control_server(emu, a.control) if a.control is not None else None
-    print("READY port=%d tls_port=%s control=%s" % (emu.port, emu.tls_port or "-", ctl or "-"),
-          flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(0.5):
+    control = emu.start_control(args.control) if args.control is not None else None
+    print("READY port=%d tls_port=%s control=%s" % (
+        emu.port, emu.tls_port if emu.tls_port is not None else "-",
+        control if control is not None else "-"), flush=True)
+    while not stopping.wait(0.5):
         pass
     emu.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,6 +13,7 @@ A test that lacks a tool it needs exits 77, which automake reports as SKIP.
 
 import contextlib
 import os
+import pwd
 import re
 import select
 import shutil
@@ -238,6 +239,18 @@ class TestCase(unittest.TestCase):
 
     # ---- tbgw ----
 
+    def config(self, edge_port, buses="", edge="", storage="", extra=""):
+        """A tbgw.conf whose state and control socket live in this test's directory."""
+        return """
+edge = { host = "127.0.0.1"; port = %d; %s };
+storage = { path = "%s"; commit_interval_ms = 200; %s };
+control = { socket = "%s"; };
+health = { interval_s = 0; };
+log = { level = "debug"; };
+%s
+buses = ( %s );
+""" % (edge_port, edge, self.path("state"), storage, self.path("control.sock"), extra, buses)
+
     def tbgw_env(self, extra=None):
         env = dict(os.environ)
         env.pop("JOURNAL_STREAM", None)
@@ -297,12 +310,67 @@ class TestCase(unittest.TestCase):
         self.later(fm.close)
         return fm
 
-    def emulator(self, **kw):
+    def emulator(self, devices=(), **kw):
+        """Start the ThingsBoard emulator; devices: (name, token) pairs to register."""
         from tb_emulator import Emulator
         emu = Emulator(**kw)
+        for name, token in devices:
+            emu.add_device(name, token=token)
         emu.start()
         self.later(emu.stop)
         return emu
+
+    def tbgwctl(self, *args, user=None):
+        """Run tbgwctl against this test's daemon; returns CompletedProcess."""
+        argv = [TBGWCTL, "-s", self.path("control.sock")] + list(args)
+        if user:
+            pw = pwd.getpwnam(user)
+            argv = ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+                    "--clear-groups"] + argv
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+def make_pki(directory, clients=()):
+    """A throwaway CA with certificates for TLS tests, made with the openssl CLI:
+    ca, server (for 127.0.0.1/localhost), server-wronghost, server-expired, an unrelated
+    CA (other-ca), and a client certificate per name in clients. Returns {name: (crt, key)}."""
+    need_tool("openssl")
+    os.makedirs(directory, exist_ok=True)
+    out = {}
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), cwd=directory, check=True,
+                       capture_output=True, timeout=60)
+
+    def key_and_csr(name, cn):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+
+    def sign(name, ca, days, san=None):
+        args = ["x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+                "-CAcreateserial", "-out", name + ".crt", "-days", str(days)]
+        if san:
+            ext = os.path.join(directory, name + ".ext")
+            with open(ext, "w") as f:
+                f.write("subjectAltName=" + san + "\n")
+            args += ["-extfile", ext]
+        run(*args)
+        out[name] = (os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key"))
+
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", ca + ".key", "-out", ca + ".crt", "-subj", "/CN=tbgw test " + ca, "-days", "2")
+        out[ca] = (os.path.join(directory, ca + ".crt"), os.path.join(directory, ca + ".key"))
+    key_and_csr("server", "localhost")
+    sign("server", "ca", 2, "IP:127.0.0.1,DNS:localhost")
+    key_and_csr("server-wronghost", "other.example")
+    sign("server-wronghost", "ca", 2, "DNS:other.example")
+    key_and_csr("server-expired", "localhost")
+    sign("server-expired", "ca", -1, "IP:127.0.0.1,DNS:localhost")
+    for c in clients:
+        key_and_csr(c, c)
+        sign(c, "ca", 2)
+    return out
 
 
 class FakeModbus:

@@ -8,16 +8,10 @@ import signal
 
 import harness
 
-IDLE = """
-edge = { host = "127.0.0.1"; port = %d; };
-log = { level = "%s"; };
-buses = ();
-"""
-
-
 class Lifecycle(harness.TestCase):
     def config(self, level="info"):
-        return IDLE % (harness.free_port(), level)
+        return harness.TestCase.config(self, harness.free_port()).replace(
+            'level = "debug"', 'level = "%s"' % level)
 
     def test_ready_status_and_sigterm(self):
         proc, notify, _ = self.start_tbgw(self.config())

@@ -126,7 +126,7 @@ static void test_order_and_acks(void **state)
     /* PUBACKs may come in any order. */
     assert_ptr_equal(spool_find_token(s, 0, 12), b);
     spool_ack(s, b);
-    spool_requeue(s, 0); /* session lost: a goes again, first */
+    spool_requeue(s, 0, 0); /* session lost: a goes again, first */
     assert_ptr_equal(spool_next(s, 0), a);
     assert_int_equal(spool_pending(s, 0), 4);
     assert_int_equal(spool_stats(s).batches, 5);
@@ -243,7 +243,9 @@ static void test_quarantine(void **state)
         assert_int_equal(payload_n(b), 0);
         spool_sent(s, b, round);
         spool_sent(s, spool_next(s, 0), 100 + round);
-        spool_requeue(s, 0); /* the session closed right after */
+        /* paho may fail the publish before it reports the lost session */
+        b->inflight = false;
+        spool_requeue(s, 0, 0); /* the session closed right after */
     }
     /* The first batch is out of the way; the innocent second goes on. */
     assert_int_equal(payload_n(spool_next(s, 0)), 1);

@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""Store and forward against the emulator: an Edge outage loses nothing and keeps the
+order, SIGKILL during an outage loses at most one commit interval, a graceful stop keeps
+everything, a full spool drops the oldest and says so, a damaged spool file is moved
+aside, and a batch the Edge keeps rejecting is quarantined."""
+import json
+import os
+import signal
+import time
+
+import harness
+
+POLL_MS = 100
+COMMIT_MS = 200
+
+
+class Spool(harness.TestCase):
+    def start(self, n_tags=1, poll_ms=POLL_MS, storage="", devices=("a",), name="tbgw", emu=None,
+              fm=None):
+        self.emu = emu or self.emulator(devices=[(d, "T-" + d) for d in devices])
+        self.fm = fm or self.fake_modbus("--tcp", "0")
+        tags = ", ".join('{ key = "k%d"; table = "holding"; address = %d; type = "uint16"; }' % (i, i)
+                         for i in range(n_tags))
+        devs = ", ".join('{ name = "%s"; unit_id = %d; token = "T-%s"; poll_ms = %d; telemetry = ( %s ); }'
+                         % (d, i + 1, d, poll_ms, tags) for i, d in enumerate(devices))
+        bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; timeout_ms = 300; '
+               'devices = ( %s ); }' % (self.fm.port, devs))
+        self.cfg = self.config(self.emu.port, bus, storage=storage)
+        self.proc, _, _ = self.start_tbgw(self.cfg, name=name)
+        return self.emu
+
+    def outage(self, on):
+        self.emu.refuse_tcp(on)
+        if on:
+            self.emu.drop_all()
+
+    def stamps(self, device="a", key="k0"):
+        return [ts for ts, k, _ in self.emu.telemetry(device) if k == key]
+
+    def assert_complete(self, stamps, start, end, poll_ms=POLL_MS, allow_gap=None):
+        """Every poll between start and end is there (duplicates allowed), in order."""
+        distinct = sorted(set(stamps))
+        self.assertEqual(sorted(stamps), stamps, "out of order")
+        window = [t for t in distinct if start <= t <= end]
+        gaps = [(b - a, a) for a, b in zip(window, window[1:]) if b - a > poll_ms * 2.5]
+        if allow_gap:
+            gaps = [g for g in gaps if not (allow_gap[0] <= g[1] <= allow_gap[1])]
+        self.assertEqual(gaps, [], "samples missing")
+        self.assertGreater(len(window), (end - start) / poll_ms * 0.6)
+
+    def test_outage_loses_nothing_and_keeps_order(self):
+        emu = self.start(devices=("a", "b"))
+        emu.wait(lambda: len(self.stamps("a")) > 5 and len(self.stamps("b")) > 5, 10)
+        start = self.stamps("a")[0]
+        self.outage(True)
+        time.sleep(3)
+        st = json.loads(self.tbgwctl("status", "--json").stdout)
+        self.assertGreater(st["gateway"]["spool"]["batches"], 10)
+        self.assertGreater(st["devices"][0]["spool_backlog"], 5)
+        self.outage(False)
+        end = int(time.time() * 1000) - 500
+        emu.wait(lambda: self.stamps("a") and self.stamps("a")[-1] > end + 500 and
+                 self.stamps("b")[-1] > end + 500, 30, "the backlog")
+        for dev in ("a", "b"):
+            self.assert_complete(self.stamps(dev), start, end)
+        self.stop_tbgw(self.proc)
+
+    def test_sigkill_during_outage_loses_at_most_one_interval(self):
+        emu = self.start()
+        emu.wait(lambda: len(self.stamps()) > 3, 10)
+        self.outage(True)
+        time.sleep(2)
+        killed_at = int(time.time() * 1000)
+        self.proc.kill(signal.SIGKILL)
+        self.proc.wait(5)
+        self.outage(False)
+        self.proc, _, _ = self.start_tbgw(self.cfg, name="tbgw2")
+        restarted = int(time.time() * 1000)
+        emu.wait(lambda: self.stamps() and self.stamps()[-1] > restarted + 300, 20)
+        before = [t for t in self.stamps() if t < killed_at]
+        # What was read up to one commit interval (and the poll in progress) before the kill
+        # is on disk.
+        self.assertGreaterEqual(max(before), killed_at - COMMIT_MS - POLL_MS - 100)
+        self.assert_complete(self.stamps(), self.stamps()[0], killed_at - COMMIT_MS - POLL_MS - 100)
+        self.assertIn("waiting from before; sending them first", self.proc.output())
+        self.stop_tbgw(self.proc)
+
+    def test_graceful_stop_keeps_everything(self):
+        emu = self.start()
+        emu.wait(lambda: len(self.stamps()) > 3, 10)
+        self.outage(True)
+        time.sleep(1.5)
+        stopped_at = int(time.time() * 1000)
+        self.stop_tbgw(self.proc)
+        self.outage(False)
+        self.proc, _, _ = self.start_tbgw(self.cfg, name="tbgw2")
+        emu.wait(lambda: self.stamps()[-1] > stopped_at + 1000, 20)
+        # Nothing is missing up to the stop (the gap after it is the time tbgw was down).
+        self.assert_complete(self.stamps(), self.stamps()[0], stopped_at - POLL_MS,
+                             allow_gap=(stopped_at - 3 * POLL_MS, stopped_at + 60000))
+        self.stop_tbgw(self.proc)
+
+    def test_full_spool_drops_the_oldest(self):
+        emu = self.start(n_tags=100, poll_ms=20, storage="max_size_mb = 1;", devices=("a", "b", "c"))
+        emu.wait(lambda: len(self.stamps()) > 3, 10)
+        self.outage(True)
+        emu.wait(lambda: "spool: full (storage.max_size_mb = 1); dropping the oldest data"
+                 in self.proc.output(), 60)
+        outage_start = int(time.time() * 1000)
+        time.sleep(1)
+        st = json.loads(self.tbgwctl("status", "--json").stdout)["gateway"]["spool"]
+        self.assertGreater(st["dropped_batches"], 0)
+        self.assertLessEqual(st["bytes"], 1 << 20)
+        self.outage(False)
+        emu.wait(lambda: self.stamps()[-1] > int(time.time() * 1000) - 500, 30)
+        self.assertEqual(self.proc.output().count("dropping the oldest data"), 1)
+        # The newest data survived the outage.
+        self.assertTrue([t for t in self.stamps() if outage_start <= t <= outage_start + 1000])
+        self.stop_tbgw(self.proc)
+
+    def test_damaged_spool_is_moved_aside(self):
+        os.makedirs(self.path("state"))
+        with open(self.path("state", "spool.db"), "wb") as f:
+            f.write(b"SQLite format 3\x00" + os.urandom(8192))
+        emu = self.start()
+        emu.wait(lambda: len(self.stamps()) > 3, 10)
+        self.assertIn("moved aside to", self.proc.output())
+        self.assertTrue([n for n in os.listdir(self.path("state")) if n.startswith("spool.db.damaged-")])
+        self.stop_tbgw(self.proc)
+
+    def test_a_rejected_batch_is_quarantined(self):
+        emu = self.emulator(devices=[("a", "T-a")])
+        fm = self.fake_modbus("--tcp", "0")
+        # The Edge drops the session on any batch holding the value 666.
+        emu.close_on("a", lambda topic, payload: topic == "v1/devices/me/telemetry" and b":666" in payload)
+        self.start(emu=emu, fm=fm)
+        emu.wait(lambda: len(self.stamps()) > 3, 10)
+        fm.set(1, "holding", 0, 666)
+        time.sleep(0.15)
+        fm.set(1, "holding", 0, 1)
+        emu.wait(lambda: "is kept in the quarantine table" in self.proc.output(), 60)
+        n = len(self.stamps())
+        emu.wait(lambda: len(self.stamps()) > n + 5, 20)  # the device is not stuck
+        st = json.loads(self.tbgwctl("status", "--json").stdout)["gateway"]["spool"]
+        self.assertGreaterEqual(st["quarantined"], 1)
+        self.assertNotIn(666, [v for _, k, v in emu.telemetry("a")])
+        self.stop_tbgw(self.proc)
+
+
+if __name__ == "__main__":
+    harness.main()
