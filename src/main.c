@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "control/control.h"
+#include "core/budget.h"
 #include "drivers/driver.h"
 #include "gateway.h"
 #include "util/log.h"
@@ -122,10 +123,13 @@ static void log_diag(struct diag *d)
     }
 }
 
+/* The configuration, with the warnings that need the read plan (can each bus keep up?). */
 static struct config *load(struct diag *d)
 {
     struct config *c = config_load(arg_config, d);
 
+    if (c)
+        budget_check(c, d);
     return c;
 }
 

@@ -39,6 +39,19 @@ class ConfigCheck(harness.TestCase):
                 self.assertEqual(r.stderr, expected)
                 self.assertEqual(r.stdout, "")
 
+    def test_warnings_do_not_fail_the_check(self):
+        warn = sorted(glob.glob(os.path.join(harness.DATA, "config", "warn-*.conf")))
+        self.assertTrue(warn)
+        for path in warn:
+            name = os.path.basename(path)
+            with self.subTest(config=name):
+                self.copy_data(name)
+                with open(path[:-5] + ".err") as f:
+                    expected = f.read()
+                r = check(name, self.tmp)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stderr, expected)
+
     def test_good_configs_are_accepted(self):
         self.copy_data("ca.pem")
         for path in sorted(glob.glob(os.path.join(harness.DATA, "config", "good-*.conf"))):
