@@ -1420,7 +1420,6 @@ static void validate_template(struct load *ld, const struct tmpl *t)
         *dst[i] = parse_strings(ld, a, sub);
     }
     ld->note = saved;
-    d.name = NULL;
     device_free(&d);
 }
 

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,11 +52,23 @@ static bool scaled(const struct tag_config *t)
     return t->scale != 1.0 || t->offset != 0.0;
 }
 
+/* raw * scale + offset, to 15 significant digits. Binary arithmetic leaves noise below
+ * that (603 * 0.1 is 60.300000000000004, not the double nearest 60.3), and a reading has
+ * no more precision than its raw integer anyway: without this, ThingsBoard would be sent
+ * 60.300000000000004. 15 digits is what a double holds for certain. */
+static double apply_scale(const struct tag_config *t, double raw)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%.15g", raw * t->scale + t->offset);
+    return strtod(buf, NULL);
+}
+
 static void set_int(const struct tag_config *t, int64_t raw, struct value *ret)
 {
     if (scaled(t)) {
         ret->kind = VK_DOUBLE;
-        ret->d = (double)raw * t->scale + t->offset;
+        ret->d = apply_scale(t, (double)raw);
     } else {
         ret->kind = VK_INT;
         ret->i = raw;
@@ -66,7 +79,7 @@ static void set_uint(const struct tag_config *t, uint64_t raw, struct value *ret
 {
     if (scaled(t)) {
         ret->kind = VK_DOUBLE;
-        ret->d = (double)raw * t->scale + t->offset;
+        ret->d = apply_scale(t, (double)raw);
     } else if (raw > INT64_MAX) {
         ret->kind = VK_UINT;
         ret->u = raw;
@@ -152,7 +165,7 @@ int decode_registers(const struct tag_config *t, const uint16_t *regs, struct va
         if (!isfinite(d))
             return -EDOM;
         ret->kind = VK_DOUBLE;
-        ret->d = scaled(t) ? d * t->scale + t->offset : d;
+        ret->d = scaled(t) ? apply_scale(t, d) : d;
         return isfinite(ret->d) ? 0 : -EDOM;
     }
     case VT_BIT:

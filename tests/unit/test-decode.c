@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/decode.h"
+#include "util/fmt-num.h"
 
 static struct tag_config tag(enum value_type type, enum byte_order bo, enum byte_order wo)
 {
@@ -123,7 +124,26 @@ static void test_scale_offset(void **state)
     t.scale = 0.01;
     t.offset = -1.0;
     decode_registers(&t, r, &v);
-    assert_true(fabs(v.d - 1.15) < 1e-12);
+    assert_true(v.d == 1.15); /* exactly the double nearest 1.15, not 1.1500000000000001 */
+    /* 603 * 0.1 is 60.300000000000004 in binary arithmetic: the reading is 60.3. */
+    {
+        uint16_t r603[] = {603};
+        char buf[FMT_NUM_MAX];
+        t.scale = 0.1;
+        t.offset = 0;
+        decode_registers(&t, r603, &v);
+        assert_true(v.d == 60.3);
+        fmt_double(buf, v.d);
+        assert_string_equal(buf, "60.3");
+        for (int raw = -32768; raw < 32768; raw += 7) {
+            uint16_t x[] = {(uint16_t)raw};
+            decode_registers(&t, x, &v);
+            fmt_double(buf, v.d);
+            assert_true(strlen(buf) <= 8); /* "-3276.8" at most: no binary noise */
+        }
+        t.scale = 0.01;
+        t.offset = -1.0;
+    }
     /* Inverse for writes: (v - offset) / scale, rounded. */
     assert_int_equal(encode_number(&t, 1.15, back), 0);
     assert_int_equal(back[0], 215);

@@ -66,8 +66,9 @@ static int teardown(void **state)
 
 static struct batch *add(struct spool *s, uint32_t dev, int n)
 {
-    return spool_append(s, dev, 1000 + n, 1, xasprintf("[{\"ts\":%d,\"values\":{\"n\":%d}}]", 1000 + n, n),
-                        strlen("[{\"ts\":1000,\"values\":{\"n\":0}}]") + 8);
+    char *p = xasprintf("[{\"ts\":%d,\"values\":{\"n\":%d}}]", 1000 + n, n);
+
+    return spool_append(s, dev, 1000 + n, 1, p, strlen(p));
 }
 
 static int payload_n(const struct batch *b)
