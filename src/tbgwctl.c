@@ -112,11 +112,10 @@ static int talk(json_object *req, json_object **ret)
             close(fd);
         return err == EACCES ? EXIT_NOPERM : EXIT_UNAVAILABLE;
     }
-    if (write(fd, text, strlen(text)) < 0 || write(fd, "\n", 1) < 0) {
-        fprintf(stderr, "tbgwctl: %s: %s\n", path, strerror(errno));
-        close(fd);
-        return EXIT_UNAVAILABLE;
-    }
+    /* A refused peer is answered and disconnected at once: the request may then fail to
+     * send (no SIGPIPE), but the answer saying why is still there to read. */
+    if (send(fd, text, strlen(text), MSG_NOSIGNAL) >= 0)
+        (void)send(fd, "\n", 1, MSG_NOSIGNAL);
     buf = malloc(cap);
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
