@@ -2,10 +2,14 @@
 #include "config.h"
 
 #include <MQTTAsync.h>
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "uplink/events.h"
 #include "uplink/session.h"
@@ -63,9 +67,48 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     return 1;
 }
 
+/* paho leaves Nagle's algorithm on and offers no way to reach its socket. An RPC answer
+ * follows paho's PUBACK for the request within milliseconds, so Nagle holds the answer
+ * until the Edge acknowledges the PUBACK, and the Edge delays that ACK by 40 ms or more.
+ * So: switch Nagle off on every TCP socket of this process that is connected to the Edge's
+ * port. They are all paho's (Modbus TCP sockets go to other ports, and libmodbus turns
+ * Nagle off on them anyway); a socket seen twice, or one another thread has just
+ * replaced, costs one harmless setsockopt(). */
+static void edge_sockets_nodelay(int port)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *de;
+
+    if (!dir)
+        return;
+    while ((de = readdir(dir))) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        char *end;
+        long fd = strtol(de->d_name, &end, 10);
+        int on = 1, peer_port;
+
+        if (*end || fd < 0 || fd == dirfd(dir) ||
+            getpeername((int)fd, (struct sockaddr *)&peer, &len) < 0)
+            continue;
+        if (peer.ss_family == AF_INET)
+            peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+        else if (peer.ss_family == AF_INET6)
+            peer_port = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+        else
+            continue;
+        if (peer_port == port)
+            (void)setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    }
+    closedir(dir);
+}
+
 static void on_connect(void *ctx, MQTTAsync_successData *r)
 {
-    evq_post(((struct session *)ctx)->evq, event_new(ctx, EV_CONNECTED));
+    struct session *s = ctx;
+
+    edge_sockets_nodelay(s->edge->port);
+    evq_post(s->evq, event_new(s, EV_CONNECTED));
 }
 
 static void on_connect_failure(void *ctx, MQTTAsync_failureData *r)
