@@ -150,6 +150,28 @@ static void resolve_creds(struct uplink *u, struct up_dev *d)
     }
 }
 
+/* What a device tried to connect with, for the refusal message: names in full, secrets
+ * only by their length (a truncated token shows; the token itself never reaches a log). */
+static const char *describe_creds(const struct up_dev *d, char *buf, size_t size)
+{
+    const struct credentials *c = &d->dc->cred;
+    const struct up_creds *k = &d->creds;
+    char m1[24], m2[24];
+
+    if (d->provisioning)
+        snprintf(buf, size, "the provisioning login");
+    else if (c->kind == CRED_X509)
+        snprintf(buf, size, "X.509 certificate '%s'", c->cert_file);
+    else if (!k->client_id && !k->password)
+        snprintf(buf, size, "%saccess token %s", c->kind == CRED_PROVISION ? "provisioned " : "",
+                 log_mask(k->username, m1));
+    else
+        snprintf(buf, size, "%sclient id '%s', user '%s', password %s",
+                 c->kind == CRED_PROVISION ? "provisioned " : "", k->client_id ? k->client_id : "",
+                 k->username ? k->username : "", log_mask(k->password, m2));
+    return buf;
+}
+
 /* (Re)create the paho client when the client id the credentials need has changed. */
 static int ensure_session(struct uplink *u, struct up_dev *d)
 {
@@ -423,9 +445,11 @@ static void on_connect_failed(struct uplink *u, struct up_dev *d, int code, cons
         /* Wrong credentials: say so once, then knock rarely. */
         if (!d->auth_logged) {
             d->auth_logged = true;
-            log_error("device '%s': the edge refused the connection (CONNACK %d: %s); check "
-                      "the device's credentials in ThingsBoard; retrying every few minutes",
-                      d->dc->name, code, connack_text(code));
+            char what[256];
+
+            log_error("device '%s': the edge refused the connection with %s (CONNACK %d: %s); "
+                      "check the device's credentials in ThingsBoard; retrying every few minutes",
+                      d->dc->name, describe_creds(d, what, sizeof(what)), code, connack_text(code));
         }
         schedule_retry(u, d, true);
         return;
