@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Server-side RPC latency: the time from the emulator sending an RPC request to tbgw's
+answer arriving, through the bus thread and a real Modbus transaction on the fake slave.
+
+Sequential calls, a random pause of 0-50 ms between them so that they do not fall into
+step with the poll schedule. Two runs: an idle TCP bus (one device, one tag every second)
+and a busy one (the same device plus 20 devices x 20 tags every 100 ms on the same bus).
+Reads (getSetpoint: one holding register) and writes (setValve: one coil) alternate.
+
+    bench/rpc_latency.py --build BUILD [--calls 400]
+"""
+import argparse
+import os
+import random
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+os.environ.setdefault("TBGW_SRCDIR", os.path.join(HERE, ".."))
+
+import harness  # noqa: E402
+
+RPC = """rpc = (
+  { method = "setValve";    access = "write"; table = "coil";    address = 5;  type = "bool"; },
+  { method = "getSetpoint"; access = "read";  table = "holding"; address = 20; type = "int16"; }
+);"""
+
+
+def percentile(sorted_values, p):
+    i = min(len(sorted_values) - 1, max(0, int(round(p / 100.0 * (len(sorted_values) - 1)))))
+    return sorted_values[i]
+
+
+class Bench(harness.TestCase):
+    def runTest(self):
+        pass
+
+    def run_case(self, busy, calls):
+        others = [("load%02d" % i, "T-load%02d" % i) for i in range(20 if busy else 0)]
+        emu = self.emulator(devices=[("dev", "TD")] + others, record=True)
+        fm = self.fake_modbus("--tcp", "0", "--quiet")
+        tags = ", ".join('{ key = "t%02d"; table = "holding"; address = %d; type = "uint16"; }' % (i, i)
+                         for i in range(20))
+        devs = ['{ name = "dev"; unit_id = 1; token = "TD"; poll_ms = 1000; '
+                'telemetry = ( { key = "sp"; table = "holding"; address = 20; type = "int16"; } ); %s }'
+                % RPC]
+        devs += ['{ name = "%s"; unit_id = %d; token = "%s"; poll_ms = 100; telemetry = ( %s ); }'
+                 % (name, i + 2, token, tags) for i, (name, token) in enumerate(others)]
+        bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; timeout_ms = 500; '
+               'devices = ( %s ); }' % (fm.port, ", ".join(devs)))
+        proc, _, _ = self.start_tbgw(self.config(emu.port, bus).replace('level = "debug"', 'level = "info"'),
+                                     name="busy" if busy else "idle")
+        emu.wait(lambda: "v1/devices/me/rpc/request/+" in emu.subscriptions("dev"), 20,
+                 "the RPC subscription")
+        time.sleep(1)
+        rng = random.Random(1)
+        lat = {"read": [], "write": []}
+        deadline = time.monotonic() + max(60, calls * 0.5)
+        for n in range(calls):
+            if time.monotonic() > deadline:
+                break
+            kind = "read" if n % 2 == 0 else "write"
+            t0 = time.time() * 1000.0
+            if kind == "read":
+                rid = emu.rpc("dev", "getSetpoint", {})
+            else:
+                rid = emu.rpc("dev", "setValve", n % 4 == 1)
+            emu.rpc_response("dev", rid, 10)
+            answer = [m for m in emu.messages("dev", "v1/devices/me/rpc/response/")
+                      if m.topic.endswith("/%d" % rid)]
+            lat[kind].append(answer[0].recv_ms - t0)
+            time.sleep(rng.uniform(0, 0.05))
+        self.stop_tbgw(proc)
+        emu.stop()
+        fm.close()
+        fm.proc.stop()
+        return lat
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--calls", type=int, default=400)
+    a = ap.parse_args()
+    harness.BUILDDIR = os.path.abspath(a.build)
+    harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
+    harness.TBGWCTL = os.path.join(harness.BUILDDIR, "tbgwctl")
+    harness.FAKE_MODBUS = os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
+
+    b = Bench()
+    b.setUp()
+    try:
+        results = [("idle bus", b.run_case(False, a.calls)),
+                   ("busy bus (400 tags at 100 ms)", b.run_case(True, a.calls))]
+    finally:
+        b.tearDown()
+    print("bench rpc: request sent by the emulator -> answer received, sequential calls, ms")
+    for name, lat in results:
+        for kind in ("read", "write"):
+            v = sorted(lat[kind])
+            if not v:
+                continue
+            print("  %-30s %-5s n=%-4d p50 %6.1f  p90 %6.1f  p99 %6.1f  max %6.1f" %
+                  (name, kind, len(v), percentile(v, 50), percentile(v, 90), percentile(v, 99), v[-1]))
+
+
+if __name__ == "__main__":
+    main()
