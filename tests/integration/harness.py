@@ -16,12 +16,14 @@ import os
 import pwd
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -37,8 +39,14 @@ TBGWCTL = os.path.join(BUILDDIR, "tbgwctl")
 FAKE_MODBUS = os.path.join(BUILDDIR, "tests", "fakes", "fake-modbus")
 
 # Generous bounds: CI machines are slow and sanitizer builds slower still.
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 20.0
+# $TBGW_TIMEOUT_SCALE multiplies them for slower runs still (valgrind: make check-valgrind).
+SLOW = float(os.environ.get("TBGW_TIMEOUT_SCALE") or 1)
+START_TIMEOUT = 20.0 * SLOW
+STOP_TIMEOUT = 20.0 * SLOW
+
+# $TBGW_WRAPPER prefixes the daemon's command line (e.g. "valgrind --tool=memcheck ...");
+# only tbgw itself runs under it, not the peers or tbgwctl.
+WRAPPER = shlex.split(os.environ.get("TBGW_WRAPPER", ""))
 
 
 def skip_unless(cond, why):
@@ -140,54 +148,68 @@ class Proc:
 
 
 class NotifySocket:
-    """Plays systemd's side of sd_notify(): binds $NOTIFY_SOCKET and collects messages."""
+    """Plays systemd's side of sd_notify(): binds $NOTIFY_SOCKET and collects messages.
+
+    A thread reads the socket all the time, as PID 1 does: sd_notify() blocks once the
+    socket's queue is full (net.unix.max_dgram_qlen, often 10 datagrams), so a test that
+    only read while waiting would wedge a daemon that reloads or reports status often."""
 
     def __init__(self, path):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
         self.messages = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._reader, name="notify", daemon=True)
+        self._thread.start()
 
-    def _pump(self, timeout):
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if not r:
-            return False
-        data = self.sock.recv(65536).decode()
-        for line in data.split("\n"):
-            if line:
-                self.messages.append(line)
-        return True
+    def _reader(self):
+        while not self._closed:
+            try:
+                r, _, _ = select.select([self.sock], [], [], 0.2)
+                if not r:
+                    continue
+                data = self.sock.recv(65536).decode(errors="replace")
+            except (OSError, ValueError):  # closed under us
+                return
+            with self._cond:
+                self.messages.extend(line for line in data.split("\n") if line)
+                self._cond.notify_all()
 
     def wait_for(self, entry, timeout=START_TIMEOUT, proc=None, start=0):
         """Wait until a message equal to entry (e.g. "READY=1") or matching a "KEY=" prefix
         arrives; returns its index. Fails early if proc exits."""
         deadline = time.monotonic() + timeout
         i = start
-        while True:
-            while i < len(self.messages):
-                m = self.messages[i]
-                if m == entry or (entry.endswith("=") and m.startswith(entry)):
-                    return i
-                i += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no %s within %.1fs; got %r%s" % (
-                    entry, timeout, self.messages,
-                    ("; log:\n" + proc.output()) if proc else ""))
-            if proc is not None and not proc.alive():
-                self._pump(0)
-                if i >= len(self.messages):
-                    raise AssertionError("tbgw exited (status %s) before %s; log:\n%s"
-                                         % (proc.p.returncode, entry, proc.output()))
-            self._pump(min(left, 0.2))
+        with self._cond:
+            while True:
+                while i < len(self.messages):
+                    m = self.messages[i]
+                    if m == entry or (entry.endswith("=") and m.startswith(entry)):
+                        return i
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no %s within %.1fs; got %r%s" % (
+                        entry, timeout, self.messages,
+                        ("; log:\n" + proc.output()) if proc else ""))
+                if proc is not None and not proc.alive():
+                    # What it sent before exiting may still be on its way to the reader.
+                    self._cond.wait(0.3)
+                    if i >= len(self.messages):
+                        raise AssertionError("tbgw exited (status %s) before %s; log:\n%s"
+                                             % (proc.p.returncode, entry, proc.output()))
+                    continue
+                self._cond.wait(min(left, 0.2))
 
     def count(self, entry):
-        self._pump(0)
-        while self._pump(0):
-            pass
-        return sum(1 for m in self.messages if m == entry)
+        with self._cond:
+            return sum(1 for m in self.messages if m == entry)
 
     def close(self):
+        self._closed = True
+        self._thread.join(2)
         self.sock.close()
 
 
@@ -270,7 +292,7 @@ buses = ( %s );
         self.later(notify.close)
         e = self.tbgw_env(env)
         e["NOTIFY_SOCKET"] = notify.path
-        proc = self.spawn([TBGW, "-c", cfg] + list(args), name, env=e)
+        proc = self.spawn(WRAPPER + [TBGW, "-c", cfg] + list(args), name, env=e)
         if wait_ready:
             notify.wait_for("READY=1", proc=proc)
         return proc, notify, cfg
