@@ -137,6 +137,39 @@ static void test_order_and_acks(void **state)
     spool_close(s);
 }
 
+/* A batch caught in flight by a commit waits for the next one: it is normally
+ * acknowledged by then and never written. Still waiting then, or at a stop, it is. */
+static void test_in_flight_batches_wait_one_interval(void **state)
+{
+    struct fx *f = *state;
+    struct spool *s;
+    struct batch *a, *c;
+
+    f->cfg.storage.commit_interval_ms = 200;
+    s = spool_open(&f->cfg);
+    a = add(s, 0, 0);
+    add(s, 0, 1);
+    c = add(s, 1, 100);
+    usleep(210 * 1000);
+    spool_sent(s, a, 1);
+    spool_sent(s, c, 2);
+    spool_tick(s); /* due: only the batch that is not in flight is written */
+    assert_int_equal(rows(f, "batches"), 1);
+    spool_ack(s, c); /* acknowledged in time: never written */
+    usleep(210 * 1000);
+    spool_tick(s); /* a has waited one interval and is still unacknowledged */
+    assert_int_equal(rows(f, "batches"), 2);
+    spool_close(s);
+
+    s = spool_open(&f->cfg);
+    assert_int_equal(drain(s, 0, 0), 2);
+    a = add(s, 1, 101);
+    spool_sent(s, a, 3);
+    spool_flush(s); /* stopping: everything unacknowledged goes to disk */
+    assert_int_equal(rows(f, "batches"), 1);
+    spool_close(s);
+}
+
 static void test_restart_resumes_in_order(void **state)
 {
     struct fx *f = *state;
@@ -342,6 +375,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_acks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_flight_batches_wait_one_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_backlog_is_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_with_long_backlog, setup, teardown),
