@@ -38,6 +38,8 @@
 
 #include "config/config.h"
 #include "config/diag.h"
+#include "core/keytab.h"
+#include "uplink/pacing.h"
 #include "util/macros.h"
 #include "util/suggest.h"
 
@@ -175,6 +177,17 @@ static const struct key edge_keys[] = {
     {.name = "qos", .type = KT_INT, .scope = PLAIN, .off = offsetof(struct edge_config, qos),
      .min = 0, .max = 1, .idef = 1},
     {.name = "tls", .type = KT_GROUP, .scope = PLAIN, .off = NO_OFF},
+    {.name = "rate_limits", .type = KT_GROUP, .scope = PLAIN, .off = NO_OFF},
+    END_KEYS,
+};
+
+static const struct key rate_limit_keys[] = {
+    {.name = "messages", .type = KT_STR, .scope = PLAIN,
+     .off = offsetof(struct edge_config, rl_messages), .sdef = ""},
+    {.name = "telemetry_messages", .type = KT_STR, .scope = PLAIN,
+     .off = offsetof(struct edge_config, rl_telemetry_messages), .sdef = ""},
+    {.name = "telemetry_datapoints", .type = KT_STR, .scope = PLAIN,
+     .off = offsetof(struct edge_config, rl_telemetry_datapoints), .sdef = ""},
     END_KEYS,
 };
 
@@ -799,7 +812,7 @@ static void parse_edge(struct load *ld, const config_setting_t *root)
 {
     struct edge_config *e = &ld->cfg->edge;
     const config_setting_t *s = member(root, "edge");
-    const config_setting_t *tls;
+    const config_setting_t *tls, *rl;
     seen_t seen;
 
     apply_defaults(edge_keys, PLAIN, e);
@@ -820,6 +833,23 @@ static void parse_edge(struct load *ld, const config_setting_t *root)
     }
     if (!was_seen(edge_keys, seen, "port"))
         e->port = e->tls ? 8883 : 1883;
+
+    rl = member(s, "rate_limits");
+    if (rl && config_setting_type(rl) == CONFIG_TYPE_GROUP) {
+        e->rate_limits_set = true;
+        apply_defaults(rate_limit_keys, PLAIN, e);
+        walk(ld, rl, "edge.rate_limits", rate_limit_keys, PLAIN, "", "", e);
+        for (const struct key *k = rate_limit_keys; k->name; k++) {
+            const char *spec = *(char **)((char *)e + k->off);
+            struct pace_limit l;
+            char err[160], path[64];
+
+            if (pace_parse(spec, &l, err, sizeof(err)) < 0) {
+                snprintf(path, sizeof(path), "edge.rate_limits.%s", k->name);
+                ERR(ld, member(rl, k->name), path, "%s", err);
+            }
+        }
+    }
 }
 
 /* ---- tags ---- */
@@ -1760,6 +1790,9 @@ struct config *config_free(struct config *c)
     free(c->devices);
     free(c->edge.host);
     free(c->edge.ca_file);
+    free(c->edge.rl_messages);
+    free(c->edge.rl_telemetry_messages);
+    free(c->edge.rl_telemetry_datapoints);
     free(c->storage.path);
     free(c->control_socket);
     free(c->path);

@@ -162,6 +162,10 @@ struct edge_config {
     bool tls;
     char *ca_file;
     bool verify_hostname;
+    /* edge.rate_limits: set means use these ("" = that limit is off) and do not ask the
+     * Edge (getSessionLimits). ThingsBoard's "capacity:seconds,..." form, validated. */
+    bool rate_limits_set;
+    char *rl_messages, *rl_telemetry_messages, *rl_telemetry_datapoints;
 };
 
 struct storage_config {

@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "spool/spool.h"
 #include "uplink/events.h"
+#include "uplink/pacing.h"
 #include "uplink/tb-json.h"
 #include "util/complain.h"
 
@@ -61,6 +62,14 @@ struct up_dev {
     json_object *attrs;           /* every client attribute value known */
     json_object *attrs_dirty;     /* changed since last published */
     unsigned inflight;            /* telemetry batches awaiting PUBACK */
+    unsigned window;              /* ... at most (the Edge's maxInflightMessages, or WINDOW) */
+    /* Pacing below the Edge's rate limits (pacing.h), from edge.rate_limits or asked at
+     * every connect (getSessionLimits). Until the first answer, telemetry waits up to
+     * limits_deadline_ms. */
+    struct pace_limit pace_msgs, pace_tmsgs, pace_points;
+    bool limits_known;
+    uint64_t limits_deadline_ms;
+    uint64_t paced_until_ms;      /* telemetry found no room: look again then */
     bool rejected_logged;
     _Atomic uint64_t delivered;   /* values acknowledged */
     /* health telemetry: counters at the previous report */
@@ -89,6 +98,7 @@ struct uplink {
     pthread_mutex_t status_lock;
     struct spool_stats spool_snapshot;
     struct complain edge_down;
+    bool limits_logged;           /* the Edge's rate limits were logged once */
     uint64_t next_tick_ms;
     uint64_t next_health_ms;
     uint64_t rng;

@@ -28,7 +28,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -72,6 +74,10 @@
  * wake it otherwise, and the context switches cost more than all of its own work. It adds
  * at most this much to the latency from poll to Edge. */
 #define MIN_CYCLE_US 5000u
+/* How long telemetry waits, after a device's first connect, for the Edge to tell its rate
+ * limits. ThingsBoard answers getSessionLimits in its transport (3.8 and later) within
+ * milliseconds; an older one passes it to the rule chain, which does not answer. */
+#define LIMITS_TIMEOUT_MS 3000u
 
 static const char TOPIC_TELEMETRY[] = "v1/devices/me/telemetry";
 static const char TOPIC_ATTRIBUTES[] = "v1/devices/me/attributes";
@@ -233,6 +239,8 @@ static int publish(struct uplink *u, struct up_dev *d, const char *topic, const 
 
     if (r < 0)
         log_debug("device '%s': publish to %s failed: %s", d->dc->name, topic, strerror(-r));
+    else
+        pace_take(&d->pace_msgs, 1, now_ms()); /* every message counts, paced or not */
     return r;
 }
 
@@ -279,6 +287,7 @@ static void pump(struct uplink *u, struct up_dev *d)
 {
     struct batch *b;
     int qos = u->cfg->edge.qos;
+    uint64_t now;
 
     if (d->state != CS_UP || d->provisioning)
         return;
@@ -287,10 +296,22 @@ static void pump(struct uplink *u, struct up_dev *d)
         json_object_put(d->attrs_dirty);
         d->attrs_dirty = NULL;
     }
-    while (d->inflight < WINDOW && (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
+    now = now_ms();
+    if (!d->limits_known && now < d->limits_deadline_ms)
+        return;
+    while (d->inflight < d->window && (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
         int token = 0;
+        if (!pace_allows(&d->pace_msgs, 1, now) || !pace_allows(&d->pace_tmsgs, 1, now) ||
+            !pace_allows(&d->pace_points, b->n_values, now)) {
+            d->paced_until_ms = MIN(pace_retry_at(&d->pace_msgs, now),
+                                    MIN(pace_retry_at(&d->pace_tmsgs, now),
+                                        pace_retry_at(&d->pace_points, now)));
+            break;
+        }
         if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token) < 0)
             break;
+        pace_take(&d->pace_tmsgs, 1, now);
+        pace_take(&d->pace_points, b->n_values, now);
         spool_sent(u->spool, b, token);
         d->inflight++;
     }
@@ -317,7 +338,7 @@ static void close_ready_batches(struct uplink *u, uint64_t now)
 
     for (size_t i = 0; i < u->n_devs; i++) {
         struct up_dev *d = &u->devs[i];
-        bool can_send = d->state == CS_UP && !d->provisioning && d->inflight < WINDOW &&
+        bool can_send = d->state == CS_UP && !d->provisioning && d->inflight < d->window &&
                         spool_next(u->spool, (uint32_t)i) == NULL;
 
         if (tb_batch_empty(&d->batch))
@@ -351,7 +372,10 @@ static void take_sample(struct uplink *u, struct sample *s)
         json_object_object_add(d->attrs_dirty, key, jv);
         goto out;
     }
-    if (d->batch.bytes >= TB_BATCH_SOFT_MAX)
+    /* A message with more data points than the Edge takes in a period would be refused
+     * however long it waited. */
+    if (d->batch.bytes >= TB_BATCH_SOFT_MAX ||
+        (d->pace_points.n && d->batch.n_values >= pace_capacity(&d->pace_points)))
         close_batch(u, d);
     if (tb_batch_empty(&d->batch))
         d->batch_opened_ms = now_ms();
@@ -385,6 +409,106 @@ static void drain_rings(struct uplink *u)
 
 /* ---- connection events ------------------------------------------------------------------ */
 
+/* ---- the Edge's rate limits ------------------------------------------------------------ */
+
+/* What was sent counts against a limit that is confirmed, not only against a new one. */
+static void update_limit(struct up_dev *d, struct pace_limit *l, const char *spec)
+{
+    struct pace_limit n;
+    char err[160];
+    bool same;
+
+    if (pace_parse(spec, &n, err, sizeof(err)) < 0)
+        log_warning("device '%s': ignoring a rate limit the edge gave: %s", d->dc->name, err);
+    same = n.n == l->n;
+    for (unsigned i = 0; same && i < n.n; i++)
+        same = n.w[i].cap == l->w[i].cap && n.w[i].slot_ms == l->w[i].slot_ms;
+    if (!same)
+        *l = n;
+}
+
+/* Specs from the configuration (validated) or from the Edge's answer (checked here). */
+static void set_limits(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
+                       const char *points)
+{
+    update_limit(d, &d->pace_msgs, msgs);
+    update_limit(d, &d->pace_tmsgs, tmsgs);
+    update_limit(d, &d->pace_points, points);
+    d->limits_known = true;
+    if (!u->limits_logged) {
+        char a[96], b[96], c[96];
+
+        u->limits_logged = true;
+        pace_format(&d->pace_msgs, a, sizeof(a));
+        pace_format(&d->pace_tmsgs, b, sizeof(b));
+        pace_format(&d->pace_points, c, sizeof(c));
+        log_info("pacing each device below the edge's rate limits%s: messages %s, telemetry "
+                 "messages %s, data points %s",
+                 u->cfg->edge.rate_limits_set ? " (edge.rate_limits)" : "", a, b, c);
+    }
+}
+
+static const char *limit_member(json_object *limits, const char *key)
+{
+    json_object *v;
+
+    return json_object_object_get_ex(limits, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+static void on_session_limits(struct uplink *u, struct up_dev *d, int err, const char *payload,
+                              size_t len, uint64_t rtt_ms, void *ctx)
+{
+    json_tokener *tok;
+    json_object *o = NULL, *limits = NULL, *v;
+
+    if (err == -ENOTCONN)
+        return; /* gone before the answer: the next connect asks again */
+    if (!err) {
+        tok = json_tokener_new();
+        o = json_tokener_parse_ex(tok, payload, (int)MIN(len, (size_t)INT_MAX));
+        json_tokener_free(tok);
+    }
+    if (!o || !json_object_is_type(o, json_type_object) ||
+        json_object_object_get_ex(o, "error", NULL) ||
+        !json_object_object_get_ex(o, "rateLimits", &limits)) {
+        if (!d->limits_known && !u->limits_logged) {
+            u->limits_logged = true;
+            log_info("the edge does not tell its rate limits (getSessionLimits needs ThingsBoard "
+                     "3.8 or later); sending unpaced. If its tenant profile limits devices, set "
+                     "edge.rate_limits");
+        }
+        d->limits_known = true;
+        json_object_put(o);
+        return;
+    }
+    if (json_object_object_get_ex(o, "maxInflightMessages", &v) &&
+        json_object_is_type(v, json_type_int)) {
+        int64_t n = json_object_get_int64(v);
+        d->window = n > 0 && n < WINDOW ? (unsigned)n : WINDOW;
+    }
+    set_limits(u, d, limit_member(limits, "messages"), limit_member(limits, "telemetryMessages"),
+               limit_member(limits, "telemetryDataPoints"));
+    log_debug("device '%s': rate limits answered in %" PRIu64 " ms", d->dc->name, rtt_ms);
+    json_object_put(o);
+}
+
+/* Asked at every connect: the tenant profile may have changed. Telemetry waits for the
+ * first answer only; after that the last known limits apply meanwhile. */
+static void ask_limits(struct uplink *u, struct up_dev *d)
+{
+    if (u->cfg->edge.rate_limits_set)
+        return;
+    if (router_client_rpc(u, d, "getSessionLimits", NULL, LIMITS_TIMEOUT_MS, on_session_limits,
+                          NULL) == 0) {
+        if (!d->limits_known)
+            d->limits_deadline_ms = now_ms() + LIMITS_TIMEOUT_MS;
+    } else {
+        d->limits_known = true; /* no slot or not connected: do not hold telemetry for it */
+    }
+}
+
 static void on_connected(struct uplink *u, struct up_dev *d)
 {
     atomic_store(&d->refused, false);
@@ -415,6 +539,7 @@ static void on_connected(struct uplink *u, struct up_dev *d)
     json_object_put(d->attrs_dirty);
     d->attrs_dirty = NULL;
     router_connected(u, d);
+    ask_limits(u, d);
     pump(u, d);
 }
 
@@ -711,6 +836,10 @@ static uint64_t run_timers(struct uplink *u, uint64_t now)
         }
         if (!tb_batch_empty(&d->batch))
             next = MIN(next, d->batch_opened_ms + (uint64_t)u->cfg->storage.commit_interval_ms / 2);
+        if (d->paced_until_ms > now)
+            next = MIN(next, d->paced_until_ms);
+        if (!d->limits_known && d->limits_deadline_ms > now)
+            next = MIN(next, d->limits_deadline_ms);
     }
     if (now >= u->next_tick_ms) {
         spool_tick(u->spool);
@@ -821,6 +950,10 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
         d->dc = devices[i]->cfg;
         d->attrs = json_object_new_object();
         tb_batch_init(&d->batch);
+        d->window = WINDOW;
+        if (cfg->edge.rate_limits_set)
+            set_limits(u, d, cfg->edge.rl_messages, cfg->edge.rl_telemetry_messages,
+                       cfg->edge.rl_telemetry_datapoints);
         resolve_creds(u, d);
     }
     router_init(u);

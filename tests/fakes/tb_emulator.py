@@ -121,7 +121,8 @@ QOS_ONLY_FILTERS = frozenset((
 # Counters kept per device even when payloads are not recorded.
 COUNTER_NAMES = ("connects", "messages", "telemetry_msgs", "telemetry_values", "attributes_msgs",
                  "attribute_requests", "rpc_responses", "client_rpcs", "claims",
-                 "ota_requests", "unknown_msgs", "gateway_msgs", "rejected_msgs", "pubacks")
+                 "ota_requests", "unknown_msgs", "gateway_msgs", "rejected_msgs", "pubacks",
+                 "rate_limited")
 
 # MQTT control packet types
 CONNECT, PUBLISH, PUBACK, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 1, 3, 4, 8, 10, 12, 14
@@ -529,6 +530,46 @@ class _OtaPackage:
         self.data, self.algorithm, self.checksum = data, algorithm, checksum
 
 
+class _RateLimit:
+    """One tenant-profile limit, "capacity:seconds[,…]" (§2). ThingsBoard's buckets have
+    refilled greedily (Bucket4j simple bandwidth) in some versions and all at once at the
+    end of each period in others; this one refuses what either would refuse."""
+
+    class _Window:
+        __slots__ = ("cap", "period", "greedy", "last", "interval", "k")
+
+        def __init__(self, cap, period):
+            self.cap, self.period = cap, period
+            self.greedy, self.last = float(cap), None      # refilled continuously
+            self.interval, self.k = cap, None              # refilled per whole period
+
+    def __init__(self, spec):
+        self.windows = []
+        for part in spec.split(","):
+            cap, period = part.split(":")
+            self.windows.append(_RateLimit._Window(int(cap), float(period)))
+        self.start = None
+
+    def take(self, n, now_ms):
+        """Consume n; False (and nothing consumed) when a window has no room."""
+        now = now_ms / 1000.0
+        if self.start is None:
+            self.start = now
+        for w in self.windows:
+            if w.last is not None:
+                w.greedy = min(w.cap, w.greedy + (now - w.last) * w.cap / w.period)
+            w.last = now
+            k = int((now - self.start) // w.period)
+            if k != w.k:
+                w.k, w.interval = k, w.cap
+        if any(w.greedy < n or w.interval < n for w in self.windows):
+            return False
+        for w in self.windows:
+            w.greedy -= n
+            w.interval -= n
+        return True
+
+
 class _Device:
     """A registered device: credentials, server-side state and what it sent."""
 
@@ -547,6 +588,7 @@ class _Device:
         self.ota = {}
         self.hold_puback = False
         self.close_on = None
+        self.rate = None               # {"messages": _RateLimit, …} while limits are set
         self.counts = dict.fromkeys(COUNTER_NAMES, 0)
         self.telemetry = []
         self.claims = []
@@ -876,6 +918,9 @@ class _Session:
             else:
                 if dev.close_on is not None and dev.close_on(topic, payload):
                     raise Invalid("close_on matched")
+                if self.emu._limits is not None and not self.emu._rate_ok(dev, topic, payload, now):
+                    dev.counts["rate_limited"] += 1
+                    raise Invalid("rate limit exceeded")
                 handler, arg = self._route(topic)
                 after = handler(self, topic, payload, now, arg)
         except Invalid as e:
@@ -985,7 +1030,13 @@ class _Session:
         params = doc.get("params")
         self.device.counts["client_rpcs"] += 1
         reply_topic = reply_base + str(rid)
-        return lambda: self.emu._answer_client_rpc(self, reply_topic, method, params)
+        emu = self.emu
+        if (method == "getSessionLimits" and prefix == "v1/devices/me/rpc/request/"
+                and emu._limits is not None and emu._limits_report):
+            # Built into the transport since 3.8 (v1 topic only): never reaches the rule chain.
+            answer = java_json(emu.session_limits())
+            return lambda: self.publish(reply_topic, answer)
+        return lambda: emu._answer_client_rpc(self, reply_topic, method, params)
 
     def _claim(self, topic, payload, now, _):
         secret, duration = "", 0                 # an empty payload is allowed (§8)
@@ -1154,6 +1205,9 @@ class Emulator:
         self._refuse_code = None
         self._refuse_tcp = False
         self._client_rpc_fn = None
+        self._limits = None
+        self._limits_inflight = None
+        self._limits_report = True
         self._loop = None
         self._thread = None
         self._servers = []
@@ -1696,6 +1750,44 @@ class Emulator:
         thread and must not block."""
         with self._cond:
             self._client_rpc_fn = fn
+
+    def set_rate_limits(self, messages=None, telemetry_messages=None, telemetry_datapoints=None,
+                        max_inflight=None, report=True):
+        """Tenant-profile transport rate limits for every device (§2), "capacity:seconds,…"
+        each, None for none. A device that exceeds one has its session closed (counted as
+        rate_limited). report: answer the built-in client RPC getSessionLimits (ThingsBoard
+        3.8+); False plays an older ThingsBoard, where it goes to the rule chain."""
+        def op():
+            self._limits = {"messages": messages, "telemetryMessages": telemetry_messages,
+                            "telemetryDataPoints": telemetry_datapoints}
+            self._limits_inflight = max_inflight
+            self._limits_report = report
+            for dev in self._devices.values():
+                dev.rate = None
+        self._call(op)
+
+    def _rate_ok(self, dev, topic, payload, now):
+        if dev.rate is None:
+            dev.rate = {k: _RateLimit(v) for k, v in self._limits.items() if v}
+        r = dev.rate
+        if "messages" in r and not r["messages"].take(1, now):
+            return False
+        if topic not in ("v1/devices/me/telemetry", "v2/t", "v2/t/j"):
+            return True
+        if "telemetryMessages" in r and not r["telemetryMessages"].take(1, now):
+            return False
+        try:
+            n = sum(1 for _, values in parse_telemetry(_json_payload(payload))
+                    for v in values.values() if v is not None)
+        except Invalid:
+            return True                  # the handler rejects it for what it is
+        return "telemetryDataPoints" not in r or r["telemetryDataPoints"].take(n, now)
+
+    def session_limits(self):
+        """The getSessionLimits answer, as ThingsBoard's transport builds it."""
+        return {"maxPayloadSize": MAX_PAYLOAD,
+                "maxInflightMessages": self._limits_inflight or 100,
+                "rateLimits": dict(self._limits)}
 
     def set_ota(self, device, kind, title, version, data, algorithm="SHA256", checksum=None,
                 tag=None):

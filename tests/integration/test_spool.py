@@ -65,6 +65,53 @@ class Spool(harness.TestCase):
             self.assert_complete(self.stamps(dev), start, end)
         self.stop_tbgw(self.proc)
 
+    def drain_under_limits(self, edge_config, report):
+        """An outage's backlog drains after it without tripping the Edge's rate limits (a
+        trip closes the session: ThingsBoard's answer to a device that sends too fast)."""
+        emu = self.emulator(devices=[("a", "T-a"), ("b", "T-b")])
+        emu.set_rate_limits(messages="30:1,900:60", telemetry_messages="15:1",
+                            telemetry_datapoints="60:1", report=report)
+        self.start(n_tags=3, devices=("a", "b"), emu=emu)
+        proc = self.proc
+        if edge_config:
+            self.stop_tbgw(proc)
+            self.cfg = self.cfg.replace("edge = { host", "edge = { rate_limits = { %s }; host" % edge_config)
+            self.proc, _, _ = self.start_tbgw(self.cfg, name="tbgw2")
+        emu.wait(lambda: len(self.stamps("a")) > 3 and len(self.stamps("b")) > 3, 15)
+        start = self.stamps("a")[-1]
+        self.outage(True)
+        time.sleep(4)
+        self.outage(False)
+        end = int(time.time() * 1000) - 500
+        emu.wait(lambda: self.stamps("a")[-1] > end + 500 and self.stamps("b")[-1] > end + 500, 40,
+                 "the backlog")
+        for dev in ("a", "b"):
+            self.assert_complete(self.stamps(dev), start, end)
+            self.assertEqual(emu.counts(dev)["rate_limited"], 0)
+        self.stop_tbgw(self.proc)
+        return self.proc.output()
+
+    def test_backlog_drains_below_the_edge_rate_limits(self):
+        log = self.drain_under_limits(None, report=True)
+        self.assertIn("pacing each device below the edge's rate limits: messages 27:1,810:60, "
+                      "telemetry messages 14:1, data points 54:1", log)
+
+    def test_rate_limits_from_the_configuration(self):
+        # An Edge older than ThingsBoard 3.8 does not tell its limits; the configuration does.
+        log = self.drain_under_limits('telemetry_messages = "15:1"; telemetry_datapoints = "60:1"; '
+                                      'messages = "30:1";', report=False)
+        self.assertIn("(edge.rate_limits)", log)
+
+    def test_an_edge_that_does_not_tell_its_limits(self):
+        emu = self.emulator(devices=[("a", "T-a")])
+        emu.set_rate_limits(telemetry_messages="1000:1", report=False)
+        emu.client_rpc_timeout_s = None
+        self.start(n_tags=1, devices=("a",), emu=emu)
+        # Telemetry waits a few seconds for the answer, then goes unpaced, and says so.
+        emu.wait(lambda: "the edge does not tell its rate limits" in self.proc.output(), 10)
+        emu.wait(lambda: len(self.stamps("a")) > 3, 10)
+        self.stop_tbgw(self.proc)
+
     def test_sigkill_during_outage_loses_at_most_one_interval(self):
         emu = self.start()
         emu.wait(lambda: len(self.stamps()) > 3, 10)

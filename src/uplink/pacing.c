@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uplink/pacing.h"
+#include "util/macros.h"
+
+#define MAX_PERIOD_S 86400u
+
+/* Stay a tenth below the server's capacity: its clock and ours see the same messages at
+ * times that differ by the network's jitter. */
+static uint32_t with_margin(uint64_t cap)
+{
+    uint64_t c = cap - cap / 10;
+
+    return (uint32_t)MAX(c, 1u);
+}
+
+int pace_parse(const char *spec, struct pace_limit *ret, char *err, size_t errlen)
+{
+    const char *p = spec;
+
+    memset(ret, 0, sizeof(*ret));
+    if (!spec)
+        return 0;
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return 0;
+    for (;;) {
+        unsigned long long cap, period;
+        char *end;
+
+        if (ret->n == PACE_WINDOWS) {
+            snprintf(err, errlen, "more than %d limits in '%s'", PACE_WINDOWS, spec);
+            goto fail;
+        }
+        errno = 0;
+        cap = strtoull(p, &end, 10);
+        if (end == p || *p == '-' || errno || cap < 1 || cap > UINT32_MAX || *end != ':') {
+            snprintf(err, errlen, "'%s' is not a list of capacity:seconds (like \"200:1,6000:60\")",
+                     spec);
+            goto fail;
+        }
+        p = end + 1;
+        period = strtoull(p, &end, 10);
+        if (end == p || *p == '-' || errno || period < 1 || period > MAX_PERIOD_S) {
+            snprintf(err, errlen, "'%s': a period must be 1..%u seconds", spec, MAX_PERIOD_S);
+            goto fail;
+        }
+        ret->w[ret->n].cap = with_margin(cap);
+        ret->w[ret->n].slot_ms = (uint32_t)(period * 1000u / PACE_SLOTS);
+        ret->n++;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return 0;
+        if (*p != ',') {
+            snprintf(err, errlen, "'%s' is not a list of capacity:seconds (like \"200:1,6000:60\")",
+                     spec);
+            goto fail;
+        }
+        p++;
+        while (*p == ' ')
+            p++;
+    }
+fail:
+    memset(ret, 0, sizeof(*ret));
+    return -EINVAL;
+}
+
+/* Events counted in the slots that cover the last period as of slot cur. */
+static uint64_t recent(const struct pace_window *w, uint64_t cur)
+{
+    uint64_t sum = 0;
+
+    for (unsigned i = 0; i <= PACE_SLOTS; i++)
+        if (w->slot_id[i] + PACE_SLOTS >= cur && w->slot_id[i] <= cur)
+            sum += w->count[i];
+    return sum;
+}
+
+bool pace_allows(const struct pace_limit *l, uint64_t n, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < l->n; i++) {
+        const struct pace_window *w = &l->w[i];
+        uint64_t used = recent(w, now_ms / w->slot_ms);
+
+        if (n > w->cap ? used > 0 : used + n > w->cap)
+            return false;
+    }
+    return true;
+}
+
+void pace_take(struct pace_limit *l, uint64_t n, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < l->n; i++) {
+        struct pace_window *w = &l->w[i];
+        uint64_t cur = now_ms / w->slot_ms;
+        unsigned k = (unsigned)(cur % (PACE_SLOTS + 1));
+
+        /* A slot id of 0 is slot 0 of the epoch: harmless, the counter is then zero. */
+        if (w->slot_id[k] != cur) {
+            w->slot_id[k] = cur;
+            w->count[k] = 0;
+        }
+        w->count[k] += n;
+    }
+}
+
+uint32_t pace_capacity(const struct pace_limit *l)
+{
+    uint32_t cap = 0;
+
+    for (unsigned i = 0; i < l->n; i++)
+        if (!cap || l->w[i].cap < cap)
+            cap = l->w[i].cap;
+    return cap;
+}
+
+uint64_t pace_retry_at(const struct pace_limit *l, uint64_t now_ms)
+{
+    uint64_t at = UINT64_MAX;
+
+    for (unsigned i = 0; i < l->n; i++)
+        at = MIN(at, (now_ms / l->w[i].slot_ms + 1) * l->w[i].slot_ms);
+    return at == UINT64_MAX ? now_ms : at;
+}
+
+void pace_format(const struct pace_limit *l, char *buf, size_t size)
+{
+    size_t o = 0;
+
+    if (size)
+        buf[0] = '\0';
+    if (!l->n) {
+        snprintf(buf, size, "none");
+        return;
+    }
+    for (unsigned i = 0; i < l->n && o < size; i++) {
+        int r = snprintf(buf + o, size - o, "%s%u:%u", i ? "," : "", l->w[i].cap,
+                         l->w[i].slot_ms * PACE_SLOTS / 1000u);
+        if (r < 0)
+            break;
+        o += (size_t)r;
+    }
+}

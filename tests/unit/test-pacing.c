@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Pacing under ThingsBoard rate limits: the spec parser, and that a sender that sends
+ * whenever pacing allows never exceeds a window, as seen by either kind of server bucket. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "uplink/pacing.h"
+
+static void test_parse(void **state)
+{
+    struct pace_limit l;
+    char err[128], text[64];
+
+    assert_int_equal(pace_parse(NULL, &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(pace_parse("", &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(pace_parse("200:1,6000:60", &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 2);
+    pace_format(&l, text, sizeof(text));
+    assert_string_equal(text, "180:1,5400:60"); /* a tenth below */
+    assert_int_equal(pace_capacity(&l), 180);
+    assert_int_equal(pace_parse(" 1:1 , 3:10 ", &l, err, sizeof(err)), 0);
+    pace_format(&l, text, sizeof(text));
+    assert_string_equal(text, "1:1,3:10");
+    assert_int_equal(pace_capacity(&l), 1);
+
+    static const char *const bad[] = {"200", "200:", ":1", "200:1,", "200:0", "0:1", "-5:1",
+                                      "200:1;6000:60", "a:b", "1:1,1:2,1:3,1:4,1:5",
+                                      "99999999999:1", "1:999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(pace_parse(bad[i], &l, err, sizeof(err)), -EINVAL);
+        assert_int_equal(l.n, 0);
+        assert_true(strlen(err) > 0);
+    }
+}
+
+static void test_window_boundaries(void **state)
+{
+    struct pace_limit l;
+    char err[128];
+
+    assert_int_equal(pace_parse("10:1", &l, err, sizeof(err)), 0); /* 9 with the margin */
+    assert_true(pace_allows(&l, 9, 1000));
+    pace_take(&l, 9, 1000);
+    assert_false(pace_allows(&l, 1, 1000));
+    assert_false(pace_allows(&l, 1, 2099)); /* still inside period + one slot */
+    assert_int_equal(pace_retry_at(&l, 2099), 2100);
+    assert_true(pace_allows(&l, 9, 2100));
+    /* More than a whole window at once: only into an empty window. */
+    assert_false(pace_allows(&l, 20, 1500));
+    assert_true(pace_allows(&l, 20, 5000));
+    pace_take(&l, 20, 5000);
+    assert_false(pace_allows(&l, 1, 5500));
+}
+
+/* Send as fast as pacing allows for sim_ms, with events of size n; check every interval
+ * of one period against the original capacity, and both server bucket models. */
+static unsigned simulate(const char *spec, unsigned cap, unsigned period_ms, unsigned n,
+                         unsigned sim_ms)
+{
+    struct pace_limit l;
+    char err[128];
+    uint64_t *t = calloc(sim_ms + 1, sizeof(*t));
+    unsigned sent = 0;
+    double greedy = cap, interval = cap;
+    uint64_t interval_start = 0, t0 = 1000000;
+
+    assert_int_equal(pace_parse(spec, &l, err, sizeof(err)), 0);
+    for (uint64_t now = t0; now < t0 + sim_ms; now++) {
+        greedy = greedy + (double)cap / period_ms > cap ? cap : greedy + (double)cap / period_ms;
+        if (now - interval_start >= period_ms) {
+            interval_start = now - (now - t0) % period_ms;
+            interval = cap;
+        }
+        while (pace_allows(&l, n, now)) {
+            pace_take(&l, n, now);
+            t[sent++] = now;
+            greedy -= n;
+            interval -= n;
+            assert_true(greedy >= -1e-9);
+            assert_true(interval >= 0);
+        }
+    }
+    for (unsigned i = 0, j = 0; i < sent; i++) {
+        while (t[i] - t[j] >= period_ms)
+            j++;
+        assert_true((i - j + 1) * n <= cap);
+    }
+    free(t);
+    return sent * n;
+}
+
+static void test_no_window_is_ever_exceeded(void **state)
+{
+    unsigned got;
+
+    got = simulate("10:1", 10, 1000, 1, 20000);
+    assert_true(got >= 150 && got <= 200); /* 8.2/s: the margin and the extra slot */
+    got = simulate("100:1", 100, 1000, 7, 20000);
+    assert_true(got >= 1400 && got <= 2000);
+    got = simulate("50:1,300:60", 50, 1000, 1, 60000);
+    assert_true(got <= 300);
+    got = simulate("50:1,300:60", 300, 60000, 1, 60000);
+    assert_true(got >= 240);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_window_boundaries),
+        cmocka_unit_test(test_no_window_is_ever_exceeded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
