@@ -435,7 +435,7 @@ static void set_limits(struct uplink *u, struct up_dev *d, const char *msgs, con
     update_limit(d, &d->pace_tmsgs, tmsgs);
     update_limit(d, &d->pace_points, points);
     d->limits_known = true;
-    if (!u->limits_logged) {
+    if (!u->limits_logged && (d->pace_msgs.n || d->pace_tmsgs.n || d->pace_points.n)) {
         char a[96], b[96], c[96];
 
         u->limits_logged = true;

@@ -1032,7 +1032,7 @@ class _Session:
         reply_topic = reply_base + str(rid)
         emu = self.emu
         if (method == "getSessionLimits" and prefix == "v1/devices/me/rpc/request/"
-                and emu._limits is not None and emu._limits_report):
+                and emu._limits_report):
             # Built into the transport since 3.8 (v1 topic only): never reaches the rule chain.
             answer = java_json(emu.session_limits())
             return lambda: self.publish(reply_topic, answer)
@@ -1756,7 +1756,8 @@ class Emulator:
         """Tenant-profile transport rate limits for every device (§2), "capacity:seconds,…"
         each, None for none. A device that exceeds one has its session closed (counted as
         rate_limited). report: answer the built-in client RPC getSessionLimits (ThingsBoard
-        3.8+); False plays an older ThingsBoard, where it goes to the rule chain."""
+        3.8+, answered by default, with no limits until this is called); False plays an older
+        ThingsBoard, where it goes to the rule chain."""
         def op():
             self._limits = {"messages": messages, "telemetryMessages": telemetry_messages,
                             "telemetryDataPoints": telemetry_datapoints}
@@ -1787,7 +1788,7 @@ class Emulator:
         """The getSessionLimits answer, as ThingsBoard's transport builds it."""
         return {"maxPayloadSize": MAX_PAYLOAD,
                 "maxInflightMessages": self._limits_inflight or 100,
-                "rateLimits": dict(self._limits)}
+                "rateLimits": dict(self._limits or {})}
 
     def set_ota(self, device, kind, title, version, data, algorithm="SHA256", checksum=None,
                 tag=None):
