@@ -237,13 +237,15 @@ static int handle_line(struct sl *sl, struct sl_device *d, const char *line, siz
     bus_transaction(sl->bus, d->bd, n > 0);
     if (n < 0 && !d->garbage_logged) {
         d->garbage_logged = true;
-        log_warning("device '%s': ignoring a line that is not %s: \"%.60s\"",
+        /* line is not NUL-terminated: without the length, the end of an older, longer
+         * line would be printed too. */
+        log_warning("device '%s': ignoring a line that is not %s: \"%.*s\"",
                     d->bd->dev->cfg->name,
                     d->parser.format == FORMAT_JSON  ? "a JSON object"
                     : d->parser.format == FORMAT_KV  ? "key=value pairs"
                     : d->parser.format == FORMAT_CSV ? "comma-separated values"
                                                      : "matched by the pattern",
-                    line);
+                    (int)MIN(len, (size_t)60), line);
     }
     return n;
 }

@@ -247,7 +247,9 @@ static int flatten(json_object *o, char *prefix, size_t plen, int depth, line_em
         char k[LINE_KEY_MAX];
         struct value v = {0};
 
-        utf8_sanitize(k, sizeof(k), prefix, plen);
+        /* A key of control characters only is no key (as in emit_text()). */
+        if (!utf8_sanitize(k, sizeof(k), prefix, plen))
+            return 0;
         switch (json_object_get_type(o)) {
         case json_type_boolean:
             v.kind = VK_BOOL;

@@ -972,7 +972,9 @@ static void parse_tags(struct load *ld, const config_setting_t *list, const char
         apply_defaults(tag_keys, TAG(role_scope[role]), &t);
         seen = walk(ld, s, sub, tag_keys, TAG(role_scope[role]), "", role_names[role], &t);
         check_required(ld, s, sub, tag_keys, TAG(role_scope[role]), seen);
-        if (diag_errors(ld->diag) != errors || !check_tag(ld, s, sub, &t, seen)) {
+        /* A template's values are applied quietly (validate_template() reports them once):
+         * a key that did not parse leaves the tag without one, errors or not. */
+        if (!t.key || diag_errors(ld->diag) != errors || !check_tag(ld, s, sub, &t, seen)) {
             tag_free(&t);
             continue;
         }
@@ -1155,6 +1157,10 @@ static void check_device(struct load *ld, const config_setting_t *ds, const char
                 "device '%s': unit_id 0 is the RTU broadcast address; a device there never "
                 "answers a read",
                 d->name);
+        /* The bus sizes its per-key state by the key table (tests/fuzz/fuzz-config.c). */
+        if (d->telemetry.n + d->attributes.n > KEYTAB_MAX)
+            ERR(ld, ds, path, "device '%s' has %zu telemetry keys and attributes; at most %d",
+                d->name, d->telemetry.n + d->attributes.n, KEYTAB_MAX);
         for (size_t i = 0; i < d->attributes.n; i++)
             if (device_find_tag(&d->telemetry, d->attributes.v[i].key))
                 diag_add(ld->diag, false, d->attributes.v[i].origin.file,

@@ -246,20 +246,68 @@ static const struct tag_config *readable_tag(const struct device_config *dc, con
     return t;
 }
 
-static void do_read_write(struct conn *k, json_object *req, bool write)
+int control_parse_request(const char *line, struct control_request *ret, char *err,
+                          size_t err_size)
+{
+    static const char *const names[] = {
+        [CONTROL_STATUS] = "status", [CONTROL_READ] = "read", [CONTROL_WRITE] = "write",
+        [CONTROL_CLAIM] = "claim",   [CONTROL_RELOAD] = "reload",
+    };
+    json_object *root = json_tokener_parse(line), *m;
+    const char *cmd = root ? get_string(root, "cmd") : NULL;
+    size_t i;
+
+    memset(ret, 0, sizeof(*ret));
+    if (!cmd) {
+        snprintf(err, err_size, "the request must be a JSON object with \"cmd\"");
+        json_object_put(root);
+        return -EBADMSG;
+    }
+    for (i = 0; i < ARRAY_SIZE(names) && strcmp(cmd, names[i]) != 0; i++)
+        ;
+    if (i == ARRAY_SIZE(names)) {
+        snprintf(err, err_size, "unknown command '%s' (status, read, write, claim, reload)", cmd);
+        json_object_put(root);
+        return -EBADMSG;
+    }
+    ret->cmd = (enum control_cmd)i;
+    ret->device = get_string(root, "device");
+    ret->key = get_string(root, "key");
+    ret->secret = get_string(root, "secret");
+    if ((ret->cmd == CONTROL_READ || ret->cmd == CONTROL_WRITE) && (!ret->device || !ret->key)) {
+        snprintf(err, err_size, "'device' and 'key' are required");
+        json_object_put(root);
+        memset(ret, 0, sizeof(*ret));
+        return -EBADMSG;
+    }
+    if (json_object_object_get_ex(root, "value", &m))
+        ret->value = m;
+    if (json_object_object_get_ex(root, "duration_ms", &m) &&
+        json_object_is_type(m, json_type_int)) {
+        ret->has_duration = true;
+        ret->duration_ms = json_object_get_int64(m);
+    }
+    ret->root = root;
+    return 0;
+}
+
+void control_request_clear(struct control_request *r)
+{
+    json_object_put(r->root);
+    memset(r, 0, sizeof(*r));
+}
+
+static void do_read_write(struct conn *k, const struct control_request *req)
 {
     struct gateway *g = k->c->ops->gateway(k->c->ops->userdata);
-    const char *dev = get_string(req, "device"), *key = get_string(req, "key");
+    const char *dev = req->device, *key = req->key;
+    bool write = req->cmd == CONTROL_WRITE;
     struct device *d;
     const struct tag_config *t;
     struct command *cmd;
     char err[RPC_ERROR_MAX];
     int r;
 
-    if (!dev || !key) {
-        reply_error(k, "'device' and 'key' are required");
-        return;
-    }
     d = gateway_device(g, dev);
     if (!d) {
         reply_error(k, "no device '%s'", dev);
@@ -280,9 +328,7 @@ static void do_read_write(struct conn *k, json_object *req, bool write)
     cmd->device = (uint32_t)d->cfg->index;
     cmd->tag = *t;
     if (write) {
-        json_object *v = NULL;
-        json_object_object_get_ex(req, "value", &v);
-        if (rpc_value_for_tag(t, v, &cmd->value, err, sizeof(err)) < 0) {
+        if (rpc_value_for_tag(t, req->value, &cmd->value, err, sizeof(err)) < 0) {
             command_free(cmd);
             reply_error(k, "%s", err);
             return;
@@ -316,11 +362,11 @@ static void claim_reply(void *ctx, int err)
     free(x);
 }
 
-static void do_claim(struct conn *k, json_object *req)
+static void do_claim(struct conn *k, const struct control_request *req)
 {
     struct gateway *g = k->c->ops->gateway(k->c->ops->userdata);
-    const char *dev = get_string(req, "device"), *secret = get_string(req, "secret");
-    json_object *dur = NULL, *body = json_object_new_object();
+    const char *dev = req->device, *secret = req->secret;
+    json_object *body = json_object_new_object();
     struct device *d;
     struct event *e;
     struct claim_ctx *x;
@@ -332,8 +378,8 @@ static void do_claim(struct conn *k, json_object *req)
     }
     if (secret)
         json_object_object_add(body, "secretKey", json_object_new_string(secret));
-    if (json_object_object_get_ex(req, "duration_ms", &dur) && json_object_is_type(dur, json_type_int))
-        json_object_object_add(body, "durationMs", json_object_new_int64(json_object_get_int64(dur)));
+    if (req->has_duration)
+        json_object_object_add(body, "durationMs", json_object_new_int64(req->duration_ms));
     e = xcalloc(1, sizeof(*e));
     e->type = EV_CONTROL;
     e->device = (uint32_t)d->cfg->index;
@@ -371,25 +417,29 @@ static void do_reload(struct conn *k)
 
 static void dispatch(struct conn *k)
 {
-    json_object *req;
-    const char *cmd;
+    struct control_request req;
+    char err[512];
 
-    req = json_tokener_parse(k->buf);
-    cmd = req ? get_string(req, "cmd") : NULL;
-    if (!cmd) {
-        reply_error(k, "the request must be a JSON object with \"cmd\"");
-    } else if (strcmp(cmd, "status") == 0) {
-        reply_json(k, gateway_status_json(k->c->ops->gateway(k->c->ops->userdata)));
-    } else if (strcmp(cmd, "read") == 0 || strcmp(cmd, "write") == 0) {
-        do_read_write(k, req, strcmp(cmd, "write") == 0);
-    } else if (strcmp(cmd, "claim") == 0) {
-        do_claim(k, req);
-    } else if (strcmp(cmd, "reload") == 0) {
-        do_reload(k);
-    } else {
-        reply_error(k, "unknown command '%s' (status, read, write, claim, reload)", cmd);
+    if (control_parse_request(k->buf, &req, err, sizeof(err)) < 0) {
+        reply_error(k, "%s", err);
+        return;
     }
-    json_object_put(req);
+    switch (req.cmd) {
+    case CONTROL_STATUS:
+        reply_json(k, gateway_status_json(k->c->ops->gateway(k->c->ops->userdata)));
+        break;
+    case CONTROL_READ:
+    case CONTROL_WRITE:
+        do_read_write(k, &req);
+        break;
+    case CONTROL_CLAIM:
+        do_claim(k, &req);
+        break;
+    case CONTROL_RELOAD:
+        do_reload(k);
+        break;
+    }
+    control_request_clear(&req);
 }
 
 static int on_readable(sd_event_source *s, int fd, uint32_t revents, void *userdata)

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -52,6 +53,7 @@
 #include "util/log.h"
 #include "util/macros.h"
 #include "util/time-util.h"
+#include "util/utf8.h"
 
 extern char **environ;
 
@@ -62,9 +64,9 @@ extern char **environ;
 #define OTA_STATE_MAX (1u << 20)
 
 enum kind {
-    FW,
-    SW,
-    N_KINDS
+    FW = OTA_FW,
+    SW = OTA_SW,
+    N_KINDS = N_OTA_KINDS
 };
 
 static const char *const kind_names[N_KINDS] = {"fw", "sw"};
@@ -77,15 +79,10 @@ enum phase {
     RESUMING,  /* waiting for the bus to take the port back */
 };
 
-struct package {
-    char *title, *version, *checksum, *alg, *tag, *url;
-    long long size; /* -1: unknown */
-};
-
 struct job {
-    struct package announced; /* what the shared attributes say now */
-    struct package target;    /* what this job works on (or last worked on) */
-    bool target_done;         /* the command ran (or the package failed for good) */
+    struct ota_package announced; /* what the shared attributes say now */
+    struct ota_package target;    /* what this job works on (or last worked on) */
+    bool target_done;             /* the command ran (or the package failed for good) */
     enum phase phase;
     char *part, *image;
     int fd;
@@ -120,7 +117,7 @@ static struct job *job(struct uplink *u, struct up_dev *d, enum kind k)
     return &u->ota->jobs[d->dc->index][k];
 }
 
-static void package_clear(struct package *p)
+void ota_package_clear(struct ota_package *p)
 {
     free(p->title);
     free(p->version);
@@ -137,9 +134,9 @@ static char *dup0(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
-static void package_copy(struct package *dst, const struct package *src)
+static void package_copy(struct ota_package *dst, const struct ota_package *src)
 {
-    package_clear(dst);
+    ota_package_clear(dst);
     dst->title = dup0(src->title);
     dst->version = dup0(src->version);
     dst->checksum = dup0(src->checksum);
@@ -154,7 +151,7 @@ static bool same(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-static bool same_package(const struct package *a, const struct package *b)
+static bool same_package(const struct ota_package *a, const struct ota_package *b)
 {
     return same(a->title, b->title) && same(a->version, b->version) &&
            (!a->checksum || !b->checksum || strcasecmp(a->checksum, b->checksum) == 0);
@@ -170,8 +167,14 @@ static void report(struct uplink *u, struct up_dev *d, enum kind k, const char *
     snprintf(key, sizeof(key), "%s_state", kind_names[k]);
     json_object_object_add(o, key, json_object_new_string(state));
     if (error) {
+        /* It may quote the Edge's v2/fw/error payload as it came, or have been cut in the
+         * middle of a character; ThingsBoard drops a session on bad UTF-8. */
+        size_t len = strlen(error);
+        char *text = xmalloc(3 * len + 1);
+        utf8_sanitize(text, 3 * len + 1, error, len);
         snprintf(key, sizeof(key), "%s_error", kind_names[k]);
-        json_object_object_add(o, key, json_object_new_string(error));
+        json_object_object_add(o, key, json_object_new_string(text));
+        free(text);
     }
     uplink_publish_json(u, d, "v1/devices/me/telemetry", o);
     json_object_put(o);
@@ -632,17 +635,16 @@ static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, in
 static void consider(struct uplink *u, struct up_dev *d, enum kind k)
 {
     struct job *j = job(u, d, k);
-    const struct package *a = &j->announced;
+    const struct ota_package *a = &j->announced;
+    int r = ota_package_check(a);
 
-    if (!a->title || !a->version)
-        return;
+    if (r == -EAGAIN)
+        return; /* not complete yet: the rest of the push follows */
     if (j->running_title && same(a->title, j->running_title) &&
         same(a->version, j->running_version))
         return; /* already running it */
     if (j->target.title && same_package(a, &j->target) && (j->phase != IDLE || j->target_done))
         return; /* announced again: never twice */
-    if (!a->url && (!a->checksum || !a->alg || a->size < 0))
-        return; /* not complete yet: the rest of the push follows */
     if (j->phase != IDLE) {
         if (j->phase != DOWNLOADING) {
             log_warning("device '%s': %s %s announced while an update runs; it waits for the "
@@ -659,11 +661,11 @@ static void consider(struct uplink *u, struct up_dev *d, enum kind k)
         fail(u, d, k, "tbgw has no ota block for device '%s' (see tbgw.conf(5))", d->dc->name);
         return;
     }
-    if (a->url) {
+    if (r == -ENOTSUP) {
         fail(u, d, k, "the package is a URL; tbgw downloads packages over MQTT only");
         return;
     }
-    if (checksum_alg_from_string(a->alg) < 0) {
+    if (r < 0) {
         fail(u, d, k, "unknown checksum algorithm '%s'", a->alg);
         return;
     }
@@ -680,17 +682,47 @@ static int kind_of(const char *key)
     return strncmp(key, "fw_", 3) == 0 ? FW : strncmp(key, "sw_", 3) == 0 ? SW : -1;
 }
 
-static void set_field(struct package *p, const char *field, json_object *v)
+/* fw_size: ThingsBoard sends an integer; a double or a numeric string is taken when it is a
+ * whole number. Anything else is unknown (-1). */
+static long long size_of(json_object *v)
+{
+    double d;
+
+    if (json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v) >= 0 ? (long long)json_object_get_int64(v) : -1;
+    if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        char *end;
+        long long n;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        return *s >= '0' && *s <= '9' && !*end && !errno ? n : -1;
+    }
+    if (!json_object_is_type(v, json_type_double))
+        return -1;
+    /* Checked here: json-c's own conversion of NaN to an integer is undefined. */
+    d = json_object_get_double(v);
+    return d >= 0 && d < 9.2e18 && d == floor(d) ? (long long)d : -1;
+}
+
+/* Strings from the announcement go back out in fw_error telemetry and in log lines. */
+static char *text_of(json_object *v)
+{
+    const char *s = json_object_get_string(v);
+    size_t len = json_object_is_type(v, json_type_string) ? (size_t)json_object_get_string_len(v)
+                                                          : strlen(s);
+    char *out = xmalloc(3 * len + 1);
+
+    utf8_sanitize(out, 3 * len + 1, s, len);
+    return out;
+}
+
+static void set_field(struct ota_package *p, const char *field, json_object *v)
 {
     char **dst = NULL;
 
     if (strcmp(field, "size") == 0) {
-        p->size = (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double) ||
-                   json_object_is_type(v, json_type_string))
-                      ? (long long)json_object_get_int64(v)
-                      : -1;
-        if (p->size < 0)
-            p->size = -1;
+        p->size = size_of(v);
         return;
     }
     if (strcmp(field, "title") == 0)
@@ -708,47 +740,77 @@ static void set_field(struct package *p, const char *field, json_object *v)
     if (!dst)
         return; /* fw_state, fw_ts…: the server's own bookkeeping */
     free(*dst);
-    *dst = json_object_is_type(v, json_type_null) ? NULL : xstrdup(json_object_get_string(v));
+    *dst = json_object_is_type(v, json_type_null) ? NULL : text_of(v);
 }
 
-void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o)
+unsigned ota_announce(struct ota_package *const pkg[N_OTA_KINDS], json_object *o)
 {
-    bool touched[N_KINDS] = {false, false};
+    unsigned touched = 0;
 
     json_object_object_foreach(o, key, v) {
         int k = kind_of(key);
         if (k < 0)
             continue;
-        set_field(&job(u, d, (enum kind)k)->announced, key + 3, v);
-        touched[k] = true;
+        set_field(pkg[k], key + 3, v);
+        touched |= 1u << k;
     }
-    for (int k = 0; k < N_KINDS; k++)
-        if (touched[k])
-            consider(u, d, (enum kind)k);
+    return touched;
 }
 
-void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys)
+unsigned ota_unannounce(struct ota_package *const pkg[N_OTA_KINDS], json_object *keys)
 {
     size_t n = json_object_array_length(keys);
+    unsigned gone = 0;
 
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(keys, i);
         const char *key = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : "";
         int k = kind_of(key);
-        struct job *j;
 
         if (k < 0)
             continue;
-        j = job(u, d, (enum kind)k);
         if (strcmp(key + 3, "title") == 0 || strcmp(key + 3, "version") == 0) {
-            /* Unassigned. A download stops; a running command is left to finish. */
-            package_clear(&j->announced);
-            if (j->phase == DOWNLOADING) {
-                log_info("device '%s': the package was unassigned; download stopped", d->dc->name);
-                end_job(j);
-            }
+            ota_package_clear(pkg[k]);
+            gone |= 1u << k;
         } else {
-            set_field(&j->announced, key + 3, json_object_new_null());
+            set_field(pkg[k], key + 3, NULL);
+        }
+    }
+    return gone;
+}
+
+int ota_package_check(const struct ota_package *p)
+{
+    if (!p->title || !p->version)
+        return -EAGAIN;
+    if (p->url)
+        return -ENOTSUP;
+    if (!p->checksum || !p->alg || p->size < 0)
+        return -EAGAIN;
+    return checksum_alg_from_string(p->alg) < 0 ? -EINVAL : 0;
+}
+
+void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o)
+{
+    struct ota_package *pkg[N_KINDS] = {&job(u, d, FW)->announced, &job(u, d, SW)->announced};
+    unsigned touched = ota_announce(pkg, o);
+
+    for (int k = 0; k < N_KINDS; k++)
+        if (touched & (1u << k))
+            consider(u, d, (enum kind)k);
+}
+
+void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys)
+{
+    struct ota_package *pkg[N_KINDS] = {&job(u, d, FW)->announced, &job(u, d, SW)->announced};
+    unsigned gone = ota_unannounce(pkg, keys);
+
+    for (int k = 0; k < N_KINDS; k++) {
+        struct job *j = job(u, d, (enum kind)k);
+        /* Unassigned. A download stops; a running command is left to finish. */
+        if ((gone & (1u << k)) && j->phase == DOWNLOADING) {
+            log_info("device '%s': the package was unassigned; download stopped", d->dc->name);
+            end_job(j);
         }
     }
 }
@@ -767,41 +829,42 @@ size_t ota_request_keys(char *buf, size_t size)
     return sizeof(keys);
 }
 
-/* "v2/<kind>/response/<req>/chunk/<n>" -> req, n. */
-static bool chunk_topic(const char *topic, enum kind k, int *req, unsigned *n)
+int ota_chunk_topic(const char *topic, int *ret_req, unsigned *ret_n)
 {
-    char prefix[24];
-    const char *p;
-    char *end;
-    long a, b;
+    for (int k = 0; k < N_KINDS; k++) {
+        char prefix[24];
+        const char *p;
+        char *end;
+        long a, b;
 
-    snprintf(prefix, sizeof(prefix), "v2/%s/response/", kind_names[k]);
-    if (strncmp(topic, prefix, strlen(prefix)) != 0)
-        return false;
-    p = topic + strlen(prefix);
-    a = strtol(p, &end, 10);
-    if (end == p || strncmp(end, "/chunk/", 7) != 0)
-        return false;
-    p = end + 7;
-    b = strtol(p, &end, 10);
-    if (end == p || *end || a < 0 || a > INT32_MAX || b < 0 || b > INT32_MAX)
-        return false;
-    *req = (int)a;
-    *n = (unsigned)b;
-    return true;
+        snprintf(prefix, sizeof(prefix), "v2/%s/response/", kind_names[k]);
+        if (strncmp(topic, prefix, strlen(prefix)) != 0)
+            continue;
+        p = topic + strlen(prefix);
+        a = strtol(p, &end, 10);
+        if (end == p || strncmp(end, "/chunk/", 7) != 0)
+            return -EINVAL;
+        p = end + 7;
+        b = strtol(p, &end, 10);
+        if (end == p || *end || a < 0 || a > INT32_MAX || b < 0 || b > INT32_MAX)
+            return -EINVAL;
+        *ret_req = (int)a;
+        *ret_n = (unsigned)b;
+        return k;
+    }
+    return -EINVAL;
 }
 
 bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
                  size_t len)
 {
-    for (int k = 0; k < N_KINDS; k++) {
-        int req;
-        unsigned n;
+    int req, kind;
+    unsigned n;
 
-        if (chunk_topic(topic, (enum kind)k, &req, &n)) {
-            on_chunk(u, d, (enum kind)k, req, n, payload, len);
-            return true;
-        }
+    kind = ota_chunk_topic(topic, &req, &n);
+    if (kind >= 0) {
+        on_chunk(u, d, (enum kind)kind, req, n, payload, len);
+        return true;
     }
     if (strcmp(topic, "v2/fw/error") == 0 || strcmp(topic, "v2/sw/error") == 0) {
         /* ThingsBoard uses v2/fw/error for software requests too: fail whichever downloads. */
@@ -854,8 +917,8 @@ void ota_free(struct uplink *u)
                 close(j->fd);
             if (j->part)
                 unlink(j->part);
-            package_clear(&j->announced);
-            package_clear(&j->target);
+            ota_package_clear(&j->announced);
+            ota_package_clear(&j->target);
             free(j->part);
             free(j->image);
             free(j->running_title);

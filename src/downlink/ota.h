@@ -35,4 +35,40 @@ bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const ch
                  size_t len);
 void ota_tick(struct uplink *u, uint64_t now_ms);
 
+/* ---- announcements and topics: pure, fuzzed (tests/fuzz/fuzz-ota) ---- */
+
+enum ota_kind {
+    OTA_FW, /* fw_* keys, v2/fw topics */
+    OTA_SW, /* sw_* keys, v2/sw topics */
+    N_OTA_KINDS
+};
+
+/* A package as the shared attributes describe it. Strings are valid UTF-8 without control
+ * characters (they go back out in telemetry and log lines), or NULL when not announced. */
+struct ota_package {
+    char *title, *version, *checksum, *alg, *tag, *url;
+    long long size; /* -1: unknown */
+};
+
+/* Free what p holds and leave it empty (size -1). A zeroed package may be cleared too. */
+void ota_package_clear(struct ota_package *p);
+
+/* Apply the fw_* / sw_* members of a shared-attribute object to pkg[OTA_FW] and
+ * pkg[OTA_SW]; an announcement may arrive in several messages. Returns the kinds touched
+ * as a bit mask (1 << kind). */
+unsigned ota_announce(struct ota_package *const pkg[N_OTA_KINDS], json_object *o);
+
+/* The keys of {"deleted": [...]}. Returns the kinds whose package was unassigned (its
+ * title or version deleted: the package is cleared) as a bit mask. */
+unsigned ota_unannounce(struct ota_package *const pkg[N_OTA_KINDS], json_object *keys);
+
+/* 0: the package is complete and tbgw can fetch it; -EAGAIN: not complete yet (the rest
+ * of the push follows); -ENOTSUP: it is a URL, not an MQTT download; -EINVAL: unknown
+ * checksum algorithm. */
+int ota_package_check(const struct ota_package *p);
+
+/* "v2/<fw|sw>/response/<req>/chunk/<n>": the kind, with *ret_req and *ret_n; -EINVAL for
+ * any other topic. */
+int ota_chunk_topic(const char *topic, int *ret_req, unsigned *ret_n);
+
 #endif

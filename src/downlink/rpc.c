@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "downlink/rpc.h"
 #include "uplink/tb-json.h"
 #include "util/macros.h"
+#include "util/utf8.h"
 
 #define MAX_DEPTH 16
 
@@ -264,7 +266,15 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
     }
 
     /* Numbers; ThingsBoard may hand numeric strings through unchanged. */
-    if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+    if (json_object_is_type(v, json_type_int)) {
+        /* json-c turns an integer beyond its range into INT64_MIN or UINT64_MAX without a
+         * word: the number that was sent is unknown, and the limit is not it. */
+        if (json_object_get_int64(v) == INT64_MIN || json_object_get_uint64(v) == UINT64_MAX)
+            return fail(err, err_size, "'%s': %s is out of range", t->key,
+                        json_object_to_json_string(v));
+        ret->kind = VK_DOUBLE;
+        ret->d = json_object_get_double(v);
+    } else if (json_object_is_type(v, json_type_double)) {
         ret->kind = VK_DOUBLE;
         ret->d = json_object_get_double(v);
     } else if (json_object_is_type(v, json_type_string)) {
@@ -280,9 +290,13 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
     }
     if (!isfinite(ret->d))
         return fail(err, err_size, "'%s' needs a finite number", t->key);
-    /* Integers above 2^53 lose precision as doubles: take them exactly when they are ints. */
+    /* Integers above 2^53 lose precision as doubles: take them exactly when they are ints.
+     * Beyond INT64_MAX json-c holds a uint64, which a write cannot carry exactly. */
     if (json_object_is_type(v, json_type_int) && t->type <= VT_UINT64 && t->scale == 1.0 &&
         t->offset == 0.0) {
+        if (json_object_get_uint64(v) > (uint64_t)INT64_MAX)
+            return fail(err, err_size, "'%s': %s is out of range (tbgw writes integers up to "
+                        "9223372036854775807)", t->key, json_object_to_json_string(v));
         ret->kind = VK_INT;
         ret->i = json_object_get_int64(v);
         r = encode_integer(t, ret->i, regs);
@@ -325,7 +339,14 @@ char *rpc_answer_value(const struct value *v)
 char *rpc_answer_error(const char *msg)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "error", json_object_new_string(msg));
+    size_t len = strlen(msg);
+    char *text = xmalloc(3 * len + 1);
+
+    /* Messages quote the request (a method name, a value), which json-c does not check, and
+     * may cut it in the middle of a character: ThingsBoard drops a session on bad UTF-8. */
+    utf8_sanitize(text, 3 * len + 1, msg, len);
+    json_object_object_add(o, "error", json_object_new_string(text));
+    free(text);
     return answer(o);
 }
 

@@ -278,6 +278,53 @@ static void test_errors_return_null(void **state)
     diag_free(d);
 }
 
+/* A template's tags are applied to each device quietly; one whose key did not parse used to
+ * reach strcmp() as NULL (tests/fuzz/corpus/config/regress-template-empty-key). */
+static void test_template_tag_without_key(void **state)
+{
+    struct diag *d;
+    struct config *c = load_text(
+        "edge = { host = \"h\"; };\n"
+        "templates = ( { name = \"m\"; telemetry = ( { key = \"\"; table = \"input\"; "
+        "address = 0; type = \"uint16\"; } ); } );\n"
+        "buses = ( { name = \"b\"; driver = \"modbus-tcp\"; host = \"p\"; devices = ( { name "
+        "= \"d\"; unit_id = 1; token = \"t\"; template = \"m\"; telemetry = ( { key = \"x\"; "
+        "table = \"input\"; address = 1; type = \"uint16\"; } ); } ); } );\n",
+        &d);
+
+    assert_null(c);
+    assert_int_equal(diag_errors(d), 1);
+    assert_non_null(strstr(diag_text(d), ":2: templates.[0].telemetry.[0].key: must not be empty "
+                                         "(template 'm', used by 'd')\n"));
+    diag_free(d);
+}
+
+/* The bus keeps state per key in arrays of KEYTAB_MAX: a device with more keys used to be
+ * accepted, and corrupted the heap at start. */
+static void test_too_many_keys(void **state)
+{
+    size_t size = 64 * 1100, o = 0;
+    char *text = malloc(size);
+    struct diag *d;
+    struct config *c;
+
+    o += (size_t)snprintf(text + o, size - o,
+                          "edge = { host = \"h\"; };\nbuses = ( { name = \"b\"; driver = "
+                          "\"modbus-tcp\"; host = \"p\"; devices = ( { name = \"d\"; "
+                          "unit_id = 1; token = \"t\";\ntelemetry = (");
+    for (int i = 0; i < 1025; i++)
+        o += (size_t)snprintf(text + o, size - o,
+                              "%s{ key = \"k%d\"; table = \"input\"; address = %d; type = "
+                              "\"uint16\"; }\n", i ? "," : "", i, i);
+    snprintf(text + o, size - o, "); } ); } );\n");
+    c = load_text(text, &d);
+    assert_null(c);
+    assert_non_null(strstr(diag_text(d), "device 'd' has 1025 telemetry keys and attributes; "
+                                         "at most 1024\n"));
+    diag_free(d);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -286,6 +333,8 @@ int main(void)
         cmocka_unit_test(test_environment_defaults),
         cmocka_unit_test(test_numbers_as_floats),
         cmocka_unit_test(test_errors_return_null),
+        cmocka_unit_test(test_template_tag_without_key),
+        cmocka_unit_test(test_too_many_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,11 +11,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "downlink/ota.h"
 #include "downlink/rpc.h"
 #include "downlink/timesync.h"
 
@@ -172,9 +174,19 @@ static void test_values_are_checked(void **state)
     t.type = VT_INT64;
     t.count = 4;
     check_value(&t, "9223372036854775807", 0);
+    /* json-c keeps 2^63 as a uint64, and turns anything beyond its range into INT64_MIN or
+     * UINT64_MAX: never written as INT64_MAX, or as the limit. */
+    check_value(&t, "9223372036854775808", -EBADMSG);
+    check_value(&t, "-9223372036854775809", -EBADMSG);
+    t.type = VT_UINT64;
+    check_value(&t, "18446744073709551615", -EBADMSG);
+    check_value(&t, "100000000000000000000", -EBADMSG);
+    check_value(&t, "\"100000000000000000000\"", -EBADMSG); /* as a string: a double, too big */
     t.type = VT_FLOAT32;
     t.count = 2;
     check_value(&t, "1e39", -EBADMSG);
+    check_value(&t, "100000000000000000000000", -EBADMSG);
+    check_value(&t, "1e23", 0);
 }
 
 static void test_answers(void **state)
@@ -190,6 +202,10 @@ static void test_answers(void **state)
     free(s);
     s = rpc_answer_error("unknown method 'x\"y'");
     assert_string_equal(s, "{\"error\":\"unknown method 'x\\\"y'\"}");
+    free(s);
+    /* A method name that is not UTF-8, quoted back: ThingsBoard drops a session on it. */
+    s = rpc_answer_error("unknown method 'a\xff\xc3'");
+    assert_string_equal(s, "{\"error\":\"unknown method 'a\xef\xbf\xbd\xef\xbf\xbd'\"}");
     free(s);
 }
 
@@ -225,13 +241,80 @@ static void test_gettime_answer(void **state)
     assert_int_equal(gettime("", &ms), -EBADMSG);
 }
 
+static unsigned announce(struct ota_package *const pkg[N_OTA_KINDS], const char *json)
+{
+    json_object *o = J(json), *deleted;
+    unsigned r = json_object_object_get_ex(o, "deleted", &deleted) ? ota_unannounce(pkg, deleted)
+                                                                    : ota_announce(pkg, o);
+
+    json_object_put(o);
+    return r;
+}
+
+static void test_ota_announcement(void **state)
+{
+    struct ota_package fw = {0}, sw = {0};
+    struct ota_package *const pkg[N_OTA_KINDS] = {&fw, &sw};
+    int req;
+    unsigned n;
+
+    ota_package_clear(&fw);
+    ota_package_clear(&sw);
+    /* Announced strings go back out in telemetry: made valid UTF-8, control characters
+     * dropped (the fuzzer's first find: fw_checksum_algorithm "MURM\xd5R3_128"). */
+    assert_int_equal(announce(pkg, "{\"fw_title\":\"pump\\u0007\",\"fw_version\":\"1.\xff\","
+                                   "\"sw_tag\":\"x\",\"fw_state\":\"QUEUED\",\"other\":1}"),
+                     (1u << OTA_FW) | (1u << OTA_SW));
+    assert_string_equal(fw.title, "pump");
+    assert_string_equal(fw.version, "1.\xef\xbf\xbd");
+    assert_string_equal(sw.tag, "x");
+    assert_int_equal(ota_package_check(&fw), -EAGAIN);
+    /* The rest of the push, in another message. */
+    assert_int_equal(announce(pkg, "{\"fw_size\":1024,\"fw_checksum\":\"ab\","
+                                   "\"fw_checksum_algorithm\":\"sha256\"}"),
+                     1u << OTA_FW);
+    assert_true(fw.size == 1024);
+    assert_int_equal(ota_package_check(&fw), 0);
+    announce(pkg, "{\"fw_checksum_algorithm\":\"ROT13\"}");
+    assert_int_equal(ota_package_check(&fw), -EINVAL);
+    announce(pkg, "{\"fw_checksum_algorithm\":\"CRC32\",\"fw_url\":\"http://x/y\"}");
+    assert_int_equal(ota_package_check(&fw), -ENOTSUP);
+    assert_int_equal(announce(pkg, "{\"deleted\":[\"fw_url\",\"fw_tag\"]}"), 0);
+    assert_int_equal(ota_package_check(&fw), 0);
+    /* fw_size: whole numbers only; NaN never reaches json-c's conversion to an integer. */
+    static const char *const sizes[][2] = {
+        {"\"17\"", "17"}, {"2.5e3", "2500"}, {"2.5", "-1"}, {"-3", "-1"}, {"NaN", "-1"},
+        {"\"12abc\"", "-1"}, {"\"abc\"", "-1"}, {"1e300", "-1"}, {"null", "-1"}, {"{}", "-1"},
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char json[64];
+        snprintf(json, sizeof(json), "{\"fw_size\":%s}", sizes[i][0]);
+        announce(pkg, json);
+        if (fw.size != atoll(sizes[i][1]))
+            fail_msg("fw_size %s: got %lld, want %s", sizes[i][0], fw.size, sizes[i][1]);
+    }
+    /* Unassigned: the package is gone. */
+    assert_int_equal(announce(pkg, "{\"deleted\":[\"fw_title\",\"fw_version\"]}"), 1u << OTA_FW);
+    assert_null(fw.title);
+    assert_int_equal(ota_package_check(&fw), -EAGAIN);
+    ota_package_clear(&fw);
+    ota_package_clear(&sw);
+
+    assert_int_equal(ota_chunk_topic("v2/sw/response/5/chunk/2", &req, &n), OTA_SW);
+    assert_int_equal(req, 5);
+    assert_int_equal(n, 2);
+    assert_int_equal(ota_chunk_topic("v2/fw/response/5/chunk/", &req, &n), -EINVAL);
+    assert_int_equal(ota_chunk_topic("v2/fw/response/-1/chunk/0", &req, &n), -EINVAL);
+    assert_int_equal(ota_chunk_topic("v2/fw/error", &req, &n), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topic_id),       cmocka_unit_test(test_parse_request),
         cmocka_unit_test(test_raw_tag),        cmocka_unit_test(test_values_are_checked),
         cmocka_unit_test(test_answers),        cmocka_unit_test(test_attributes),
-        cmocka_unit_test(test_gettime_answer),
+        cmocka_unit_test(test_gettime_answer), cmocka_unit_test(test_ota_announcement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

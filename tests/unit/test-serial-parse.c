@@ -109,6 +109,9 @@ static void test_json(void **state)
     expect(&p, "[1,2]", -EBADMSG, "");
     expect(&p, "{\"t\":", -EBADMSG, "");
     expect(&p, "{}", -EBADMSG, "");
+    /* A key of control characters only is no key (the fuzzer's find: "\x7f" became ""). */
+    expect(&p, "{\"\x7f\":1,\"\\u0001\":2,\"t\":3}", 1, "t=i:3;");
+    expect(&p, "{\"\x7f\":1}", -EBADMSG, "");
     line_parser_free(&p);
 }
 
