@@ -27,10 +27,12 @@
  * that was the oldest in flight when a session died shortly after sending it, three times,
  * is moved to the quarantine table (kept for inspection, counted, no longer sent).
  *
- * Damage: a spool file that SQLite cannot open, that fails its quick check, or that is not
- * ours, is moved aside (spool.db.damaged-<time>) with a log line and a new one is started.
- * If the disk cannot be written at all, batches stay in memory (bounded) and the problem is
- * logged once.
+ * Damage: a spool file that SQLite finds corrupt, that fails its quick check, or that is
+ * not ours, is moved aside (spool.db.damaged-<time>) with a log line and a new one is
+ * started. A full disk or an unwritable directory is not damage: the file is left alone.
+ * If the disk cannot be written (or the file not even opened), batches stay in memory
+ * (bounded), the problem is logged once, and every commit tries again; a close that still
+ * cannot write logs what is lost.
  *
  * Thread: uplink only.
  */
@@ -56,6 +58,7 @@
 #define QUARANTINE_TRIES 3
 #define REJECT_WINDOW_MS 5000u  /* a loss this soon after sending counts against the batch */
 #define MEM_UNCOMMITTED_MAX (32u << 20) /* when the disk fails: memory bound */
+#define SEQ_MAX (INT64_C(1) << 62)      /* far beyond any spool's life, far from overflow */
 
 struct queue {
     struct batch *head, *tail; /* in memory, ordered by seq */
@@ -73,6 +76,8 @@ struct spool {
     size_t n_devices;
     uint64_t next_seq;
     uint64_t batches, bytes;   /* everything waiting, memory and disk */
+    uint64_t values;           /* ... and the values in those batches */
+    bool flush_failed;         /* the last spool_flush() could not write everything */
     uint64_t uncommitted_bytes;
     uint64_t max_bytes;
     uint64_t *deleted;         /* seqs of committed batches acked or dropped since the commit */
@@ -177,6 +182,10 @@ static int open_db(struct spool *s)
                 "CREATE INDEX IF NOT EXISTS batches_device ON batches(device, seq);"
                 "CREATE TABLE IF NOT EXISTS quarantine (seq INTEGER PRIMARY KEY, device TEXT, "
                 "first_ts INTEGER, n_values INTEGER, payload BLOB, reason TEXT, at INTEGER);");
+    /* The system lets us write the file and SQLite does not: its header says it is for a
+     * later SQLite (or the header is damaged). It would never take a batch: not ours. */
+    if (r == SQLITE_READONLY && access(s->path, W_OK) == 0)
+        r = SQLITE_NOTADB;
     if (r != SQLITE_OK)
         return r;
 
@@ -197,6 +206,25 @@ static int open_db(struct spool *s)
     sqlite3_finalize(st);
     if (r != SQLITE_OK)
         return r;
+
+    /* Sequence numbers start at 1 and only grow. A row outside that range was not written
+     * by tbgw: it would never be read back in order and would block its device for good. */
+    r = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM batches WHERE seq < 1 OR seq > ?", -1,
+                           &st, NULL);
+    if (r == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, SEQ_MAX);
+        r = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 0 ? SQLITE_OK
+                                                                              : SQLITE_CORRUPT;
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_OK)
+        return r;
+
+    /* quick_check does not compare an index with its table, and a damaged index hides rows
+     * from the read-back (the device then waits for them for ever) or shows them under
+     * another device. The index is only derived data: rebuild it from the checked table.
+     * Cheaper than the check itself; if it fails, the old index is still there. */
+    exec(s, "REINDEX batches_device");
     return prepare(s);
 }
 
@@ -378,8 +406,8 @@ static void load_index(struct spool *s)
 {
     sqlite3_stmt *st = NULL;
 
-    if (sqlite3_prepare_v2(s->db, "SELECT device, count(*), sum(length(payload)), max(seq) "
-                                  "FROM batches GROUP BY device",
+    if (sqlite3_prepare_v2(s->db, "SELECT device, count(*), sum(length(payload)), max(seq), "
+                                  "sum(n_values) FROM batches GROUP BY device",
                            -1, &st, NULL) != SQLITE_OK)
         return;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -387,8 +415,11 @@ static void load_index(struct spool *s)
         uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
         uint64_t bytes = (uint64_t)sqlite3_column_int64(st, 2);
         uint64_t max = (uint64_t)sqlite3_column_int64(st, 3);
+        uint64_t values = (uint64_t)sqlite3_column_int64(st, 4);
         int d = name ? device_index(s, name) : -1;
 
+        s->values += values;
+        s->st.loaded_values += values;
         s->batches += n;
         s->bytes += bytes;
         s->next_seq = MAX(s->next_seq, max + 1);
@@ -410,11 +441,96 @@ static void load_index(struct spool *s)
         }
     if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM quarantine", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
-        s->st.quarantined = (uint64_t)sqlite3_column_int64(st, 0);
+        s->st.quarantined += (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     if (s->batches)
         log_info("spool: %llu batches (%llu KiB) waiting from before; sending them first",
                  (unsigned long long)s->batches, (unsigned long long)(s->bytes + 1023) / 1024);
+}
+
+/* Whether an error from opening the file means the file itself is bad (damaged, someone
+ * else's, a future schema), so that a new one is the cure. A full disk, a read-only or
+ * missing directory or a lock say nothing about the file: it is left alone and opened
+ * again later, or a gateway that starts on a full disk would throw its backlog away as
+ * "damaged". SQLite reports a full disk while it maps the WAL index as an I/O error. */
+static bool damaged(const struct spool *s, int r)
+{
+    int e = s->db ? sqlite3_system_errno(s->db) : 0;
+
+    switch (r & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_NOMEM:
+        return false;
+    case SQLITE_IOERR:
+        return !(e == ENOSPC || e == EDQUOT || e == EROFS || e == EACCES || e == EPERM ||
+                 e == ENOMEM);
+    default:
+        return true;
+    }
+}
+
+/* Batches kept in memory while the file could not be opened are newer than all of its
+ * rows: number them after those, in their order, so that rows and batches never share a
+ * seq and each device's backlog on disk goes out first. */
+static void renumber(struct spool *s)
+{
+    struct batch **v = NULL;
+    size_t n = 0;
+
+    for (size_t d = 0; d < s->n_devices; d++)
+        for (struct batch *b = s->q[d].head; b; b = b->next) {
+            v = xreallocarray(v, n + 1, sizeof(*v));
+            v[n++] = b;
+        }
+    /* Each queue is in seq order already; merge by the old seq (insertion sort: this
+     * happens once, after an outage of the disk). */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1]->seq > v[j]->seq; j--) {
+            struct batch *t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++)
+        v[i]->seq = s->next_seq++;
+    free(v);
+}
+
+/* Open the file and take over what it holds. Called at start and, while that fails,
+ * again at every commit. SQLITE_OK or the error. */
+static int attach(struct spool *s)
+{
+    uint64_t mem_next = s->next_seq;
+    int r = open_db(s);
+
+    if (r != SQLITE_OK && damaged(s, r)) {
+        close_db(s);
+        move_aside(s, r);
+        r = open_db(s);
+    }
+    if (r != SQLITE_OK) {
+        close_db(s);
+        return r;
+    }
+    exec(s, "CREATE TEMP TABLE configured (name TEXT PRIMARY KEY)");
+    for (size_t i = 0; i < s->n_devices; i++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO temp.configured VALUES (?)", -1, &st,
+                               NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, s->q[i].name, -1, SQLITE_STATIC);
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+    }
+    s->next_seq = 1;
+    load_index(s);
+    if (mem_next > 1)
+        renumber(s);
+    return SQLITE_OK;
 }
 
 struct spool *spool_open(const struct config *cfg)
@@ -432,29 +548,10 @@ struct spool *spool_open(const struct config *cfg)
     s->path = xasprintf("%s/spool.db", cfg->storage.path);
     s->last_commit_ms = now_ms();
 
-    r = open_db(s);
-    if (r != SQLITE_OK && r != SQLITE_CANTOPEN) {
-        close_db(s);
-        move_aside(s, r);
-        r = open_db(s);
-    }
-    if (r != SQLITE_OK) {
+    r = attach(s);
+    if (r != SQLITE_OK)
         complain(&s->disk, LOG_ERR, 0, "spool '%s': cannot open: %s; data is kept in memory "
                  "only until this is fixed", s->path, sqlite3_errstr(r));
-        close_db(s);
-        return s;
-    }
-    exec(s, "CREATE TEMP TABLE configured (name TEXT PRIMARY KEY)");
-    for (size_t i = 0; i < s->n_devices; i++) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO temp.configured VALUES (?)", -1, &st,
-                               NULL) == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, s->q[i].name, -1, SQLITE_STATIC);
-            sqlite3_step(st);
-        }
-        sqlite3_finalize(st);
-    }
-    load_index(s);
     return s;
 }
 
@@ -479,8 +576,11 @@ static int commit(struct spool *s, bool all)
     int r;
 
     s->last_commit_ms = now;
-    if (!s->db)
+    if (!s->db && (r = attach(s)) != SQLITE_OK) {
+        complain(&s->disk, LOG_ERR, 0, "spool '%s': cannot open: %s; data is kept in memory "
+                 "only until this is fixed", s->path, sqlite3_errstr(r));
         return -EIO;
+    }
     if (!s->n_deleted) {
         bool dirty = false;
         for (size_t d = 0; d < s->n_devices && !dirty; d++)
@@ -541,7 +641,22 @@ struct spool *spool_close(struct spool *s)
 {
     if (!s)
         return NULL;
-    commit(s, true);
+    /* After a failed flush (stopping) the numbers are final: the uplink has reported
+     * them as lost, so no second try that could make them wrong. */
+    if (s->flush_failed || commit(s, true) < 0) {
+        uint64_t n = 0, values = 0;
+        for (size_t d = 0; d < s->n_devices; d++)
+            for (struct batch *b = s->q[d].head; b; b = b->next)
+                if (!b->on_disk) {
+                    n++;
+                    values += b->n_values;
+                }
+        /* What the disk would not take lived in memory only: say what goes with it. */
+        if (n)
+            log_error("spool '%s': cannot write; %llu batches (%llu values) kept in memory "
+                      "are lost",
+                      s->path, (unsigned long long)n, (unsigned long long)values);
+    }
     close_db(s);
     for (size_t d = 0; d < s->n_devices; d++) {
         struct batch *b = s->q[d].head;
@@ -565,6 +680,7 @@ static void account_drop(struct spool *s, uint64_t len, uint64_t n_values)
 {
     s->st.dropped++;
     s->st.dropped_values += n_values;
+    s->values -= MIN(n_values, s->values);
     s->batches--;
     s->bytes -= MIN(len, s->bytes);
     if (!s->full_logged) {
@@ -681,6 +797,7 @@ struct batch *spool_append(struct spool *s, uint32_t device, int64_t first_ts, u
     b->len = len;
     list_insert(&s->q[device], b, NULL);
     s->batches++;
+    s->values += n_values;
     s->bytes += len;
     s->uncommitted_bytes += len;
     return b;
@@ -724,6 +841,7 @@ void spool_ack(struct spool *s, struct batch *b)
     else
         s->uncommitted_bytes -= MIN(b->len, s->uncommitted_bytes);
     s->batches--;
+    s->values -= MIN(b->n_values, s->values);
     s->bytes -= MIN(b->len, s->bytes);
     list_unlink(q, b);
     batch_free(b);
@@ -754,6 +872,8 @@ static void quarantine(struct spool *s, struct batch *b)
         sqlite3_reset(s->quar);
     }
     s->st.quarantined++;
+    s->st.quarantined_values += b->n_values;
+    s->values -= MIN(b->n_values, s->values);
     if (b->on_disk)
         remember_deleted(s, b->seq);
     else
@@ -796,7 +916,7 @@ void spool_tick(struct spool *s)
 
 void spool_flush(struct spool *s)
 {
-    commit(s, true);
+    s->flush_failed = commit(s, true) < 0;
 }
 
 struct spool_stats spool_stats(const struct spool *s)
@@ -806,9 +926,14 @@ struct spool_stats spool_stats(const struct spool *s)
 
     st.batches = s->batches;
     st.bytes = s->bytes;
-    for (size_t d = 0; d < s->n_devices; d++)
+    st.values = s->values;
+    for (size_t d = 0; d < s->n_devices; d++) {
         if (s->q[d].head && (!oldest || s->q[d].head->first_ts < oldest))
             oldest = s->q[d].head->first_ts;
+        for (const struct batch *b = s->q[d].head; b; b = b->next)
+            if (!b->on_disk)
+                st.unsaved_values += b->n_values;
+    }
     if (s->db) {
         sqlite3_reset(s->oldest);
         if (sqlite3_step(s->oldest) == SQLITE_ROW) {

@@ -36,7 +36,14 @@ struct spool_stats {
     int64_t oldest_ts;    /* first_ts of the oldest waiting batch, 0 when empty */
     uint64_t dropped;     /* batches dropped because the spool was full */
     uint64_t dropped_values;
-    uint64_t quarantined; /* batches the Edge kept refusing */
+    uint64_t quarantined; /* batches the Edge kept refusing (including earlier runs') */
+    /* Values, for the accounting in tbgwctl status: every value appended is acknowledged,
+     * dropped, quarantined or still waiting; unsaved ones are lost if the spool is closed
+     * now (after a failed spool_flush, that is what spool_close logs as lost). */
+    uint64_t values;              /* waiting (incl. in flight and on disk) */
+    uint64_t loaded_values;       /* of those, found in the file when it was opened */
+    uint64_t quarantined_values;  /* quarantined by this spool */
+    uint64_t unsaved_values;      /* waiting, in memory only (the disk refused them) */
 };
 
 struct spool;

@@ -336,6 +336,71 @@ static void test_foreign_database_moved_aside(void **state)
     assert_int_equal(rows(f, "batches"), 1);
 }
 
+/* Sequence numbers start at 1: a row at 0 (or below, or near the end of int64) was never
+ * written by tbgw, would never be read back and kept its device from sending anything new
+ * (tests/fuzz/corpus/spool/regress-seq-zero). Such a file is damaged. */
+static void test_rows_out_of_range_moved_aside(void **state)
+{
+    static const char *const rows_sql[] = {
+        "INSERT INTO batches VALUES (0,'a',1,1,0,x'00')",
+        "INSERT INTO batches VALUES (-5,'a',1,1,0,x'00')",
+        "INSERT INTO batches VALUES (9223372036854775807,'b',1,1,0,x'00')",
+    };
+    struct fx *f = *state;
+    char path[128], cmd[256];
+    struct spool *s;
+    sqlite3 *db;
+
+    snprintf(path, sizeof(path), "%s/spool.db", f->dir);
+    for (size_t i = 0; i < sizeof(rows_sql) / sizeof(rows_sql[0]); i++) {
+        snprintf(cmd, sizeof(cmd), "rm -f %s/spool.db*", f->dir);
+        assert_int_equal(system(cmd), 0);
+        s = spool_open(&f->cfg);
+        add(s, 0, 1);
+        spool_close(s);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, rows_sql[i], NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        log_max_level = -1; /* the error line is expected */
+        s = spool_open(&f->cfg);
+        log_max_level = LOG_WARNING;
+        add(s, 0, 0);
+        assert_int_equal(drain(s, 0, 0), 1); /* the new batch goes out */
+        spool_close(s);
+        snprintf(cmd, sizeof(cmd), "ls %s/spool.db.damaged-* >/dev/null 2>&1", f->dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+/* A header that says "written by a later SQLite" opens read-only: every commit would fail
+ * and the backlog in it would never go out (tests/fuzz/corpus/spool/regress-readonly-header). */
+static void test_readonly_format_moved_aside(void **state)
+{
+    struct fx *f = *state;
+    char path[128], cmd[256];
+    struct spool *s;
+    FILE *fp;
+
+    s = spool_open(&f->cfg);
+    add(s, 0, 1);
+    spool_close(s);
+    snprintf(path, sizeof(path), "%s/spool.db", f->dir);
+    fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 18, SEEK_SET); /* file format write version */
+    fputc(3, fp);
+    fclose(fp);
+    log_max_level = -1; /* the error line is expected */
+    s = spool_open(&f->cfg);
+    log_max_level = LOG_WARNING;
+    add(s, 0, 0);
+    spool_flush(s);
+    assert_int_equal(drain(s, 0, 0), 1);
+    spool_close(s);
+    snprintf(cmd, sizeof(cmd), "ls %s/spool.db.damaged-* >/dev/null 2>&1", f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_orphans_kept_then_dropped_first(void **state)
 {
     struct fx *f = *state;
@@ -383,6 +448,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quarantine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_file_moved_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_moved_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rows_out_of_range_moved_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_format_moved_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_kept_then_dropped_first, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
