@@ -28,6 +28,18 @@
 #include "util/macros.h"
 #include "util/time-util.h"
 
+/* What went through the gateways of this process (tbgwctl status: "totals"). At any
+ * moment, with values_waiting counting what is in the rings, the open batches and the
+ * spool:
+ *   samples + health_values + values_at_start
+ *     = attribute_values + values_rejected + values_delivered + values_waiting
+ *       + values_dropped + values_quarantined + values_lost
+ * and samples_dropped were lost before the uplink saw them (the ring was full). */
+struct totals {
+    uint64_t samples, samples_dropped, attribute_values, health_values, values_rejected,
+        values_delivered, values_dropped, values_quarantined, values_lost, values_at_start;
+};
+
 struct gateway {
     const struct config *cfg;
     struct device *devices;
@@ -44,6 +56,8 @@ struct gateway {
     uint64_t *bus_requests;
     uint64_t bus_rate_at_ms;
     double *bus_rate;
+    struct totals carried; /* of the gateways before this one (reloads) */
+    bool reloaded;
 };
 
 static pthread_once_t paho_once = PTHREAD_ONCE_INIT;
@@ -196,6 +210,45 @@ void gateway_post_uplink(struct gateway *g, struct event *e)
     uplink_post(g->uplink, e);
 }
 
+/* This gateway's counters on top of its predecessors'. Values that a stopped gateway could
+ * not write to disk are lost (its spool said so when it closed); otherwise they wait. */
+static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting)
+{
+    struct uplink_status st;
+    uint64_t samples = 0, unsaved;
+
+    /* The uplink's snapshot first: samples only grow, so every sample it counts as taken
+     * from a ring is among those counted here, and the rest are still in a ring. */
+    uplink_status(g->uplink, &st);
+    *t = g->carried;
+    for (size_t i = 0; i < g->cfg->n_devices; i++) {
+        samples += atomic_load(&g->devices[i].stats.samples);
+        t->samples_dropped += atomic_load(&g->devices[i].stats.dropped);
+    }
+    t->samples += samples;
+    t->attribute_values += st.acct.attribute_values;
+    t->health_values += st.acct.health_values;
+    t->values_rejected += st.acct.rejected_values;
+    t->values_delivered += st.acct.delivered_values;
+    t->values_dropped += st.spool.dropped_values;
+    t->values_quarantined += st.spool.quarantined_values;
+    if (!g->reloaded)
+        t->values_at_start = st.spool.loaded_values;
+    unsaved = g->running ? 0 : st.spool.unsaved_values;
+    t->values_lost += unsaved;
+    *ret_waiting = samples - MIN(st.acct.taken, samples) + st.acct.batching_values +
+                   st.spool.values - MIN(unsaved, st.spool.values);
+}
+
+void gateway_carry(struct gateway *ng, struct gateway *old)
+{
+    uint64_t waiting;
+
+    /* What old leaves waiting is in the spool file, which ng counts when it opens it. */
+    totals(old, &ng->carried, &waiting);
+    ng->reloaded = true;
+}
+
 static void add_str(json_object *o, const char *k, const char *v)
 {
     json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
@@ -210,8 +263,10 @@ json_object *gateway_status_json(struct gateway *g)
 {
     json_object *root = json_object_new_object(), *gw = json_object_new_object();
     json_object *spool = json_object_new_object(), *buses = json_object_new_array();
-    json_object *devs = json_object_new_array();
+    json_object *devs = json_object_new_array(), *tot = json_object_new_object();
     struct uplink_status st;
+    struct totals t;
+    uint64_t waiting;
     uint64_t now = now_ms();
     int64_t wall = clock_wall_ms();
     char line[256];
@@ -232,11 +287,26 @@ json_object *gateway_status_json(struct gateway *g)
     add_str(gw, "summary", line);
     add_int(spool, "batches", (int64_t)st.spool.batches);
     add_int(spool, "bytes", (int64_t)st.spool.bytes);
-    add_int(spool, "oldest_age_s", st.spool.oldest_ts ? (wall - st.spool.oldest_ts) / 1000 : 0);
+    /* After the clock was set back, the oldest data may carry a time still to come. */
+    add_int(spool, "oldest_age_s",
+            st.spool.oldest_ts ? MAX(wall - st.spool.oldest_ts, (int64_t)0) / 1000 : 0);
     add_int(spool, "dropped_batches", (int64_t)st.spool.dropped);
     add_int(spool, "dropped_values", (int64_t)st.spool.dropped_values);
     add_int(spool, "quarantined", (int64_t)st.spool.quarantined);
     json_object_object_add(gw, "spool", spool);
+    totals(g, &t, &waiting);
+    add_int(tot, "samples", (int64_t)t.samples);
+    add_int(tot, "samples_dropped", (int64_t)t.samples_dropped);
+    add_int(tot, "health_values", (int64_t)t.health_values);
+    add_int(tot, "values_at_start", (int64_t)t.values_at_start);
+    add_int(tot, "attribute_values", (int64_t)t.attribute_values);
+    add_int(tot, "values_rejected", (int64_t)t.values_rejected);
+    add_int(tot, "values_delivered", (int64_t)t.values_delivered);
+    add_int(tot, "values_waiting", (int64_t)waiting);
+    add_int(tot, "values_dropped", (int64_t)t.values_dropped);
+    add_int(tot, "values_quarantined", (int64_t)t.values_quarantined);
+    add_int(tot, "values_lost", (int64_t)t.values_lost);
+    json_object_object_add(gw, "totals", tot);
     json_object_object_add(root, "gateway", gw);
 
     if (now - g->bus_rate_at_ms >= 1000) {

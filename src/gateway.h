@@ -26,6 +26,10 @@ void gateway_stop(struct gateway *g);
 
 struct gateway *gateway_free(struct gateway *g);
 
+/* A reload: ng, not started yet, continues the counters of old, which has stopped, so that
+ * the totals in tbgwctl status cover the whole process. */
+void gateway_carry(struct gateway *ng, struct gateway *old);
+
 /* True if every thread made progress recently (feeds the systemd watchdog). */
 bool gateway_alive(struct gateway *g, unsigned long long max_age_ms);
 

@@ -197,6 +197,7 @@ static int reload(struct daemon *dm, char **ret_problems)
         goto out;
     }
     gateway_stop(dm->gw);
+    gateway_carry(ng, dm->gw);
     dm->gw = gateway_free(dm->gw);
     config_free(dm->cfg);
     dm->cfg = nc;

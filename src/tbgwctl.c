@@ -181,11 +181,12 @@ static void age(char *buf, size_t size, long long ms)
 
 static void print_status(json_object *st)
 {
-    json_object *gw, *spool, *buses, *devs;
+    json_object *gw, *spool, *buses, *devs, *tot;
     long long up;
 
     json_object_object_get_ex(st, "gateway", &gw);
     json_object_object_get_ex(gw, "spool", &spool);
+    json_object_object_get_ex(gw, "totals", &tot);
     json_object_object_get_ex(st, "buses", &buses);
     json_object_object_get_ex(st, "devices", &devs);
     up = num(gw, "uptime_s");
@@ -197,6 +198,12 @@ static void print_status(json_object *st)
     printf("spool: %lld batches (%lld KiB), oldest %llds, dropped %lld, quarantined %lld\n",
            num(spool, "batches"), (num(spool, "bytes") + 1023) / 1024, num(spool, "oldest_age_s"),
            num(spool, "dropped_batches"), num(spool, "quarantined"));
+    printf("since start: %lld samples read, %lld values delivered, %lld waiting, %lld dropped "
+           "(spool full), %lld quarantined, %lld lost (disk), %lld samples dropped (uplink "
+           "behind)\n",
+           num(tot, "samples"), num(tot, "values_delivered"), num(tot, "values_waiting"),
+           num(tot, "values_dropped"), num(tot, "values_quarantined"), num(tot, "values_lost"),
+           num(tot, "samples_dropped"));
     if (num(gw, "clock_offset_ms"))
         printf("clock: not synchronised; timestamps corrected by %+lld ms\n",
                num(gw, "clock_offset_ms"));

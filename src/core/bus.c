@@ -15,7 +15,8 @@
  * Failures: a device that does not answer (after the driver's retries) is backed off
  * exponentially from max(1 s, poll_ms) to 60 s and marked inactive; the other devices
  * keep their schedule. A lost link (port vanished, connection refused) is reconnected
- * with the same backoff. Each state change is logged once, not once per poll.
+ * with the same backoff; it counts as back at the first answer on it. Each state change
+ * is logged once, not once per poll.
  *
  * Hand-off: values are decoded here, filtered by the report strategy, and pushed into this
  * bus's SPSC ring; the uplink is woken once per poll through its eventfd.
@@ -105,6 +106,7 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     bd->policy = xcalloc(bd->n_state, sizeof(*bd->policy));
     bd->state = xcalloc(bd->n_state, sizeof(*bd->state));
     bd->warned = xcalloc(bd->n_state, sizeof(*bd->warned));
+    bd->unreadable = xcalloc(bd->n_state, sizeof(*bd->unreadable));
     /* Keys without a tag (text sensors) follow the device's settings. */
     for (size_t k = 0; k < bd->n_state; k++)
         bd->policy[k] = (struct report_policy){
@@ -167,6 +169,7 @@ struct bus *bus_free(struct bus *b)
         free(bd->state);
         free(bd->policy);
         free(bd->warned);
+        free(bd->unreadable);
         plan_free(&bd->plan);
     }
     free(b->devs);
@@ -242,6 +245,13 @@ void bus_transaction(struct bus *b, struct bus_device *bd, bool ok)
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
     if (!ok)
         atomic_fetch_add_explicit(&b->errors, 1, memory_order_relaxed);
+    else if (b->link.active || b->link_backoff_ms) {
+        /* The link is back when something answers on it, not when connect() succeeds:
+         * a peer that accepts and closes at the first request is one episode, retried
+         * with a growing backoff, not two lines a second. */
+        b->link_backoff_ms = 0;
+        complain_release(&b->link, "bus '%s': connected", b->cfg->name);
+    }
     if (bd)
         atomic_fetch_add_explicit(&bd->dev->stats.requests, 1, memory_order_relaxed);
 }
@@ -287,6 +297,11 @@ void bus_emit_block(struct bus *b, struct bus_device *bd, size_t i, const uint16
         size_t off = (size_t)(t->address - blk->address);
         struct value v = {0};
         int r;
+
+        if (bd->unreadable[pt->key]) {
+            bd->unreadable[pt->key] = false;
+            log_info("device '%s': key '%s' can be read again", bd->dev->cfg->name, t->key);
+        }
 
         if (table_is_bits(t->table))
             r = decode_bit(t, bits + off, &v);
@@ -337,11 +352,12 @@ void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err)
 {
     const struct read_block *blk = &bd->plan.blocks[i];
 
+    /* Once per episode: until the key is read again (bus_emit_block says so). */
     for (uint32_t k = blk->first; k < blk->first + blk->n; k++) {
         const struct plan_tag *pt = &bd->plan.tags[k];
-        if (bd->warned[pt->key])
+        if (bd->unreadable[pt->key])
             continue;
-        bd->warned[pt->key] = true;
+        bd->unreadable[pt->key] = true;
         log_warning("device '%s': key '%s' (%s %d) cannot be read: %s; check the address",
                     bd->dev->cfg->name, pt->tag->key, table_to_string(pt->tag->table),
                     pt->tag->address, driver_strerror(err));
@@ -384,6 +400,22 @@ static void link_lost(struct bus *b, int err)
     complain(&b->link, LOG_WARNING, err, "bus '%s': %m; reconnecting with backoff", b->cfg->name);
 }
 
+/* After a link outage every device is due: poll each from now on, as after a device's own
+ * backoff. The polls missed meanwhile were not overruns (nothing took longer than
+ * poll_ms), and they are not made up in a burst. */
+static void rephase(struct bus *b, uint64_t now)
+{
+    for (size_t i = 0; i < b->n_devs; i++) {
+        struct bus_device *bd = &b->devs[i];
+
+        if (bd->next_due_ms >= now)
+            continue;
+        schedule_remove(&b->sched, bd->id);
+        bd->next_due_ms = now;
+        schedule_push(&b->sched, now, bd->id);
+    }
+}
+
 static bool ensure_connected(struct bus *b)
 {
     int r;
@@ -402,8 +434,9 @@ static bool ensure_connected(struct bus *b)
         return false;
     }
     atomic_store(&b->connected, true);
-    b->link_backoff_ms = 0;
-    if (!complain_release(&b->link, "bus '%s': connected", b->cfg->name))
+    if (b->link.active)
+        rephase(b, now_ms());
+    else
         log_debug("bus '%s': connected", b->cfg->name);
     return true;
 }

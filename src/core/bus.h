@@ -33,7 +33,8 @@ struct bus_device {
     struct report_policy *policy;  /* per key; NULL entries use the device's policy */
     struct report_state *state;    /* per key */
     size_t n_state;
-    bool *warned;                  /* per key: a decode/exception problem was logged */
+    bool *warned;                  /* per key: a decode problem was logged */
+    bool *unreadable;              /* per key: refused with an exception (logged) until read */
     int64_t poll_ts;               /* wall-clock time of the poll in progress */
     uint64_t next_due_ms;
     uint64_t backoff_ms;           /* 0 while the device answers */
@@ -71,7 +72,8 @@ const struct bus_config *bus_config(const struct bus *b);
 size_t bus_n_devices(const struct bus *b);
 struct bus_device *bus_device(struct bus *b, size_t i);
 
-/* Mark progress and count one transaction (ok = it got an answer). */
+/* Mark progress and count one transaction (ok = it got an answer; an answer also ends an
+ * outage of the link). */
 void bus_transaction(struct bus *b, struct bus_device *bd, bool ok);
 
 /* Decode the tags of plan block i from what was read and hand the reportable values to the

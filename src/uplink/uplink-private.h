@@ -17,6 +17,7 @@
 #include "uplink/events.h"
 #include "uplink/pacing.h"
 #include "uplink/tb-json.h"
+#include "uplink/uplink.h"
 #include "util/complain.h"
 
 struct credstore;
@@ -62,6 +63,8 @@ struct up_dev {
     json_object *attrs;           /* every client attribute value known */
     json_object *attrs_dirty;     /* changed since last published */
     unsigned inflight;            /* telemetry batches awaiting PUBACK */
+    uint64_t ack_since_ms;        /* ... since this monotonic time with no PUBACK */
+    struct complain ack;          /* the Edge takes batches but acknowledges none */
     unsigned window;              /* ... at most (the Edge's maxInflightMessages, or WINDOW) */
     /* Pacing below the Edge's rate limits (pacing.h), from edge.rate_limits or asked at
      * every connect (getSessionLimits). Until the first answer, telemetry waits up to
@@ -95,8 +98,10 @@ struct uplink {
     _Atomic uint64_t alive_ms;
     _Atomic int n_connected;
     _Atomic uint64_t delivered_values, delivered_batches, rejected_values;
+    uint64_t taken, attribute_values, health_values; /* uplink thread's own */
     pthread_mutex_t status_lock;
     struct spool_stats spool_snapshot;
+    struct uplink_accounting acct_snapshot; /* of the same instant as spool_snapshot */
     struct complain edge_down;
     bool limits_logged;           /* the Edge's rate limits were logged once */
     uint64_t next_tick_ms;

@@ -313,7 +313,8 @@ static void pump(struct uplink *u, struct up_dev *d)
         pace_take(&d->pace_tmsgs, 1, now);
         pace_take(&d->pace_points, b->n_values, now);
         spool_sent(u->spool, b, token);
-        d->inflight++;
+        if (d->inflight++ == 0)
+            d->ack_since_ms = now;
     }
 }
 
@@ -366,6 +367,7 @@ static void take_sample(struct uplink *u, struct sample *s)
             atomic_fetch_add(&u->rejected_values, 1);
             goto out;
         }
+        u->attribute_values++;
         json_object_object_add(d->attrs, key, json_object_get(jv));
         if (!d->attrs_dirty)
             d->attrs_dirty = json_object_new_object();
@@ -399,6 +401,7 @@ static void drain_rings(struct uplink *u)
     for (size_t r = 0; r < u->n_rings; r++) {
         size_t n;
         while ((n = ring_pop(u->rings[r], buf, DRAIN_CHUNK)) > 0) {
+            u->taken += n;
             for (size_t i = 0; i < n; i++)
                 take_sample(u, &buf[i]);
             if (n < DRAIN_CHUNK)
@@ -613,7 +616,20 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
              "reconnecting", d->dc->name, cause ? ": " : "", cause ? cause : "");
     spool_requeue(u->spool, idx, d->up_since_ms);
     d->inflight = 0;
+    d->ack = (struct complain){0}; /* the lost connection ends that episode, and says so */
     router_disconnected(u, d);
+    /* paho keeps the publishes it had queued but not yet written, and writes them on the
+     * client's next connection, ahead of the batches requeued above: older data would
+     * arrive after newer, and twice. The next connection gets a new client, made before
+     * the old one goes: when its last client is destroyed paho tears down its global
+     * state, and that teardown races its own threads (it loses track of allocations). */
+    {
+        struct session *old = d->sess;
+
+        d->sess = NULL;
+        ensure_session(u, d); /* or start_connect() tries again */
+        session_free(old);
+    }
     /* Reconnect soon, but not all devices in the same instant. */
     d->backoff_ms = 0;
     d->retry_at_ms = now_ms() + 200 + jitter(u, BACKOFF_MIN_MS);
@@ -632,6 +648,8 @@ static void on_delivered(struct uplink *u, struct up_dev *d, int token)
     spool_ack(u->spool, b);
     if (d->inflight)
         d->inflight--;
+    d->ack_since_ms = now_ms();
+    complain_release(&d->ack, "device '%s': the edge acknowledges again", d->dc->name);
 }
 
 static void on_delivery_failed(struct uplink *u, struct up_dev *d, int token)
@@ -785,6 +803,7 @@ static void health_tick(struct uplink *u, uint64_t now)
         uint64_t polls = atomic_load(&st->polls), failures = atomic_load(&st->failures);
         uint64_t dp = polls - d->health_polls, df = failures - d->health_failures;
         int err = atomic_load(&st->last_error);
+        size_t before = d->batch.n_values;
         struct value v;
 
         d->health_polls = polls;
@@ -806,10 +825,41 @@ static void health_tick(struct uplink *u, uint64_t now)
         tb_batch_add(&d->batch, ts, "tbgw_active", &v);
         v = (struct value){.kind = VK_INT, .i = (int64_t)spool_pending(u->spool, (uint32_t)i)};
         tb_batch_add(&d->batch, ts, "tbgw_spool_backlog", &v);
+        u->health_values += d->batch.n_values - before;
     }
 }
 
 /* ---- timers ------------------------------------------------------------------------------ */
+
+/* For uplink_status(): the spool's figures and the counters of the values that went
+ * through, taken together so that the accounting in tbgwctl status adds up. */
+static void snapshot(struct uplink *u)
+{
+    struct spool_stats st = spool_stats(u->spool);
+    struct uplink_accounting a = {
+        .taken = u->taken,
+        .attribute_values = u->attribute_values,
+        .health_values = u->health_values,
+        .rejected_values = atomic_load(&u->rejected_values),
+        .delivered_values = atomic_load(&u->delivered_values),
+    };
+
+    for (size_t i = 0; i < u->n_devs; i++)
+        a.batching_values += u->devs[i].batch.n_values;
+    pthread_mutex_lock(&u->status_lock);
+    u->spool_snapshot = st;
+    u->acct_snapshot = a;
+    pthread_mutex_unlock(&u->status_lock);
+}
+
+/* How long the Edge may sit on every PUBACK before that is worth a line in the log: one
+ * keepalive interval, the time the link itself gets to show it is alive. A connection
+ * that answers PINGREQ but acknowledges nothing stays up (ThingsBoard's queue may be
+ * full); the window of unacknowledged batches stops sending, and the spool holds the rest. */
+static uint64_t ack_patience_ms(const struct uplink *u)
+{
+    return u->cfg->edge.keepalive_s > 0 ? (uint64_t)u->cfg->edge.keepalive_s * 1000u : 60000u;
+}
 
 static uint64_t run_timers(struct uplink *u, uint64_t now)
 {
@@ -834,6 +884,16 @@ static uint64_t run_timers(struct uplink *u, uint64_t now)
             session_disconnect(d->sess, 0);
             schedule_retry(u, d, false);
         }
+        if (d->state == CS_UP && d->inflight && !d->ack.active) {
+            uint64_t due = d->ack_since_ms + ack_patience_ms(u);
+            if (due <= now)
+                complain(&d->ack, LOG_WARNING, 0, "device '%s': the edge has acknowledged "
+                         "nothing for %llus; %u messages wait for it, and the data is kept",
+                         d->dc->name, (unsigned long long)(now - d->ack_since_ms + 500) / 1000,
+                         d->inflight);
+            else
+                next = MIN(next, due);
+        }
         if (!tb_batch_empty(&d->batch))
             next = MIN(next, d->batch_opened_ms + (uint64_t)u->cfg->storage.commit_interval_ms / 2);
         if (d->paced_until_ms > now)
@@ -849,9 +909,7 @@ static uint64_t run_timers(struct uplink *u, uint64_t now)
             atomic_store_explicit(&u->devs[i].backlog, spool_pending(u->spool, (uint32_t)i),
                                   memory_order_relaxed);
         u->next_tick_ms = now + TICK_MS;
-        pthread_mutex_lock(&u->status_lock);
-        u->spool_snapshot = spool_stats(u->spool);
-        pthread_mutex_unlock(&u->status_lock);
+        snapshot(u);
     }
     return MIN(next, u->next_tick_ms);
 }
@@ -909,6 +967,7 @@ static void *uplink_thread(void *arg)
     }
     /* Everything unacknowledged, in flight or not, is on disk from here. */
     spool_flush(u->spool);
+    snapshot(u); /* final: what a failed flush left unsaved is reported as lost */
     for (size_t i = 0; i < u->n_devs; i++) {
         struct up_dev *d = &u->devs[i];
         if (d->sess)
@@ -923,7 +982,6 @@ static void *uplink_thread(void *arg)
 struct uplink *uplink_new(const struct config *cfg, struct device **devices)
 {
     struct uplink *u = xcalloc(1, sizeof(*u));
-    int r;
 
     u->cfg = cfg;
     u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -935,13 +993,6 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
     evq_init(&u->evq, u->wake_fd);
     pthread_mutex_init(&u->status_lock, NULL);
     u->rng = (uint64_t)now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
-    r = mkdir_p(cfg->storage.path, 0750);
-    if (r < 0)
-        log_error_errno(r, "storage '%s': cannot create it: %m; provisioned credentials and "
-                           "the spool cannot be kept",
-                        cfg->storage.path);
-    u->creds = credstore_load(cfg->storage.path);
-    u->spool = spool_open(cfg);
     u->n_devs = cfg->n_devices;
     u->devs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->devs));
     for (size_t i = 0; i < u->n_devs; i++) {
@@ -954,10 +1005,33 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
         if (cfg->edge.rate_limits_set)
             set_limits(u, d, cfg->edge.rl_messages, cfg->edge.rl_telemetry_messages,
                        cfg->edge.rl_telemetry_datapoints);
-        resolve_creds(u, d);
     }
-    router_init(u);
     return u;
+}
+
+/* What lives under storage.path (the spool, provisioned credentials, OTA state) is read
+ * at start, not in uplink_new(): on a reload the new gateway is built while the old one
+ * still runs, and the old one writes all of it until it has stopped. A spool opened
+ * before the old one's last commit would count rows that commit deletes (the device then
+ * waits forever for them) and hand out sequence numbers that commit uses (overwriting
+ * batches). */
+static void open_storage(struct uplink *u)
+{
+    const struct config *cfg = u->cfg;
+    int r;
+
+    if (u->spool)
+        return;
+    r = mkdir_p(cfg->storage.path, 0750);
+    if (r < 0)
+        log_error_errno(r, "storage '%s': cannot create it: %m; provisioned credentials and "
+                           "the spool cannot be kept",
+                        cfg->storage.path);
+    u->creds = credstore_load(cfg->storage.path);
+    u->spool = spool_open(cfg);
+    for (size_t i = 0; i < u->n_devs; i++)
+        resolve_creds(u, &u->devs[i]);
+    router_init(u);
 }
 
 int uplink_wake_fd(const struct uplink *u)
@@ -975,6 +1049,8 @@ int uplink_start(struct uplink *u)
 {
     int r;
 
+    open_storage(u);
+    snapshot(u); /* a status asked before the first tick sees the spool as opened */
     atomic_store(&u->stop, false);
     atomic_store(&u->alive_ms, now_ms());
     r = pthread_create(&u->thread, NULL, uplink_thread, u);
@@ -1038,6 +1114,7 @@ void uplink_status(struct uplink *u, struct uplink_status *ret)
     ret->alive_ms = atomic_load(&u->alive_ms);
     pthread_mutex_lock(&u->status_lock);
     ret->spool = u->spool_snapshot;
+    ret->acct = u->acct_snapshot;
     pthread_mutex_unlock(&u->status_lock);
 }
 

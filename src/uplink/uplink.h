@@ -6,6 +6,8 @@
  * provisioning). Downlink messages arrive here too and are routed to the buses.
  *
  * Thread: uplink_new/start/stop/free on main; uplink_status and uplink_post on any.
+ * uplink_start, not uplink_new, opens what lives under storage.path: on a reload the old
+ * gateway keeps writing it until it has stopped.
  */
 #ifndef TBGW_UPLINK_UPLINK_H
 #define TBGW_UPLINK_UPLINK_H
@@ -43,7 +45,18 @@ struct uplink_status {
     uint64_t delivered_values;  /* values acknowledged by the Edge since start */
     uint64_t delivered_batches;
     uint64_t rejected_values;   /* values ThingsBoard could not store (NaN, > int64) */
+    /* The spool's figures and the uplink's counters of the same instant (the last tick),
+     * so that they add up: every sample taken from a ring is an attribute value, rejected,
+     * delivered, batching or in the spool (tbgwctl status: "totals"). */
     struct spool_stats spool;
+    struct uplink_accounting {
+        uint64_t taken;            /* samples taken from the rings */
+        uint64_t attribute_values; /* ... that went out as client attributes instead */
+        uint64_t health_values;    /* tbgw_* values of the health telemetry */
+        uint64_t rejected_values;
+        uint64_t delivered_values;
+        uint64_t batching_values;  /* values in batches not yet closed into the spool */
+    } acct;
     uint64_t alive_ms;          /* monotonic time the thread last ran */
 };
 
