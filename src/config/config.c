@@ -840,7 +840,7 @@ static void parse_edge(struct load *ld, const config_setting_t *root)
         apply_defaults(rate_limit_keys, PLAIN, e);
         walk(ld, rl, "edge.rate_limits", rate_limit_keys, PLAIN, "", "", e);
         for (const struct key *k = rate_limit_keys; k->name; k++) {
-            const char *spec = *(char **)((char *)e + k->off);
+            const char *spec = *(char **)(void *)((char *)e + k->off);
             struct pace_limit l;
             char err[160], path[64];
 

@@ -136,7 +136,7 @@ static int prepare(struct spool *s)
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(stmts); i++) {
-        sqlite3_stmt **st = (sqlite3_stmt **)((char *)s + stmts[i].off);
+        sqlite3_stmt **st = (sqlite3_stmt **)(void *)((char *)s + stmts[i].off);
         int r = sqlite3_prepare_v2(s->db, stmts[i].sql, -1, st, NULL);
         if (r != SQLITE_OK)
             return r;
