@@ -147,6 +147,7 @@ struct counters {
     uint64_t exceptions;
     uint64_t crc_errors;
     uint64_t ignored;
+    uint64_t damaged;                   /* answers dropped, garbled or sent with a bad CRC */
     int64_t min_gap_us;                 /* RTU: shortest answer-to-next-request silence, -1 */
 };
 
@@ -902,14 +903,17 @@ static void deliver_answer(struct fake *f, struct peer *p, const uint8_t *req)
 
     if (!f->rtu && f->faults.drop > 0) {
         f->faults.drop--;
+        f->counters.damaged++;
         peer_kill(p, "fault drop");
         return;
     }
     if (f->faults.garbage > 0) {
         f->faults.garbage--;
+        f->counters.damaged++;
         make_garbage(f, ans, (size_t)n, req);
     } else if (f->rtu && f->faults.crc > 0) {
         f->faults.crc--;
+        f->counters.damaged++;
         ans[n - 2] ^= 0xFF;
         ans[n - 1] ^= 0xFF;
     }
@@ -1402,10 +1406,10 @@ static void ctl_command(struct fake *f, struct ctl *c, char *line)
         ctl_printf(c,
                    "ok requests=%" PRIu64 " reads=%" PRIu64 " writes=%" PRIu64
                    " exceptions=%" PRIu64 " crc_errors=%" PRIu64 " ignored=%" PRIu64
-                   " min_gap_us=%" PRId64 "\n",
+                   " damaged=%" PRIu64 " min_gap_us=%" PRId64 "\n",
                    f->counters.requests, f->counters.reads, f->counters.writes,
                    f->counters.exceptions, f->counters.crc_errors, f->counters.ignored,
-                   f->counters.min_gap_us);
+                   f->counters.damaged, f->counters.min_gap_us);
     } else if (strcmp(tok[0], "log") == 0 && n == 1) {
         ctl_printf(c, "ok %zu\n", f->log_len);
         for (size_t i = 0; i < f->log_len; i++) {

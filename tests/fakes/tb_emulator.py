@@ -1305,7 +1305,9 @@ class Emulator:
     def _loop_exception(self, loop, context):
         # Resets and failed handshakes of test clients are expected; anything else is a bug.
         exc = context.get("exception")
-        if self._log or (exc is not None and not isinstance(exc, OSError)):
+        # Connections still being set up when the emulator stops are cancelled: not a bug.
+        if self._log or (exc is not None and
+                         not isinstance(exc, (OSError, asyncio.CancelledError))):
             sys.stderr.write("tb_emulator: %s: %r\n" % (context.get("message"), exc))
 
     @staticmethod

@@ -68,7 +68,9 @@ def free_port():
 
 
 def wait_until(pred, timeout, what, interval=0.02):
-    """Poll pred() until it is true; raise AssertionError naming what after timeout."""
+    """Poll pred() until it is true; raise AssertionError naming what after timeout (times
+    $TBGW_TIMEOUT_SCALE)."""
+    timeout *= SLOW
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
@@ -85,6 +87,7 @@ class Proc:
     def __init__(self, argv, logpath, env=None, cwd=None, stdout_pipe=False):
         self.argv = argv
         self.logpath = logpath
+        self.report = None  # a checker's report file (start_tbgw under valgrind)
         self.log = open(logpath, "wb")
         self.p = subprocess.Popen(
             argv,
@@ -144,6 +147,14 @@ class Proc:
         if not self.log.closed:
             self.log.flush()
         with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def report_text(self):
+        """What a checker wrapping the process (valgrind) reported, or ""."""
+        path = getattr(self, "report", None)
+        if not path or not os.path.exists(path):
+            return ""
+        with open(path, "rb") as f:
             return f.read().decode(errors="replace")
 
 
@@ -227,6 +238,9 @@ class TestCase(unittest.TestCase):
             p.stop()
             if failed:
                 sys.stderr.write("---- %s ----\n%s\n" % (" ".join(p.argv[:3]), p.output()[-6000:]))
+                if p.report_text():
+                    sys.stderr.write("---- its checker's report ----\n%s\n"
+                                     % p.report_text()[-12000:])
         for fn in reversed(self._cleanups_late):
             with contextlib.suppress(Exception):
                 fn()
@@ -284,15 +298,23 @@ buses = ( %s );
             env.update(extra)
         return env
 
-    def start_tbgw(self, config_text, args=(), env=None, wait_ready=True, name="tbgw"):
-        """Write config_text, start tbgw with a notify socket, wait for READY=1.
+    def start_tbgw(self, config_text, args=(), env=None, wait_ready=True, name="tbgw",
+                   prefix=()):
+        """Write config_text, start tbgw with a notify socket, wait for READY=1. prefix: a
+        command that execs tbgw in the end (keeping its PID), e.g. to set up a namespace.
         Returns (proc, notify, config_path)."""
         cfg = self.write(name + ".conf", config_text, 0o640)
         notify = NotifySocket(self.path(name + ".notify"))
         self.later(notify.close)
         e = self.tbgw_env(env)
         e["NOTIFY_SOCKET"] = notify.path
-        proc = self.spawn(WRAPPER + [TBGW, "-c", cfg] + list(args), name, env=e)
+        wrapper, report = list(WRAPPER), None
+        if wrapper and os.path.basename(wrapper[0]) == "valgrind":
+            # Its report in a file of its own: tests read tbgw's output line by line.
+            report = self.path(name + ".valgrind")
+            wrapper.append("--log-file=" + report)
+        proc = self.spawn(list(prefix) + wrapper + [TBGW, "-c", cfg] + list(args), name, env=e)
+        proc.report = report
         if wait_ready:
             notify.wait_for("READY=1", proc=proc)
         return proc, notify, cfg
@@ -304,11 +326,20 @@ buses = ( %s );
         return rc
 
     def assert_clean_log(self, proc):
-        """No sanitizer report in a process's output."""
+        """No sanitizer report in a process's output; under valgrind, no error and (with
+        --track-fds) no file descriptor left open at exit but the standard three."""
         out = proc.output()
         for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                        "WARNING: ThreadSanitizer"):
             self.assertNotIn(marker, out, "sanitizer report in %s:\n%s" % (proc.argv[0], out))
+        report = proc.report_text()
+        # --track-fds lists every descriptor open at exit but the standard three; valgrind's
+        # own report file shows up among them as "inherited".
+        left = [l for l in re.findall(r"Open (?:file descriptor|\S+ socket) \d+[^\n]*", report)
+                if proc.report not in l]
+        self.assertEqual(left, [], "file descriptors left open at exit:\n" + report)
+        for n in re.findall(r"ERROR SUMMARY: (\d+) errors", report):
+            self.assertEqual(n, "0", "valgrind:\n" + report)
 
     # ---- peers ----
 
@@ -336,6 +367,11 @@ buses = ( %s );
         """Start the ThingsBoard emulator; devices: (name, token) pairs to register."""
         from tb_emulator import Emulator
         emu = Emulator(**kw)
+        if SLOW != 1:
+            # Its wait_messages() and wait_connected() go through wait() too.
+            wait = emu.wait
+            emu.wait = lambda predicate, timeout=10.0, what=None: wait(predicate,
+                                                                       timeout * SLOW, what)
         for name, token in devices:
             emu.add_device(name, token=token)
         emu.start()
@@ -349,7 +385,7 @@ buses = ( %s );
             pw = pwd.getpwnam(user)
             argv = ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
                     "--clear-groups"] + argv
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30 * SLOW)
 
 
 def make_pki(directory, clients=()):

@@ -62,6 +62,9 @@ class Control(harness.TestCase):
 
     def test_claim(self):
         self.start()
+        # A claim needs the device's session: READY=1 does not wait for the Edge.
+        harness.wait_until(lambda: json.loads(self.tbgwctl("status", "--json").stdout)
+                           ["devices"][0]["edge"] == "connected", 10, "the session")
         r = self.tbgwctl("claim", "boiler", "--secret", "abc", "--duration-ms", "60000")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.emu.wait(lambda: self.emu.claims("boiler") == [("abc", 60000)], 5)

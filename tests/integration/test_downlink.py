@@ -47,6 +47,10 @@ class Downlink(harness.TestCase):
         self.proc, _, _ = self.start_tbgw(self.config(self.emu.port, bus), env=env)
         self.emu.wait(lambda: "v1/devices/me/rpc/request/+" in self.emu.subscriptions("dev"), 10,
                       "the RPC subscription")
+        # The attribute sync at connect answers with the shared attributes of that moment:
+        # a test that pushes before it was asked would see its writes done twice.
+        self.emu.wait(lambda: self.emu.messages("dev", "v1/devices/me/attributes/request/"), 10,
+                      "the attribute sync")
         return self.emu, self.fm, self.proc
 
     def call(self, method, params, raw_body=None):

@@ -420,6 +420,7 @@ class Tcp(FakeModbusCase):
         junk = s.recv(64)
         self.assertEqual(len(junk), 11)  # as long as the real answer
         self.assertNotEqual(junk[:2], b"\x01\x02")
+        self.assertEqual(fm.stats()["damaged"], 2)
 
     def test_fault_drop(self):
         fm = self.fake("--tcp", "0")
@@ -431,6 +432,7 @@ class Tcp(FakeModbusCase):
         s = self.raw(fm)
         s.sendall(mbap(1, 1, read_holding_pdu(0, 1)))
         self.assertEqual(recv_mbap(s), mbap(1, 1, bytes([3, 2, 0, 0])))
+        self.assertEqual(fm.stats()["damaged"], 2)
         fm.fault("drop", 1)
         c = self.tcp_client(fm)
         try:
@@ -470,7 +472,8 @@ class Tcp(FakeModbusCase):
                     "fault silent 256", "fault garbage x"):
             self.assertTrue(self.say(f, bad).startswith("err "), bad)
         self.assertEqual(self.say(f, "stats"), "ok requests=0 reads=0 writes=0 exceptions=0 "
-                                               "crc_errors=0 ignored=0 min_gap_us=-1")
+                                               "crc_errors=0 ignored=0 damaged=0 "
+                                               "min_gap_us=-1")
         c.write_coil(7, True, slave=4)
         c.write_register(8, 3, slave=4)
         c.write_coils(9, [True] * 10, slave=4)
@@ -483,7 +486,8 @@ class Tcp(FakeModbusCase):
         self.assertEqual(lines, ["4 5 7 1", "4 6 8 1", "4 15 9 10", "4 4 100 125", "4 2 3 2000",
                                  "end"])
         self.assertEqual(fm.stats(), dict(requests=5, reads=2, writes=3, exceptions=0,
-                                          crc_errors=0, ignored=0, min_gap_us=-1))  # -1: TCP
+                                          crc_errors=0, ignored=0, damaged=0,
+                                          min_gap_us=-1))  # -1: TCP
         self.assertEqual(self.say(f, "reset"), "ok")
         self.assertEqual(fm.log(), [])
         self.assertEqual(fm.stats()["requests"], 0)
@@ -609,6 +613,7 @@ class Rtu(FakeModbusCase):
         good = rtu(1, bytes([3, 2, 0, 5]))
         self.assertEqual(got[:-2], good[:-2])  # the right data ...
         self.assertNotEqual(got[-2:], good[-2:])  # ... with a wrong CRC
+        self.assertEqual(fm.stats()["damaged"], 2)
         _, f = self.control(fm)
         self.assertTrue(self.say(f, "fault drop 1").startswith("err"))  # no connection on RTU
 

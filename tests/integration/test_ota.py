@@ -162,9 +162,10 @@ class Ota(harness.TestCase):
         self.wait_state("UPDATED")
         with open(self.path("port-held.5.0")) as f:
             self.assertEqual(f.read().strip(), "0")  # tbgw had closed the port
-        out = self.proc.output()
-        self.assertIn("bus 'rs485': paused, port released", out)
-        self.assertIn("bus 'rs485': resumed", out)
+        self.assertIn("bus 'rs485': paused, port released", self.proc.output())
+        # UPDATED goes out as the command ends; the bus takes the port back after that.
+        harness.wait_until(lambda: "bus 'rs485': resumed" in self.proc.output(), 10,
+                           "the bus to resume")
         n = len(emu.telemetry("dev"))
         emu.wait(lambda: len(emu.telemetry("dev")) > n + 2, 10)  # polling again
         self.stop_tbgw(self.proc)

@@ -63,6 +63,10 @@ class SerialLine(harness.TestCase):
         bus = ('{ name = "ser"; driver = "serial-line"; port = "%s"; baud = 115200; timeout_ms = 300; %s '
                'devices = ( %s ); }' % (a, bus_extra, devs))
         self.proc, _, _ = self.start_tbgw(self.config(self.emu.port, bus), name="tbgw-" + port_name)
+        # The bus thread opens the port after READY=1, and flushes what was sent before (a
+        # sensor's stale output): the test's first line must come after that.
+        harness.wait_until(lambda: "bus 'ser': connected" in self.proc.output(), 10,
+                           "the port to be opened")
         sensor = Sensor(b)
         self.later(sensor.close)
         return sensor

@@ -40,7 +40,10 @@ class Spool(harness.TestCase):
     def assert_complete(self, stamps, start, end, poll_ms=POLL_MS, allow_gap=None):
         """Every poll between start and end is there (duplicates allowed), in order."""
         distinct = sorted(set(stamps))
-        self.assertEqual(sorted(stamps), stamps, "out of order")
+        # A batch whose PUBACK a dropped session lost is sent again after the reconnect,
+        # after newer ones the Edge already has: order is that of first arrivals.
+        first = list(dict.fromkeys(stamps))
+        self.assertEqual(sorted(first), first, "out of order")
         window = [t for t in distinct if start <= t <= end]
         gaps = [(b - a, a) for a, b in zip(window, window[1:]) if b - a > poll_ms * 2.5]
         if allow_gap:

@@ -97,7 +97,7 @@ class Uplink(harness.TestCase):
                       "(CONNACK 5: not authorized", proc.output())
         self.assertIn("device 'basic': the edge refused the connection with client id 'cid-9', "
                       "user 'u9', password (9 chars) (CONNACK 5", proc.output())
-        self.assertTrue(emu.telemetry("good"))
+        emu.wait(lambda: emu.telemetry("good"), 10)  # the others are not held up
         st = json.loads(self.tbgwctl("status", "--json").stdout)
         bad = [d for d in st["devices"] if d["name"] == "bad"][0]
         self.assertEqual(bad["edge"], "refused")
