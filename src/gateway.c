@@ -7,9 +7,7 @@
  */
 #include "config.h"
 
-#include <MQTTAsync.h>
 #include <json-c/json.h>
-#include <pthread.h>
 #include <string.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -22,6 +20,7 @@
 #include "core/keytab.h"
 #include "drivers/driver.h"
 #include "gateway.h"
+#include "uplink/session.h"
 #include "uplink/uplink.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -60,22 +59,12 @@ struct gateway {
     bool reloaded;
 };
 
-static pthread_once_t paho_once = PTHREAD_ONCE_INIT;
-
-static void paho_init(void)
-{
-    MQTTAsync_init_options o = MQTTAsync_init_options_initializer;
-
-    o.do_openssl_init = 1;
-    MQTTAsync_global_init(&o);
-}
-
 struct gateway *gateway_new(const struct config *cfg)
 {
     struct gateway *g = xcalloc(1, sizeof(*g));
     size_t k = 0;
 
-    pthread_once(&paho_once, paho_init);
+    session_library_init();
     g->cfg = cfg;
     g->devices = xcalloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*g->devices));
     g->devptrs = xcalloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*g->devptrs));
@@ -238,6 +227,11 @@ static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting)
     t->values_lost += unsaved;
     *ret_waiting = samples - MIN(st.acct.taken, samples) + st.acct.batching_values +
                    st.spool.values - MIN(unsaved, st.spool.values);
+}
+
+void gateway_library_cleanup(void)
+{
+    session_library_cleanup();
 }
 
 void gateway_carry(struct gateway *ng, struct gateway *old)

@@ -26,6 +26,9 @@ void gateway_stop(struct gateway *g);
 
 struct gateway *gateway_free(struct gateway *g);
 
+/* At exit, after the last gateway_free(): what the libraries keep for the whole process. */
+void gateway_library_cleanup(void);
+
 /* A reload: ng, not started yet, continues the counters of old, which has stopped, so that
  * the totals in tbgwctl status cover the whole process. */
 void gateway_carry(struct gateway *ng, struct gateway *old);

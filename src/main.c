@@ -354,6 +354,7 @@ int main(int argc, char **argv)
     r = run(&dm);
 
     gateway_free(dm.gw);
+    gateway_library_cleanup();
     config_free(dm.cfg);
     sd_event_unref(dm.event);
     return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -30,6 +30,12 @@ struct session_creds {
     const char *key_file;
 };
 
+/* paho's global state, for the whole process: session_library_init() before the first
+ * session_new() (once; it may be called again), session_library_cleanup() after the
+ * last session_free(), at exit. Thread: main. */
+void session_library_init(void);
+void session_library_cleanup(void);
+
 /* A client for device number `device` (reported in its events). No I/O yet. Returns
  * NULL with a log line on failure. */
 struct session *session_new(uint32_t device, const char *device_name, const char *client_id,

@@ -620,9 +620,7 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
     router_disconnected(u, d);
     /* paho keeps the publishes it had queued but not yet written, and writes them on the
      * client's next connection, ahead of the batches requeued above: older data would
-     * arrive after newer, and twice. The next connection gets a new client, made before
-     * the old one goes: when its last client is destroyed paho tears down its global
-     * state, and that teardown races its own threads (it loses track of allocations). */
+     * arrive after newer, and twice. The next connection gets a new client. */
     {
         struct session *old = d->sess;
 
