@@ -129,9 +129,11 @@ class Spool(harness.TestCase):
         emu.wait(lambda: self.stamps() and self.stamps()[-1] > restarted + 300, 20)
         before = [t for t in self.stamps() if t < killed_at]
         # What was read up to one commit interval (and the poll in progress) before the kill
-        # is on disk.
-        self.assertGreaterEqual(max(before), killed_at - COMMIT_MS - POLL_MS - 100)
-        self.assert_complete(self.stamps(), self.stamps()[0], killed_at - COMMIT_MS - POLL_MS - 100)
+        # is on disk. The slack is for scheduling: a commit due is not always a commit done
+        # (and under valgrind it is much later).
+        edge = killed_at - COMMIT_MS - POLL_MS - int(100 * harness.SLOW)
+        self.assertGreaterEqual(max(before), edge)
+        self.assert_complete(self.stamps(), self.stamps()[0], edge)
         self.assertIn("waiting from before; sending them first", self.proc.output())
         self.stop_tbgw(self.proc)
 
