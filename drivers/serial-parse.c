@@ -39,13 +39,6 @@ void line_parser_free(struct line_parser *p)
     p->have_re = false;
 }
 
-static char *text(const char *s, size_t len)
-{
-    char *out = xmalloc(3 * len + 1);
-    utf8_sanitize(out, 3 * len + 1, s, len);
-    return out;
-}
-
 void line_value_from_text(const char *s, size_t len, struct value *ret)
 {
     char buf[64];
@@ -80,7 +73,7 @@ void line_value_from_text(const char *s, size_t len, struct value *ret)
         }
     }
     ret->kind = VK_STRING;
-    ret->s = text(s, len);
+    ret->s = utf8_sanitize_dup(s, len);
 }
 
 static bool emit_text(line_emit_fn emit, void *ctx, const char *key, size_t klen, const char *v,
@@ -267,7 +260,8 @@ static int flatten(json_object *o, char *prefix, size_t plen, int depth, line_em
             break;
         case json_type_string:
             v.kind = VK_STRING;
-            v.s = text(json_object_get_string(o), (size_t)json_object_get_string_len(o));
+            v.s = utf8_sanitize_dup(json_object_get_string(o),
+                                   (size_t)json_object_get_string_len(o));
             break;
         default:
             return 0; /* null: no value */

@@ -93,7 +93,6 @@ static int decode_string(const struct tag_config *t, const uint16_t *regs, struc
 {
     char raw[2 * 125];
     size_t len = 0, start = 0;
-    char *s;
 
     for (int i = 0; i < t->count; i++) {
         uint8_t hi = (uint8_t)(regs[i] >> 8), lo = (uint8_t)regs[i];
@@ -106,10 +105,8 @@ static int decode_string(const struct tag_config *t, const uint16_t *regs, struc
         len--;
     while (start < len && raw[start] == ' ')
         start++;
-    s = xmalloc(3 * (len - start) + 1);
-    utf8_sanitize(s, 3 * (len - start) + 1, raw + start, len - start);
     ret->kind = VK_STRING;
-    ret->s = s;
+    ret->s = utf8_sanitize_dup(raw + start, len - start);
     return 0;
 }
 

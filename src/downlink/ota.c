@@ -169,9 +169,8 @@ static void report(struct uplink *u, struct up_dev *d, enum kind k, const char *
     if (error) {
         /* It may quote the Edge's v2/fw/error payload as it came, or have been cut in the
          * middle of a character; ThingsBoard drops a session on bad UTF-8. */
-        size_t len = strlen(error);
-        char *text = xmalloc(3 * len + 1);
-        utf8_sanitize(text, 3 * len + 1, error, len);
+        char *text = utf8_sanitize_dup(error, strlen(error));
+
         snprintf(key, sizeof(key), "%s_error", kind_names[k]);
         json_object_object_add(o, key, json_object_new_string(text));
         free(text);
@@ -711,10 +710,8 @@ static char *text_of(json_object *v)
     const char *s = json_object_get_string(v);
     size_t len = json_object_is_type(v, json_type_string) ? (size_t)json_object_get_string_len(v)
                                                           : strlen(s);
-    char *out = xmalloc(3 * len + 1);
 
-    utf8_sanitize(out, 3 * len + 1, s, len);
-    return out;
+    return utf8_sanitize_dup(s, len);
 }
 
 static void set_field(struct ota_package *p, const char *field, json_object *v)

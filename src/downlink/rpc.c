@@ -339,12 +339,10 @@ char *rpc_answer_value(const struct value *v)
 char *rpc_answer_error(const char *msg)
 {
     json_object *o = json_object_new_object();
-    size_t len = strlen(msg);
-    char *text = xmalloc(3 * len + 1);
-
     /* Messages quote the request (a method name, a value), which json-c does not check, and
      * may cut it in the middle of a character: ThingsBoard drops a session on bad UTF-8. */
-    utf8_sanitize(text, 3 * len + 1, msg, len);
+    char *text = utf8_sanitize_dup(msg, strlen(msg));
+
     json_object_object_add(o, "error", json_object_new_string(text));
     free(text);
     return answer(o);

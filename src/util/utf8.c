@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/macros.h"
 #include "util/utf8.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not valid. */
@@ -78,4 +79,12 @@ size_t utf8_sanitize(char *dst, size_t size, const char *src, size_t len)
     }
     dst[o] = '\0';
     return o;
+}
+
+char *utf8_sanitize_dup(const char *src, size_t len)
+{
+    char *out = xmalloc(3 * len + 1);
+
+    utf8_sanitize(out, 3 * len + 1, src, len);
+    return out;
 }

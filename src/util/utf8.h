@@ -16,6 +16,10 @@
  * bytes are written, never cutting a character in half. Returns the length written. */
 size_t utf8_sanitize(char *dst, size_t size, const char *src, size_t len);
 
+/* utf8_sanitize() into a new string with room for all of src (each byte may become the
+ * three of U+FFFD). Never NULL; free() it. */
+char *utf8_sanitize_dup(const char *src, size_t len);
+
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool utf8_valid(const char *s, size_t len);
 
