@@ -477,31 +477,37 @@ static bool damaged(const struct spool *s, int r)
 /* Batches kept in memory while the file could not be opened are newer than all of its
  * rows: number them after those, in their order, so that rows and batches never share a
  * seq and each device's backlog on disk goes out first. */
+static int batch_seq_cmp(const void *a, const void *b)
+{
+    uint64_t x = (*(struct batch *const *)a)->seq, y = (*(struct batch *const *)b)->seq;
+
+    return (x > y) - (x < y);
+}
+
 static void renumber(struct spool *s)
 {
-    struct batch **v = NULL;
+    struct batch **v;
     size_t n = 0;
 
     for (size_t d = 0; d < s->n_devices; d++)
-        for (struct batch *b = s->q[d].head; b; b = b->next) {
-            v = xreallocarray(v, n + 1, sizeof(*v));
+        for (struct batch *b = s->q[d].head; b; b = b->next)
+            n++;
+    if (!n)
+        return;
+    v = xreallocarray(NULL, n, sizeof(*v));
+    n = 0;
+    for (size_t d = 0; d < s->n_devices; d++)
+        for (struct batch *b = s->q[d].head; b; b = b->next)
             v[n++] = b;
-        }
-    /* Each queue is in seq order already; merge by the old seq (insertion sort: this
-     * happens once, after an outage of the disk). */
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && v[j - 1]->seq > v[j]->seq; j--) {
-            struct batch *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    /* Up to MEM_UNCOMMITTED_MAX of batches after a long outage of the disk. */
+    qsort(v, n, sizeof(*v), batch_seq_cmp);
     for (size_t i = 0; i < n; i++)
         v[i]->seq = s->next_seq++;
     free(v);
 }
 
 /* Open the file and take over what it holds. Called at start and, while that fails,
- * again at every commit. SQLITE_OK or the error. */
+ * again at every commit. SQLITE_OK, or the error (logged once per outage). */
 static int attach(struct spool *s)
 {
     uint64_t mem_next = s->next_seq;
@@ -514,6 +520,8 @@ static int attach(struct spool *s)
     }
     if (r != SQLITE_OK) {
         close_db(s);
+        complain(&s->disk, LOG_ERR, 0, "spool '%s': cannot open: %s; data is kept in memory "
+                 "only until this is fixed", s->path, sqlite3_errstr(r));
         return r;
     }
     exec(s, "CREATE TEMP TABLE configured (name TEXT PRIMARY KEY)");
@@ -536,7 +544,6 @@ static int attach(struct spool *s)
 struct spool *spool_open(const struct config *cfg)
 {
     struct spool *s = xcalloc(1, sizeof(*s));
-    int r;
 
     s->cfg = cfg;
     s->n_devices = cfg->n_devices;
@@ -547,11 +554,7 @@ struct spool *spool_open(const struct config *cfg)
     s->max_bytes = (uint64_t)cfg->storage.max_size_mb << 20;
     s->path = xasprintf("%s/spool.db", cfg->storage.path);
     s->last_commit_ms = now_ms();
-
-    r = attach(s);
-    if (r != SQLITE_OK)
-        complain(&s->disk, LOG_ERR, 0, "spool '%s': cannot open: %s; data is kept in memory "
-                 "only until this is fixed", s->path, sqlite3_errstr(r));
+    attach(s); /* or batches wait in memory, and every commit tries again */
     return s;
 }
 
@@ -576,11 +579,8 @@ static int commit(struct spool *s, bool all)
     int r;
 
     s->last_commit_ms = now;
-    if (!s->db && (r = attach(s)) != SQLITE_OK) {
-        complain(&s->disk, LOG_ERR, 0, "spool '%s': cannot open: %s; data is kept in memory "
-                 "only until this is fixed", s->path, sqlite3_errstr(r));
+    if (!s->db && attach(s) != SQLITE_OK)
         return -EIO;
-    }
     if (!s->n_deleted) {
         bool dirty = false;
         for (size_t d = 0; d < s->n_devices && !dirty; d++)
