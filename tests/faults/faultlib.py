@@ -99,21 +99,22 @@ def tag(key, address, table="holding", type_="uint16"):
 class FaultCase(harness.TestCase):
     """A gateway against the emulator and fake slaves, with the fault tests' assertions."""
 
-    def tcp_bus(self, fm, devices, poll_ms=100, timeout_ms=300, extra="", name="plc"):
+    @staticmethod
+    def _devices(devices, poll_ms):
         """devices: list of (name, unit). One uint16 tag "v" at holding 0 each."""
-        devs = ", ".join('{ name = "%s"; unit_id = %d; token = "T-%s"; poll_ms = %d; '
+        return ", ".join('{ name = "%s"; unit_id = %d; token = "T-%s"; poll_ms = %d; '
                          'telemetry = ( %s ); }' % (n, u, n, poll_ms, tag("v", 0))
                          for n, u in devices)
+
+    def tcp_bus(self, fm, devices, poll_ms=100, timeout_ms=300, extra="", name="plc"):
         return ('{ name = "%s"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
-                'timeout_ms = %d; %s devices = ( %s ); }' % (name, fm.port, timeout_ms, extra,
-                                                             devs))
+                'timeout_ms = %d; %s devices = ( %s ); }'
+                % (name, fm.port, timeout_ms, extra, self._devices(devices, poll_ms)))
 
     def rtu_bus(self, port, devices, poll_ms=100, timeout_ms=200, extra="", name="rs485"):
-        devs = ", ".join('{ name = "%s"; unit_id = %d; token = "T-%s"; poll_ms = %d; '
-                         'telemetry = ( %s ); }' % (n, u, n, poll_ms, tag("v", 0))
-                         for n, u in devices)
         return ('{ name = "%s"; driver = "modbus-rtu"; port = "%s"; baud = 19200; '
-                'timeout_ms = %d; %s devices = ( %s ); }' % (name, port, timeout_ms, extra, devs))
+                'timeout_ms = %d; %s devices = ( %s ); }'
+                % (name, port, timeout_ms, extra, self._devices(devices, poll_ms)))
 
     # ---- observation ----
 
@@ -156,6 +157,34 @@ class FaultCase(harness.TestCase):
                 self.assertGreater(ts, last, "device %s: %d arrived after %d" % (device, ts, last))
             seen.add(ts)
             last = ts
+
+    # ---- accounting: every sample read arrives ----
+
+    def stop_production(self, fakes):
+        """The slaves in fakes fall silent. Returns the reads they answered intact with data
+        (not with an exception, not dropped or damaged by a fault): one sample each, as
+        every device has one tag."""
+        reads = 0
+        for fm in fakes:
+            fm.fault("silent", 0)
+            st = fm.stats()
+            reads += st["reads"] - st["exceptions"] - st["damaged"]
+        return reads
+
+    def assert_delivered(self, reads, devices, timeout=30, in_order=False):
+        """The Edge (self.emu) has exactly one sample of devices per read (the repeat of a
+        batch whose PUBACK was lost counts once); in_order: and each device's in the order
+        they were read."""
+        def delivered():
+            return sum(len(set(self.stamps(self.emu, d))) for d in devices)
+        try:
+            self.emu.wait(lambda: delivered() >= reads, timeout, "every sample")
+        except TimeoutError:
+            pass
+        self.assertEqual(delivered(), reads, "samples read by tbgw vs. samples at the Edge")
+        if in_order:
+            for d in devices:
+                self.assert_in_order(self.emu, d)
 
     def stop_clean(self, proc=None):
         """SIGTERM: exit 0, no sanitizer report."""

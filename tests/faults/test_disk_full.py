@@ -37,18 +37,8 @@ class DiskFull(faultlib.FaultCase):
         if on:
             self.emu.drop_all()
 
-    def stop_production(self):
-        """Stop the slave answering; returns how many polls it answered."""
-        self.fm.fault("silent", 0)
-        return self.fm.stats()["reads"]
-
-    def wait_delivered(self, n, timeout=40):
-        try:
-            self.emu.wait(lambda: self.delivered() >= n, timeout, "%d samples" % n)
-        except TimeoutError:
-            pass
-        self.assertEqual(self.delivered(), n, "samples read by tbgw vs. samples at the Edge")
-        self.assert_in_order(self.emu, "a")
+    def wait_delivered(self, n):
+        self.assert_delivered(n, ("a",), timeout=40, in_order=True)
 
     def test_full_disk_online_then_offline(self):
         emu = self.emu
@@ -68,7 +58,7 @@ class DiskFull(faultlib.FaultCase):
         self.fs.free()
         self.wait_log("writing again")
         self.outage(False)
-        self.wait_delivered(self.stop_production())
+        self.wait_delivered(self.stop_production([self.fm]))
         self.assert_logged(FULL)
         self.assert_logged("writing again")
         self.stop_clean()
@@ -91,7 +81,7 @@ class DiskFull(faultlib.FaultCase):
         self.wait_log("writing again")
         self.assertIn("waiting from before; sending them first", self.out())
         self.outage(False)
-        self.wait_delivered(self.stop_production())
+        self.wait_delivered(self.stop_production([self.fm]))
         self.assertNotIn("moved aside", self.out())
         self.stop_clean()
 
@@ -104,7 +94,7 @@ class DiskFull(faultlib.FaultCase):
         self.wait_log(FULL)
         harness.wait_until(lambda: self.status()["gateway"]["spool"]["batches"] >= 25,
                            20, "a backlog in memory")
-        reads = self.stop_production()
+        reads = self.stop_production([self.fm])
         self.stop_clean()
         m = re.search(r"cannot write; (\d+) batches \((\d+) values\) kept in memory are lost",
                       self.out())

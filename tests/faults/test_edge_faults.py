@@ -33,20 +33,10 @@ class EdgeFaults(faultlib.FaultCase):
     def backlog(self, device):
         return [d for d in self.status()["devices"] if d["name"] == device][0]["spool_backlog"]
 
-    def all_delivered(self, devices=("a", "b")):
+    def all_delivered(self):
         """Stop production; every sample read reaches the Edge, in order."""
-        self.fm.fault("silent", 0)
-        reads = self.fm.stats()["reads"]
-
-        def delivered():
-            return sum(len(set(self.stamps(self.emu, d))) for d in devices)
-        try:
-            self.emu.wait(lambda: delivered() >= reads, 40, "every sample")
-        except TimeoutError:
-            pass
-        self.assertEqual(delivered(), reads, "samples read by tbgw vs. samples at the Edge")
-        for d in devices:
-            self.assert_in_order(self.emu, d)
+        self.assert_delivered(self.stop_production([self.fm]), ("a", "b"), timeout=40,
+                              in_order=True)
 
     def test_withheld_pubacks(self):
         emu = self.emu
