@@ -82,6 +82,9 @@ struct tag_config {
     enum report_mode report;
     double deadband;
     int heartbeat_s;
+    int poll_ms;           /* telemetry and attributes: this tag's period (default: the device's) */
+    double *invalid;       /* raw values (before scale/offset) that mean "no reading" */
+    size_t n_invalid;
     struct origin origin;
 };
 
@@ -118,6 +121,12 @@ struct device_config {
     int heartbeat_s;
     struct tag_list telemetry, attributes, writes, rpc;
     bool allow_raw_rpc;
+    /* Addresses above are 0-based (what goes on the wire) once loaded; address_base is what
+     * the user wrote them in, for messages and for tbgwctl/raw-RPC addresses. */
+    int address_base;
+    bool write_multiple; /* single writes as function 16 / 15 */
+    bool mask_write;     /* bit writes as function 22 */
+    bool identify;       /* read function 43/14 once per connection */
     struct ota_config ota;
 
     /* serial-line */

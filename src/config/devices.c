@@ -29,6 +29,7 @@ static void tag_list_add(struct tag_list *l, const struct tag_config *t)
 static void tag_free(struct tag_config *t)
 {
     free(t->key);
+    free(t->invalid);
 }
 
 static void tag_list_free(struct tag_list *l)
@@ -95,11 +96,41 @@ static bool check_tag(struct load *ld, const config_setting_t *s, const char *pa
             t->key, table_to_string(t->table));
         ok = false;
     }
+    if (t->n_invalid && !value_type_is_numeric(t->type)) {
+        ERR(ld, s, path, "%s '%s': invalid applies only to numeric types", what, t->key);
+        ok = false;
+    }
     if (t->role == ROLE_TELEMETRY && t->report == REPORT_ALWAYS &&
         (cf_was_seen(tag_keys, seen, "deadband") || cf_was_seen(tag_keys, seen, "heartbeat_s")))
         WARN(ld, s, path, "key '%s': deadband and heartbeat_s have no effect with report = \"always\"",
              t->key);
     return ok;
+}
+
+/* `invalid = [ … ]`: the raw values that mean "no reading". */
+static void parse_invalid(struct load *ld, const config_setting_t *tag, const char *path,
+                          struct tag_config *t)
+{
+    const config_setting_t *arr = cf_member(tag, "invalid");
+    char sub[512];
+    int n;
+
+    if (!arr || config_setting_type(arr) != CONFIG_TYPE_ARRAY)
+        return; /* absent, or already reported by the walker */
+    n = config_setting_length(arr);
+    t->invalid = xcalloc((size_t)n + 1, sizeof(*t->invalid));
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(arr, (unsigned)i);
+        int type = config_setting_type(e);
+
+        cf_path_index(sub, sizeof(sub), path, (size_t)i);
+        if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64)
+            t->invalid[t->n_invalid++] = (double)config_setting_get_int64(e);
+        else if (type == CONFIG_TYPE_FLOAT)
+            t->invalid[t->n_invalid++] = config_setting_get_float(e);
+        else
+            ERR(ld, e, sub, "expected a number, got %s", cf_type_noun(type));
+    }
 }
 
 /* Parse one list of tags (telemetry, attributes, writes or rpc) of a device or template
@@ -123,6 +154,7 @@ void cf_parse_tags(struct load *ld, const config_setting_t *list, const char *pa
             .report = role == ROLE_TELEMETRY ? dev->report : REPORT_CHANGE,
             .deadband = role == ROLE_TELEMETRY ? dev->deadband : 0,
             .heartbeat_s = role == ROLE_TELEMETRY ? dev->heartbeat_s : 0,
+            .poll_ms = dev->poll_ms,
             .origin = {.file = cf_file_of(ld, s), .line = cf_line_of(s)},
         };
         char sub[512];
@@ -138,6 +170,11 @@ void cf_parse_tags(struct load *ld, const config_setting_t *list, const char *pa
         cf_apply_defaults(tag_keys, TAG(role_scope[role]), &t);
         seen = cf_walk(ld, s, sub, tag_keys, TAG(role_scope[role]), "", role_names[role], &t);
         cf_check_required(ld, s, sub, tag_keys, TAG(role_scope[role]), seen);
+        {
+            char isub[520];
+            cf_path_join(isub, sizeof(isub), sub, "invalid");
+            parse_invalid(ld, s, isub, &t);
+        }
         /* A template's values are applied quietly (cf_validate_template() reports them once):
          * a key that did not parse leaves the tag without one, errors or not. */
         if (!t.key || diag_errors(ld->diag) != errors || !check_tag(ld, s, sub, &t, seen)) {
@@ -294,6 +331,53 @@ void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const cha
     }
 }
 
+/* A Modicon reference (4xxxx: holding register xxxx, 3xxxx: input register xxxx, both
+ * numbered from 1) written where an address belongs reads a register ~40000 too high, and
+ * the device answers with exception 2 or, worse, with some other register. */
+static void check_modicon(struct load *ld, const char *path, const struct device_config *d,
+                          const struct tag_config *t)
+{
+    int ref = t->address, first;
+
+    if (t->table == TABLE_HOLDING && ref >= 40001 && ref <= 49999)
+        first = 40001;
+    else if (t->table == TABLE_INPUT && ref >= 30001 && ref <= 39999)
+        first = 30001;
+    else
+        return;
+    diag_add(ld->diag, true, t->origin.file, t->origin.line, path,
+             "%s '%s': address %d looks like a Modicon reference (%s register %d); the "
+             "address is the register's number within the %s table: write address = %d "
+             "(with address_base = %d)",
+             t->role == ROLE_RPC ? "method" : "key", t->key, ref, table_to_string(t->table),
+             ref - first + 1, table_to_string(t->table), ref - first + d->address_base,
+             d->address_base);
+}
+
+/* Check each tag's address against address_base and turn it into the wire address. */
+static void resolve_addresses(struct load *ld, const char *path, struct device_config *d)
+{
+    struct tag_list *lists[] = {&d->telemetry, &d->attributes, &d->writes, &d->rpc};
+
+    for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            struct tag_config *t = &lists[l]->v[i];
+
+            check_modicon(ld, path, d, t);
+            if (!d->address_base)
+                continue;
+            if (t->address == 0) {
+                diag_add(ld->diag, false, t->origin.file, t->origin.line, path,
+                         "%s '%s': address 0 does not exist with address_base = 1 (the first "
+                         "register is address 1)",
+                         t->role == ROLE_RPC ? "method" : "key", t->key);
+                continue;
+            }
+            t->address--;
+        }
+    }
+}
+
 /* Cross-field checks of one device. clean: the device's own settings had no errors (a
  * check that builds on a setting that failed to parse would only add noise). */
 void cf_check_device(struct load *ld, const config_setting_t *ds, const char *path,
@@ -306,6 +390,7 @@ void cf_check_device(struct load *ld, const config_setting_t *ds, const char *pa
     if (b->driver != DRIVER_SERIAL_LINE) {
         bool reads = d->telemetry.n || d->attributes.n;
 
+        resolve_addresses(ld, path, d);
         if (d->unit_id > 247 && !(b->driver == DRIVER_MODBUS_TCP && d->unit_id == 255))
             ERR(ld, cf_at(ds, "unit_id"), sub,
                 "device '%s': unit_id %d is out of range (1..247; 0 and 255 are allowed on TCP)",
