@@ -19,6 +19,7 @@
 struct bus;
 struct bus_device;
 struct command;
+struct device_ident;
 
 struct driver {
     enum driver_kind kind;
@@ -39,6 +40,10 @@ struct driver {
 
     /* Execute a CMD_READ/CMD_WRITE for bd. Returns 0 or -errno (also stored in cmd). */
     int (*execute)(void *state, struct bus_device *bd, struct command *cmd);
+
+    /* Optional: read the device's identification (Modbus 43/14) into id. 0 or -errno;
+     * -EOPNOTSUPP for a driver or device that has none. */
+    int (*identify)(void *state, struct bus_device *bd, struct device_ident *id);
 
     /* Optional: a fd that becomes readable when the peer talks unasked (a streaming
      * serial sensor); -1 when there is none. on_event is then called on the bus thread. */

@@ -139,6 +139,9 @@ static int mb_read(struct mb *mb, struct bus_device *bd, int unit, enum mb_table
     for (int attempt = 0; attempt <= mb->cfg->retries; attempt++) {
         int n, r;
 
+        /* Writes first: what is queued goes before the next transaction of a poll. */
+        if (bus_yield(mb->bus) < 0)
+            return -EINTR;
         if (!mb->connected && mb_connect(mb) < 0)
             return -ENOTCONN;
         before_transaction(mb, unit);
@@ -175,8 +178,8 @@ int mb_poll(void *state, struct bus_device *bd)
     uint16_t regs[MODBUS_MAX_READ_REGISTERS];
     uint8_t bits[MODBUS_MAX_READ_BITS];
 
-    for (size_t i = 0; i < bd->plan.n_blocks && !bus_stopping(mb->bus); i++) {
-        const struct read_block *blk = &bd->plan.blocks[i];
+    for (size_t i = 0; i < bd->plan->n_blocks && !bus_stopping(mb->bus); i++) {
+        const struct read_block *blk = &bd->plan->blocks[i];
         int r = mb_read(mb, bd, unit, blk->table, blk->address, blk->count, regs, bits);
 
         if (r == 0) {

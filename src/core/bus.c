@@ -7,10 +7,16 @@
  * deadline, a command, or input from the driver's event fd. It never busy-waits and never
  * sleeps blindly.
  *
- * Schedule: each device's next due time sits in a min-heap. Deadlines advance by poll_ms
- * from the previous deadline, not from "now", so polling does not drift; a device that
- * falls a whole period behind skips the missed cycles, counts them as overruns and says
- * so once.
+ * Writes first: a poll is several transactions, and the driver calls bus_yield() before
+ * each of them, which runs the commands that arrived meanwhile. So a command waits for at
+ * most the transaction in flight, never for the rest of a poll or for other polls that
+ * are due, however busy the bus is.
+ *
+ * Schedule: a device's tags are planned per poll period (plan_build_groups); each
+ * (device, period) pair is a slot whose next due time sits in a min-heap. Deadlines
+ * advance by the period from the previous deadline, not from "now", so polling does not
+ * drift; a slot that falls a whole period behind skips the missed cycles, counts them as
+ * overruns and says so once. A device's failure backs off all of its slots.
  *
  * Failures: a device that does not answer (after the driver's retries) is backed off
  * exponentially from max(1 s, poll_ms) to 60 s and marked inactive; the other devices
@@ -24,6 +30,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,6 +58,13 @@
 #define RING_SAMPLES 8192u
 #define CMDQ_MAX 64u
 
+/* One (device, poll period) pair of the schedule. */
+struct slot {
+    struct bus_device *bd;
+    size_t group;
+    uint64_t next_due_ms;
+};
+
 struct bus {
     const struct bus_config *cfg;
     const struct driver *drv;
@@ -61,6 +75,9 @@ struct bus {
     int wake_fd;
     struct cmdq cmdq;
     struct schedule sched;
+    struct slot *slots; /* by schedule id: device order, then fastest period first */
+    size_t n_slots;
+    bool in_command;    /* a command is executing: bus_yield() does nothing */
     pthread_t thread;
     bool started;
     _Atomic bool stop;
@@ -117,7 +134,19 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     for (size_t t = 0; t < dc->attributes.n; t++)
         add_static_key(bd, &dc->attributes.v[t], SAMPLE_ATTRIBUTE, &tags[i++]);
     if (b->cfg->driver != DRIVER_SERIAL_LINE)
-        plan_build(&bd->plan, tags, n, &lim);
+        bd->n_groups = plan_build_groups(&bd->groups, tags, n, &lim);
+    if (!bd->n_groups) {
+        /* Nothing to read (a serial-line sensor, a device with only writes): the device's
+         * own period drives its poll. */
+        bd->groups = xcalloc(1, sizeof(*bd->groups));
+        bd->groups[0].period_ms = dc->poll_ms;
+        bd->n_groups = 1;
+    }
+    bd->plan = &bd->groups[0].plan;
+    for (size_t g = 0; g < bd->n_groups; g++) {
+        b->slots = xreallocarray(b->slots, b->n_slots + 1, sizeof(*b->slots));
+        b->slots[b->n_slots++] = (struct slot){.bd = bd, .group = g};
+    }
     free(tags);
 }
 
@@ -170,8 +199,9 @@ struct bus *bus_free(struct bus *b)
         free(bd->policy);
         free(bd->warned);
         free(bd->unreadable);
-        plan_free(&bd->plan);
+        plan_groups_free(bd->groups, bd->n_groups);
     }
+    free(b->slots);
     free(b->devs);
     cmdq_destroy(&b->cmdq);
     schedule_free(&b->sched);
@@ -289,10 +319,10 @@ static void offer(struct bus *b, struct bus_device *bd, uint16_t key, uint8_t fl
 void bus_emit_block(struct bus *b, struct bus_device *bd, size_t i, const uint16_t *regs,
                     const uint8_t *bits)
 {
-    const struct read_block *blk = &bd->plan.blocks[i];
+    const struct read_block *blk = &bd->plan->blocks[i];
 
     for (uint32_t k = blk->first; k < blk->first + blk->n; k++) {
-        const struct plan_tag *pt = &bd->plan.tags[k];
+        const struct plan_tag *pt = &bd->plan->tags[k];
         const struct tag_config *t = pt->tag;
         size_t off = (size_t)(t->address - blk->address);
         struct value v = {0};
@@ -339,28 +369,30 @@ void bus_emit_value(struct bus *b, struct bus_device *bd, const char *key, struc
 
 void bus_split_block(struct bus *b, struct bus_device *bd, size_t i, int err)
 {
-    const struct read_block blk = bd->plan.blocks[i];
-    size_t n = plan_split_block(&bd->plan, i);
+    const struct read_block blk = bd->plan->blocks[i];
+    size_t n = plan_split_block(bd->plan, i);
 
     log_info("device '%s': %s %u..%u refused as one read (%s); reading its %u tags in %zu "
              "requests from now on",
-             bd->dev->cfg->name, table_to_string(blk.table), blk.address,
-             blk.address + blk.count - 1, driver_strerror(err), blk.n, n);
+             bd->dev->cfg->name, table_to_string(blk.table),
+             blk.address + bd->dev->cfg->address_base,
+             blk.address + blk.count - 1 + bd->dev->cfg->address_base, driver_strerror(err),
+             blk.n, n);
 }
 
 void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err)
 {
-    const struct read_block *blk = &bd->plan.blocks[i];
+    const struct read_block *blk = &bd->plan->blocks[i];
 
     /* Once per episode: until the key is read again (bus_emit_block says so). */
     for (uint32_t k = blk->first; k < blk->first + blk->n; k++) {
-        const struct plan_tag *pt = &bd->plan.tags[k];
+        const struct plan_tag *pt = &bd->plan->tags[k];
         if (bd->unreadable[pt->key])
             continue;
         bd->unreadable[pt->key] = true;
         log_warning("device '%s': key '%s' (%s %d) cannot be read: %s; check the address",
                     bd->dev->cfg->name, pt->tag->key, table_to_string(pt->tag->table),
-                    pt->tag->address, driver_strerror(err));
+                    pt->tag->address + bd->dev->cfg->address_base, driver_strerror(err));
     }
 }
 
@@ -376,9 +408,14 @@ void bus_device_answered(struct bus *b, struct bus_device *bd)
     atomic_store_explicit(&st->last_error, 0, memory_order_relaxed);
     complain_release(&bd->fail, "device '%s': answering again", bd->dev->cfg->name);
     /* Back on its normal schedule. */
-    schedule_remove(&b->sched, bd->id);
-    bd->next_due_ms = now_ms() + (uint64_t)bd->dev->cfg->poll_ms;
-    schedule_push(&b->sched, bd->next_due_ms, bd->id);
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct slot *sl = &b->slots[i];
+        if (sl->bd != bd)
+            continue;
+        schedule_remove(&b->sched, (uint32_t)i);
+        sl->next_due_ms = now_ms() + (uint64_t)bd->groups[sl->group].period_ms;
+        schedule_push(&b->sched, sl->next_due_ms, (uint32_t)i);
+    }
 }
 
 /* ---- the loop ---------------------------------------------------------------------- */
@@ -405,14 +442,14 @@ static void link_lost(struct bus *b, int err)
  * poll_ms), and they are not made up in a burst. */
 static void rephase(struct bus *b, uint64_t now)
 {
-    for (size_t i = 0; i < b->n_devs; i++) {
-        struct bus_device *bd = &b->devs[i];
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct slot *sl = &b->slots[i];
 
-        if (bd->next_due_ms >= now)
+        if (sl->next_due_ms >= now)
             continue;
-        schedule_remove(&b->sched, bd->id);
-        bd->next_due_ms = now;
-        schedule_push(&b->sched, now, bd->id);
+        schedule_remove(&b->sched, (uint32_t)i);
+        sl->next_due_ms = now;
+        schedule_push(&b->sched, now, (uint32_t)i);
     }
 }
 
@@ -434,6 +471,9 @@ static bool ensure_connected(struct bus *b)
         return false;
     }
     atomic_store(&b->connected, true);
+    /* A new link may lead to a replaced device: read its identification again. */
+    for (size_t i = 0; i < b->n_devs; i++)
+        b->devs[i].identify_due = b->devs[i].dev->cfg->identify;
     if (b->link.active)
         rephase(b, now_ms());
     else
@@ -445,11 +485,15 @@ static bool ensure_connected(struct bus *b)
  * even under report = "change", so ThingsBoard sees the value the device now holds. */
 static void forget_overlapping(struct bus_device *bd, const struct tag_config *w)
 {
-    for (size_t k = 0; k < bd->plan.n_tags; k++) {
-        const struct tag_config *t = bd->plan.tags[k].tag;
-        if (t->table == w->table && t->address < w->address + w->count &&
-            w->address < t->address + t->count)
-            report_reset(&bd->state[bd->plan.tags[k].key]);
+    for (size_t g = 0; g < bd->n_groups; g++) {
+        const struct plan *p = &bd->groups[g].plan;
+
+        for (size_t k = 0; k < p->n_tags; k++) {
+            const struct tag_config *t = p->tags[k].tag;
+            if (t->table == w->table && t->address < w->address + w->count &&
+                w->address < t->address + t->count)
+                report_reset(&bd->state[p->tags[k].key]);
+        }
     }
 }
 
@@ -482,6 +526,7 @@ static void run_command(struct bus *b, struct command *cmd)
         break;
     case CMD_READ:
     case CMD_WRITE:
+    case CMD_IDENTIFY:
         if (!bd)
             cmd->result = -ENODEV;
         else if (b->paused)
@@ -489,7 +534,14 @@ static void run_command(struct bus *b, struct command *cmd)
         else if (!ensure_connected(b))
             cmd->result = -ENOTCONN;
         else {
-            cmd->result = b->drv->execute(b->drv_state, bd, cmd);
+            b->in_command = true;
+            if (cmd->kind != CMD_IDENTIFY)
+                cmd->result = b->drv->execute(b->drv_state, bd, cmd);
+            else if (b->drv->identify)
+                cmd->result = b->drv->identify(b->drv_state, bd, &cmd->ident);
+            else
+                cmd->result = -EOPNOTSUPP;
+            b->in_command = false;
             if (cmd->result == 0 && cmd->kind == CMD_WRITE)
                 forget_overlapping(bd, &cmd->tag);
             if (driver_link_error(cmd->result))
@@ -509,34 +561,90 @@ static void run_commands(struct bus *b)
         run_command(b, cmd);
 }
 
-static void schedule_next(struct bus *b, struct bus_device *bd, uint64_t now)
+int bus_yield(struct bus *b)
 {
-    uint64_t period = (uint64_t)bd->dev->cfg->poll_ms;
+    if (b->in_command || !cmdq_length(&b->cmdq))
+        return 0;
+    run_commands(b);
+    if (atomic_load(&b->stop) || b->paused || !atomic_load(&b->connected))
+        return -EINTR;
+    return 0;
+}
 
-    bd->next_due_ms += period;
-    if (bd->next_due_ms <= now) {
-        uint64_t missed = (now - bd->next_due_ms) / period + 1;
-        bd->next_due_ms += missed * period;
+static void schedule_next(struct bus *b, struct slot *sl, uint64_t now)
+{
+    struct bus_device *bd = sl->bd;
+    uint64_t period = (uint64_t)bd->groups[sl->group].period_ms;
+
+    sl->next_due_ms += period;
+    if (sl->next_due_ms <= now) {
+        uint64_t missed = (now - sl->next_due_ms) / period + 1;
+        sl->next_due_ms += missed * period;
         atomic_fetch_add_explicit(&bd->dev->stats.overruns, missed, memory_order_relaxed);
         if (!bd->overrun_logged) {
             bd->overrun_logged = true;
-            log_warning("device '%s': polling takes longer than poll_ms=%d on bus '%s'; "
-                        "skipping missed cycles (counted as overruns)",
-                        bd->dev->cfg->name, bd->dev->cfg->poll_ms, b->cfg->name);
+            log_warning("device '%s': polling takes longer than poll_ms=%" PRIu64 " on bus "
+                        "'%s'; skipping missed cycles (counted as overruns)",
+                        bd->dev->cfg->name, period, b->cfg->name);
         }
     }
 }
 
-static void poll_device(struct bus *b, struct bus_device *bd)
+/* Publish the device identification as client attributes, once per link. A device without
+ * one is told about once, and polled as usual either way. */
+static void identify_device(struct bus *b, struct bus_device *bd)
 {
+    struct device_ident id = {0};
+    int r;
+
+    bd->identify_due = false;
+    r = b->drv->identify ? b->drv->identify(b->drv_state, bd, &id) : -EOPNOTSUPP;
+    if (r < 0) {
+        log_warning("device '%s': cannot read its identification (function 43/14): %s; "
+                    "set identify = false if it has none",
+                    bd->dev->cfg->name, driver_strerror(r));
+        if (driver_link_error(r))
+            link_lost(b, r);
+        return;
+    }
+    for (int i = 0; i < N_IDENT_OBJECTS; i++) {
+        struct value v = {.kind = VK_STRING, .s = id.obj[i]};
+        int k;
+
+        if (!id.obj[i] || (k = keytab_intern(bd->dev->keys, ident_attribute_names[i])) < 0)
+            continue;
+        id.obj[i] = NULL; /* the sample owns it now */
+        push(b, bd, (uint16_t)k, SAMPLE_ATTRIBUTE, &v);
+    }
+    device_ident_clear(&id);
+    wake_uplink(b);
+}
+
+static void poll_device(struct bus *b, struct slot *sl)
+{
+    struct bus_device *bd = sl->bd;
     struct device_stats *st = &bd->dev->stats;
     const struct device_config *dc = bd->dev->cfg;
     uint64_t t0 = now_us(), now;
     int r;
 
     bd->poll_ts = clock_wall_ms();
+    if (bd->identify_due) {
+        identify_device(b, bd);
+        if (!atomic_load(&b->connected)) {
+            schedule_next(b, sl, now_ms());
+            return;
+        }
+    }
+    bd->plan = &bd->groups[sl->group].plan;
     r = b->drv->poll(b->drv_state, bd);
     now = now_ms();
+    if (r == -EINTR) {
+        /* Cut short by a command (bus_yield): not the device's fault, and not a poll. */
+        wake_uplink(b);
+        schedule_next(b, sl, now);
+        return;
+    }
     atomic_fetch_add_explicit(&st->polls, 1, memory_order_relaxed);
     atomic_store_explicit(&st->last_poll_ms, bd->poll_ts, memory_order_relaxed);
     wake_uplink(b);
@@ -549,23 +657,40 @@ static void poll_device(struct bus *b, struct bus_device *bd)
         atomic_store(&st->active, true);
         if (bd->backoff_ms) {
             bd->backoff_ms = 0;
-            bd->next_due_ms = now; /* a fresh phase after an outage */
+            sl->next_due_ms = now; /* a fresh phase after an outage */
+            complain_release(&bd->fail, "device '%s': answering again", dc->name);
+            /* Its other periods were backed off too: due now. */
+            for (size_t i = 0; i < b->n_slots; i++) {
+                if (b->slots[i].bd != bd || &b->slots[i] == sl)
+                    continue;
+                schedule_remove(&b->sched, (uint32_t)i);
+                b->slots[i].next_due_ms = now;
+                schedule_push(&b->sched, now, (uint32_t)i);
+            }
         }
-        complain_release(&bd->fail, "device '%s': answering again", dc->name);
-        schedule_next(b, bd, now);
+        schedule_next(b, sl, now);
         return;
     }
 
     atomic_store_explicit(&st->last_error, r, memory_order_relaxed);
     if (driver_link_error(r)) {
         link_lost(b, r);
-        schedule_next(b, bd, now);
+        schedule_next(b, sl, now);
         return;
     }
     atomic_fetch_add_explicit(&st->failures, 1, memory_order_relaxed);
     atomic_store(&st->active, false);
     bd->backoff_ms = next_backoff(bd->backoff_ms, dc->poll_ms);
-    bd->next_due_ms = now + bd->backoff_ms;
+    /* The device's other periods wait for the same backoff. */
+    for (size_t i = 0; i < b->n_slots; i++) {
+        if (b->slots[i].bd != bd)
+            continue;
+        b->slots[i].next_due_ms = now + bd->backoff_ms;
+        if (&b->slots[i] != sl) {
+            schedule_remove(&b->sched, (uint32_t)i);
+            schedule_push(&b->sched, b->slots[i].next_due_ms, (uint32_t)i);
+        }
+    }
     if (dc->bus->driver == DRIVER_SERIAL_LINE)
         complain(&bd->fail, LOG_WARNING, r, "device '%s' on bus '%s': %m; backing off", dc->name,
                  b->cfg->name);
@@ -604,10 +729,12 @@ static void *bus_thread(void *arg)
 
     /* Spread the first polls over the shortest period, so that many devices with the same
      * poll_ms do not all fall due in the same millisecond forever after. */
-    for (size_t i = 0; i < b->n_devs; i++) {
-        uint64_t spread = (uint64_t)b->devs[i].dev->cfg->poll_ms * i / MAX(b->n_devs, (size_t)1);
-        b->devs[i].next_due_ms = start + MIN(spread, (uint64_t)1000);
-        schedule_push(&b->sched, b->devs[i].next_due_ms, (uint32_t)i);
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct slot *sl = &b->slots[i];
+        uint64_t spread = (uint64_t)sl->bd->groups[sl->group].period_ms * sl->bd->id /
+                          MAX(b->n_devs, (size_t)1);
+        sl->next_due_ms = start + MIN(spread, (uint64_t)1000);
+        schedule_push(&b->sched, sl->next_due_ms, (uint32_t)i);
     }
 
     while (!atomic_load(&b->stop)) {
@@ -627,10 +754,10 @@ static void *bus_thread(void *arg)
             continue;
         }
         if (schedule_peek(&b->sched, &next) && next.due_ms <= now) {
-            struct bus_device *bd = &b->devs[next.id];
+            struct slot *sl = &b->slots[next.id];
             schedule_pop(&b->sched, &next);
-            poll_device(b, bd);
-            schedule_push(&b->sched, bd->next_due_ms, next.id);
+            poll_device(b, sl);
+            schedule_push(&b->sched, sl->next_due_ms, next.id);
             continue;
         }
         wait_for_work(b, schedule_peek(&b->sched, &next) ? next.due_ms : now + WAIT_MAX_MS);

@@ -3,7 +3,7 @@
  * A bus: one serial port or one TCP endpoint, its devices, and the one thread that talks
  * to them. Nothing else touches the port: reads are scheduled here, writes and on-demand
  * reads arrive as commands (src/core/command.h) and run between two transactions, never
- * during one.
+ * during one, also between the transactions of one poll (bus_yield).
  *
  * Thread: bus_new/bus_start/bus_stop/bus_free on main; bus_submit on any thread; the
  * bus_* helpers for drivers on the bus thread only.
@@ -29,16 +29,18 @@ struct ring;
 struct bus_device {
     struct device *dev;
     uint32_t id;                   /* position in the bus */
-    struct plan plan;              /* Modbus read plan */
+    struct poll_group *groups;     /* Modbus read plans by poll period, fastest first */
+    size_t n_groups;               /* at least 1 (an empty plan for a device without tags) */
+    struct plan *plan;             /* the plan of the poll in progress */
     struct report_policy *policy;  /* per key; NULL entries use the device's policy */
     struct report_state *state;    /* per key */
     size_t n_state;
     bool *warned;                  /* per key: a decode problem was logged */
     bool *unreadable;              /* per key: refused with an exception (logged) until read */
     int64_t poll_ts;               /* wall-clock time of the poll in progress */
-    uint64_t next_due_ms;
     uint64_t backoff_ms;           /* 0 while the device answers */
     bool overrun_logged;
+    bool identify_due;             /* identify = true: read the identification (new link) */
     struct complain fail;
     void *driver_data;             /* the driver's per-device state, if it needs one */
 };
@@ -89,6 +91,12 @@ void bus_split_block(struct bus *b, struct bus_device *bd, size_t i, int err);
 
 /* A single-tag read was refused: log once per tag. */
 void bus_tag_failed(struct bus *b, struct bus_device *bd, size_t i, int err);
+
+/* Run the commands that are waiting (a write, an on-demand read) now, between two
+ * transactions of a poll, so that they wait for at most the transaction in flight. Returns
+ * 0 to go on with the poll, or -EINTR when the poll must end here (the bus is stopping or
+ * paused, or a command lost the link); the driver returns that from poll(). */
+int bus_yield(struct bus *b);
 
 /* A device that talks on its own (a streaming sensor) was heard from: if it was backed
  * off as silent, it is active again now rather than at its next scheduled check. */

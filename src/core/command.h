@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "config/config.h"
+#include "core/ident.h"
 #include "core/value.h"
 
 enum cmd_kind {
@@ -23,6 +24,7 @@ enum cmd_kind {
     CMD_READ,  /* read tag now; the answer is in out */
     CMD_PAUSE, /* close the port until CMD_RESUME (OTA with exclusive_bus) */
     CMD_RESUME,
+    CMD_IDENTIFY, /* read the device identification; the answer is in ident */
 };
 
 struct command {
@@ -34,6 +36,7 @@ struct command {
     /* Filled in by the bus. */
     int result;            /* 0, or -errno (EMBX* for Modbus exceptions) */
     struct value out;      /* CMD_READ */
+    struct device_ident ident; /* CMD_IDENTIFY */
     uint32_t latency_us;
 
     void (*done)(struct command *cmd);
@@ -48,6 +51,7 @@ static inline void command_free(struct command *c)
         return;
     value_clear(&c->value);
     value_clear(&c->out);
+    device_ident_clear(&c->ident);
     free(c);
 }
 

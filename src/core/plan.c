@@ -84,6 +84,45 @@ void plan_build(struct plan *p, const struct plan_tag *tags, size_t n,
     add_block(p, &cap, &cur);
 }
 
+static int period_cmp(const void *a, const void *b)
+{
+    int x = ((const struct plan_tag *)a)->tag->poll_ms, y = ((const struct plan_tag *)b)->tag->poll_ms;
+
+    return (x > y) - (x < y);
+}
+
+size_t plan_build_groups(struct poll_group **ret, const struct plan_tag *tags, size_t n,
+                         const struct plan_limits *lim)
+{
+    struct plan_tag *sorted;
+    struct poll_group *g = NULL;
+    size_t n_groups = 0;
+
+    *ret = NULL;
+    if (!n)
+        return 0;
+    sorted = xmemdup_array(tags, n);
+    qsort(sorted, n, sizeof(*sorted), period_cmp);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && sorted[j].tag->poll_ms == sorted[i].tag->poll_ms; j++)
+            ;
+        g = xreallocarray(g, n_groups + 1, sizeof(*g));
+        g[n_groups].period_ms = sorted[i].tag->poll_ms;
+        plan_build(&g[n_groups].plan, &sorted[i], j - i, lim);
+        n_groups++;
+    }
+    free(sorted);
+    *ret = g;
+    return n_groups;
+}
+
+void plan_groups_free(struct poll_group *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        plan_free(&g[i].plan);
+    free(g);
+}
+
 size_t plan_split_block(struct plan *p, size_t i)
 {
     struct read_block old = p->blocks[i];

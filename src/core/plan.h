@@ -13,6 +13,13 @@
  * A merged block that the device refuses with exception 2 (a hole in its register map) is
  * split into the tags' own requests for good (plan_split_block).
  *
+ * Poll periods: tags may have their own poll_ms. A device's tags are planned per period
+ * (plan_build_groups): the tags of one period are coalesced as above and read together, and
+ * a tag is read at its own period only, so a register is never read more often than the
+ * fastest tag that needs it and a slow tag never rides along with a fast one. (Merging a
+ * slow tag into a fast block would save nothing: it would add its registers to every fast
+ * read instead of one request per slow period.)
+ *
  * Pure: no I/O, no locks, no globals. The plan is built once per device at start and
  * owned by the device's bus thread.
  */
@@ -62,6 +69,18 @@ struct plan_limits plan_limits_for(enum driver_kind driver);
 /* Build the plan of tags[0..n). The plan keeps pointers to the tag configs. */
 void plan_build(struct plan *p, const struct plan_tag *tags, size_t n,
                 const struct plan_limits *lim);
+
+/* The tags of one poll period and their plan. */
+struct poll_group {
+    int period_ms;
+    struct plan plan;
+};
+
+/* Group tags[0..n) by tag->poll_ms (fastest first) and plan each group. Returns the number
+ * of groups (0 when n is 0); *ret is allocated, free it with plan_groups_free(). */
+size_t plan_build_groups(struct poll_group **ret, const struct plan_tag *tags, size_t n,
+                         const struct plan_limits *lim);
+void plan_groups_free(struct poll_group *g, size_t n);
 
 /* Replace block i by one request per tag (tags whose registers overlap stay together).
  * Returns the number of blocks that replaced it. */
