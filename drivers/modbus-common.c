@@ -18,13 +18,16 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/bus.h"
 #include "core/command.h"
 #include "core/decode.h"
 #include "drivers/driver.h"
+#include "drivers/mei.h"
 #include "drivers/modbus-common.h"
 #include "util/macros.h"
 #include "util/time-util.h"
@@ -213,8 +216,82 @@ static int value_to_double(const struct value *v, double *ret)
     return value_as_double(v, ret) ? 0 : -EINVAL;
 }
 
+/* A device that answers "illegal function" to a write has a setting for it. */
+static const char *write_hint(int fc)
+{
+    switch (fc) {
+    case MODBUS_FC_WRITE_SINGLE_COIL:
+        return "the device does not take function 5 (write single coil): set write_multiple = true";
+    case MODBUS_FC_WRITE_SINGLE_REGISTER:
+        return "the device does not take function 6 (write single register): set "
+               "write_multiple = true";
+    case MODBUS_FC_MASK_WRITE_REGISTER:
+        return "the device does not take function 22 (mask write register): set "
+               "mask_write = false";
+    default:
+        return NULL;
+    }
+}
+
+/* One attempt of a write, with the function codes the device's settings ask for. Returns
+ * what libmodbus returned and, in *expect, what it returns on success; *fc is the write
+ * function that was sent. */
+static int write_once(struct mb *mb, struct bus_device *bd, int unit, const struct tag_config *t,
+                      const uint16_t *regs, double d, int *expect, int *fc)
+{
+    const struct device_config *dc = bd->dev->cfg;
+    int n;
+
+    *expect = 1;
+    if (t->type == VT_BIT && dc->mask_write) {
+        /* (register AND and) OR (or AND NOT and): only our bit changes, atomically in the
+         * device, so a bit the device itself sets meanwhile is not lost. */
+        uint16_t bit = (uint16_t)(1u << t->bit);
+        *fc = MODBUS_FC_MASK_WRITE_REGISTER;
+        before_transaction(mb, unit);
+        return modbus_mask_write_register(mb->ctx, t->address, (uint16_t)~bit, d != 0 ? bit : 0);
+    }
+    if (t->type == VT_BIT) {
+        /* Read-modify-write of the one register: this thread is the only writer on our
+         * side, so the register cannot change under us from here. */
+        uint16_t cur;
+        *fc = MODBUS_FC_READ_HOLDING_REGISTERS;
+        before_transaction(mb, unit);
+        n = modbus_read_registers(mb->ctx, t->address, 1, &cur);
+        mb->last_end_us = now_us();
+        bus_transaction(mb->bus, bd, n == 1);
+        if (n != 1)
+            return n < 0 ? n : -1;
+        cur = d != 0 ? (uint16_t)(cur | (1u << t->bit)) : (uint16_t)(cur & ~(1u << t->bit));
+        before_transaction(mb, unit);
+        if (dc->write_multiple) {
+            *fc = MODBUS_FC_WRITE_MULTIPLE_REGISTERS;
+            return modbus_write_registers(mb->ctx, t->address, 1, &cur);
+        }
+        *fc = MODBUS_FC_WRITE_SINGLE_REGISTER;
+        return modbus_write_register(mb->ctx, t->address, cur);
+    }
+    before_transaction(mb, unit);
+    if (t->type == VT_BOOL) {
+        uint8_t bit = d != 0;
+        if (dc->write_multiple) {
+            *fc = MODBUS_FC_WRITE_MULTIPLE_COILS;
+            return modbus_write_bits(mb->ctx, t->address, 1, &bit);
+        }
+        *fc = MODBUS_FC_WRITE_SINGLE_COIL;
+        return modbus_write_bit(mb->ctx, t->address, bit);
+    }
+    if (t->count == 1 && !dc->write_multiple) {
+        *fc = MODBUS_FC_WRITE_SINGLE_REGISTER;
+        return modbus_write_register(mb->ctx, t->address, regs[0]);
+    }
+    *fc = MODBUS_FC_WRITE_MULTIPLE_REGISTERS;
+    *expect = t->count;
+    return modbus_write_registers(mb->ctx, t->address, t->count, regs);
+}
+
 static int mb_write(struct mb *mb, struct bus_device *bd, int unit, const struct tag_config *t,
-                    const struct value *v)
+                    const struct value *v, const char **hint)
 {
     uint16_t regs[MODBUS_MAX_WRITE_REGISTERS];
     int err = ETIMEDOUT;
@@ -251,39 +328,18 @@ static int mb_write(struct mb *mb, struct bus_device *bd, int unit, const struct
     }
 
     for (int attempt = 0; attempt <= mb->cfg->retries; attempt++) {
-        int n, expect = 1;
+        int n, expect, fc;
 
         if (!mb->connected && mb_connect(mb) < 0)
             return -ENOTCONN;
-        if (t->type == VT_BIT) {
-            /* Read-modify-write of the one register: this thread is the only writer on
-             * our side, so the register cannot change under us from here. */
-            uint16_t cur;
-            before_transaction(mb, unit);
-            n = modbus_read_registers(mb->ctx, t->address, 1, &cur);
-            mb->last_end_us = now_us();
-            bus_transaction(mb->bus, bd, n == 1);
-            if (n == 1) {
-                cur = d != 0 ? (uint16_t)(cur | (1u << t->bit)) : (uint16_t)(cur & ~(1u << t->bit));
-                before_transaction(mb, unit);
-                n = modbus_write_register(mb->ctx, t->address, cur);
-            }
-        } else if (t->type == VT_BOOL) {
-            before_transaction(mb, unit);
-            n = modbus_write_bit(mb->ctx, t->address, d != 0);
-        } else if (t->count == 1) {
-            before_transaction(mb, unit);
-            n = modbus_write_register(mb->ctx, t->address, regs[0]);
-        } else {
-            before_transaction(mb, unit);
-            n = modbus_write_registers(mb->ctx, t->address, t->count, regs);
-            expect = t->count;
-        }
+        n = write_once(mb, bd, unit, t, regs, d, &expect, &fc);
         err = n < 0 ? errno : EMBBADDATA;
         mb->last_end_us = now_us();
         bus_transaction(mb->bus, bd, n == expect || (n < 0 && is_exception(err)));
         if (n == expect)
             return 0;
+        if (err == EMBXILFUN)
+            *hint = write_hint(fc);
         r = after_failure(mb, err);
         if (r)
             return r;
@@ -298,7 +354,7 @@ int mb_execute(void *state, struct bus_device *bd, struct command *cmd)
     const struct tag_config *t = &cmd->tag;
 
     if (cmd->kind == CMD_WRITE)
-        return mb_write(mb, bd, unit, t, &cmd->value);
+        return mb_write(mb, bd, unit, t, &cmd->value, &cmd->hint);
 
     if (cmd->kind == CMD_READ) {
         uint16_t regs[MODBUS_MAX_READ_REGISTERS];
@@ -313,4 +369,162 @@ int mb_execute(void *state, struct bus_device *bd, struct command *cmd)
         return decode_registers(t, regs, &cmd->out);
     }
     return -EINVAL;
+}
+
+/* ---- device identification (function 43/14) ---------------------------------------------- */
+
+/* The Modbus RTU CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF). */
+static uint16_t rtu_crc16(const uint8_t *p, size_t len)
+{
+    uint16_t crc = 0xFFFF;
+
+    for (size_t i = 0; i < len; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++)
+            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
+    }
+    return crc;
+}
+
+/* Read exactly len bytes by the deadline. */
+static int read_by(int fd, uint8_t *buf, size_t len, uint64_t deadline_us)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        uint64_t now = now_us();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+        int r;
+
+        if (now >= deadline_us)
+            return -ETIMEDOUT;
+        r = poll(&pfd, 1, (int)((deadline_us - now + 999) / 1000));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -ETIMEDOUT;
+        n = read(fd, buf + got, len - got);
+        if (n == 0)
+            return -ECONNRESET;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -errno;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* The answer PDU of one 43/14 request, framed here (see drivers/mei.h): on TCP by the MBAP
+ * length, on RTU by mei_pdu_length() and checked by its CRC. Returns the PDU length or
+ * -errno, with the errno values libmodbus uses for the same failures. The MBAP transaction
+ * id is not compared (libmodbus keeps it private); a late answer cannot be mistaken for
+ * this one because a TCP timeout re-opens the connection. */
+static int mei_receive(struct mb *mb, int unit, uint8_t *pdu)
+{
+    uint64_t deadline = now_us() + (uint64_t)mb->cfg->timeout_ms * 1000u;
+    int fd = modbus_get_socket(mb->ctx);
+    uint8_t adu[1 + MEI_PDU_MAX + 2];
+    size_t have;
+    int want, r;
+
+    if (!mb->rtu) {
+        unsigned len;
+        r = read_by(fd, adu, 7, deadline);
+        if (r < 0)
+            return r;
+        len = (unsigned)adu[4] << 8 | adu[5];
+        if (adu[2] || adu[3] || adu[6] != unit || len < 2 || len > MEI_PDU_MAX + 1)
+            return -EMBBADDATA;
+        r = read_by(fd, pdu, len - 1, deadline);
+        if (r < 0)
+            return r;
+        want = mei_pdu_length(pdu, len - 1);
+        return want == (int)len - 1 ? want : -EMBBADDATA;
+    }
+    /* RTU: unit, PDU, CRC (low byte first). */
+    r = read_by(fd, adu, 1, deadline);
+    if (r < 0)
+        return r;
+    have = 1;
+    while ((want = mei_pdu_length(adu + 1, have - 1)) > (int)have - 1) {
+        r = read_by(fd, adu + have, (size_t)want - (have - 1), deadline);
+        if (r < 0)
+            return r;
+        have = (size_t)want + 1;
+    }
+    if (want < 0)
+        return -EMBBADDATA;
+    r = read_by(fd, adu + have, 2, deadline);
+    if (r < 0)
+        return r;
+    if (adu[0] != unit || rtu_crc16(adu, have) != (uint16_t)(adu[have] | adu[have + 1] << 8))
+        return -EMBBADCRC;
+    memcpy(pdu, adu + 1, (size_t)want);
+    return want;
+}
+
+/* One request from object obj, with retries; the objects go into id. */
+static int mei_read(struct mb *mb, struct bus_device *bd, int unit, uint8_t code, uint8_t obj,
+                    struct device_ident *id, bool *more, uint8_t *next)
+{
+    uint8_t req[MEI_REQUEST_LEN], pdu[MEI_PDU_MAX];
+    int err = ETIMEDOUT;
+
+    mei_request((uint8_t)unit, code, obj, req);
+    for (int attempt = 0; attempt <= mb->cfg->retries; attempt++) {
+        int n, r;
+
+        if (!mb->connected && mb_connect(mb) < 0)
+            return -ENOTCONN;
+        before_transaction(mb, unit);
+        n = modbus_send_raw_request(mb->ctx, req, MEI_REQUEST_LEN) < 0 ? -errno
+                                                                        : mei_receive(mb, unit, pdu);
+        if (n >= 0)
+            n = mei_parse(pdu, (size_t)n, id, more, next);
+        err = n < 0 ? -n : 0;
+        mb->last_end_us = now_us();
+        bus_transaction(mb->bus, bd, n >= 0 || is_exception(err));
+        if (n >= 0)
+            return 0;
+        if (err == EBADMSG)
+            err = EMBBADDATA;
+        r = after_failure(mb, err);
+        if (r)
+            return r;
+    }
+    return -err;
+}
+
+int mb_identify(void *state, struct bus_device *bd, struct device_ident *id)
+{
+    struct mb *mb = state;
+    int unit = bd->dev->cfg->unit_id;
+    uint8_t code = MEI_READ_REGULAR, obj = 0;
+
+    /* An answer that does not fit one PDU comes in pieces ("more follows"); a device that
+     * keeps saying "more" without moving on is cut off. */
+    for (int i = 0; i < 8; i++) {
+        bool more = false;
+        uint8_t next = 0;
+        int r = mei_read(mb, bd, unit, code, obj, id, &more, &next);
+
+        if (r < 0 && r != -EMBXILFUN && is_exception(-r) && code == MEI_READ_REGULAR) {
+            /* A device of basic conformity may refuse the regular objects. */
+            code = MEI_READ_BASIC;
+            obj = 0;
+            continue;
+        }
+        if (r < 0) {
+            device_ident_clear(id);
+            return r;
+        }
+        if (!more || next <= obj)
+            return 0;
+        obj = next;
+    }
+    return 0;
 }

@@ -35,6 +35,8 @@ int mb_connect(void *state);
 void mb_disconnect(void *state);
 int mb_poll(void *state, struct bus_device *bd);
 int mb_execute(void *state, struct bus_device *bd, struct command *cmd);
+struct device_ident;
+int mb_identify(void *state, struct bus_device *bd, struct device_ident *id);
 
 /* The Modbus RTU silent interval in microseconds for a serial line. */
 uint32_t mb_rtu_silent_interval_us(int baud, int data_bits, int parity, int stop_bits);

@@ -57,4 +57,5 @@ const struct driver driver_modbus_rtu = {
     .disconnect = mb_disconnect,
     .poll = mb_poll,
     .execute = mb_execute,
+    .identify = mb_identify,
 };

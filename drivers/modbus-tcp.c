@@ -42,4 +42,5 @@ const struct driver driver_modbus_tcp = {
     .disconnect = mb_disconnect,
     .poll = mb_poll,
     .execute = mb_execute,
+    .identify = mb_identify,
 };

@@ -215,8 +215,9 @@ static void command_done(struct command *cmd)
     char *reply;
 
     if (cmd->result < 0)
-        reply = error_text(cmd->result == -ETIMEDOUT ? "the device did not answer"
-                                                     : driver_strerror(cmd->result));
+        reply = error_text(cmd->hint                    ? cmd->hint
+                           : cmd->result == -ETIMEDOUT ? "the device did not answer"
+                                                       : driver_strerror(cmd->result));
     else
         reply = ok_text(cmd->kind == CMD_READ ? tb_json_value(&cmd->out) : NULL);
     complete(c, cmd->ctx_id, reply);

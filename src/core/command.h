@@ -35,6 +35,7 @@ struct command {
 
     /* Filled in by the bus. */
     int result;            /* 0, or -errno (EMBX* for Modbus exceptions) */
+    const char *hint;      /* with an error: what to change (static text), or NULL */
     struct value out;      /* CMD_READ */
     struct device_ident ident; /* CMD_IDENTIFY */
     uint32_t latency_us;

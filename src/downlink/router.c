@@ -548,7 +548,8 @@ void router_command_done(struct uplink *u, struct command *cmd)
     if (rd(u, d)->outstanding)
         rd(u, d)->outstanding--;
     if (cmd->result < 0)
-        snprintf(err, sizeof(err), "%s", cmd->result == -ERANGE ? "value out of range"
+        snprintf(err, sizeof(err), "%s", cmd->hint                    ? cmd->hint
+                                         : cmd->result == -ERANGE    ? "value out of range"
                                          : cmd->result == -ETIMEDOUT ? "the device did not answer"
                                          : driver_strerror(cmd->result));
 

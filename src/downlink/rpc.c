@@ -176,11 +176,15 @@ int rpc_raw_tag(json_object *params, bool write, const struct device_config *dev
     t.table = (enum mb_table)v;
     if (table_is_bits(t.table))
         t.type = VT_BOOL;
-    r = get_int(params, "address", 0, 65535, &t.address, err, err_size);
+    /* In the device's own numbering (address_base), as its tags are written. */
+    r = get_int(params, "address", dev->address_base, 65535 + dev->address_base, &t.address, err,
+                err_size);
     if (r == -ENOENT)
-        return fail(err, err_size, "params need 'address' (0..65535)");
+        return fail(err, err_size, "params need 'address' (%d..%d)", dev->address_base,
+                    65535 + dev->address_base);
     if (r < 0)
         return r;
+    t.address -= dev->address_base;
     r = get_enum(params, "type", value_type_names, &v, err, err_size);
     if (r < 0 && r != -ENOENT)
         return r;
