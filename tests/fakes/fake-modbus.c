@@ -106,6 +106,8 @@
 #define TCP_PARTIAL_MS 500            /* how long the rest of a TCP frame may take */
 #define WRITE_WAIT_MS 100             /* how long a write may wait for room */
 #define MBAP_LENGTH 7
+#define FC_MEI 0x2B                   /* encapsulated interface transport (43) */
+#define MEI_DEVICE_ID 0x0E            /* read device identification (43/14) */
 #define CTL_LINE_MAX (1024 * 1024)
 #define CTL_OUT_MAX (64 * 1024 * 1024)
 
@@ -138,6 +140,14 @@ struct faults {
     unsigned long garbage;
     unsigned long crc;
     unsigned long drop;
+};
+
+/* `unit` and `ident`: how one unit differs from a plain slave (allocated on first use). */
+struct unit_opts {
+    unsigned delay_ms;                  /* every answer of this unit is this late */
+    bool refuse[256];                   /* function codes answered with exception 1 */
+    char *ident[256];                   /* device identification objects (43/14) */
+    unsigned ident_per_answer;          /* objects per 43/14 answer, 0: as many as fit */
 };
 
 struct counters {
@@ -217,6 +227,7 @@ struct fake {
     size_t n_ctls;
     size_t cap_ctls;
     struct faults faults;
+    struct unit_opts *opts[N_UNIT_IDS];
     struct counters counters;
     struct log_entry *log;
     size_t log_head;
@@ -698,6 +709,13 @@ static void request_describe(unsigned unit, const uint8_t *pdu, size_t len, stru
             r->count = be16(pdu + 3);
         }
         break;
+    case FC_MEI:
+        /* Logged as: the first object asked for, and the read device id code. */
+        if (len >= 4) {
+            r->addr = pdu[3];
+            r->count = pdu[2];
+        }
+        break;
     case MODBUS_FC_WRITE_AND_READ_REGISTERS:
         r->read = true;
         r->write = true;
@@ -845,6 +863,112 @@ static void serve_broadcast(struct fake *f, const struct request *r, const uint8
             broadcast_apply(f->units[u], pdu, len);
 }
 
+/* ---- per-unit behaviour: `unit` and `ident` ---- */
+
+#define ANSWERED 0x100 /* serve_identification() wrote the answer itself */
+
+static const char *const ident_defaults[3] = {"fake-modbus", "FM-1", "1.0"};
+
+static struct unit_opts *unit_opts(struct fake *f, unsigned unit)
+{
+    if (!f->opts[unit]) {
+        f->opts[unit] = calloc(1, sizeof(*f->opts[unit]));
+        if (!f->opts[unit])
+            return NULL;
+        for (unsigned i = 0; i < 3; i++)
+            f->opts[unit]->ident[i] = strdup(ident_defaults[i]);
+    }
+    return f->opts[unit];
+}
+
+static void unit_opts_free(struct unit_opts *o)
+{
+    if (!o)
+        return;
+    for (unsigned i = 0; i < 256; i++)
+        free(o->ident[i]);
+    free(o);
+}
+
+static unsigned unit_delay_ms(const struct fake *f, unsigned unit)
+{
+    return f->opts[unit] ? f->opts[unit]->delay_ms : 0;
+}
+
+/* The identification object of unit, with the defaults for a unit never configured. */
+static const char *ident_object(const struct fake *f, unsigned unit, unsigned obj)
+{
+    if (f->opts[unit])
+        return f->opts[unit]->ident[obj];
+    return obj < 3 ? ident_defaults[obj] : NULL;
+}
+
+/* Function 43 / MEI 14 (Modbus Application Protocol 1.1b3, 6.21): the objects of the asked
+ * category from the asked one on, as many as fit (or ident_per_answer), with "more follows"
+ * and the next object id when they do not. Writes the whole answer to the shim and returns
+ * ANSWERED, or returns the exception code to answer with. */
+static unsigned serve_identification(struct fake *f, unsigned unit, const uint8_t *req,
+                                     size_t hl, const uint8_t *pdu, size_t len)
+{
+    static const unsigned last_of[5] = {0, 0x02, 0x06, 0xFF, 0xFF};
+    uint8_t ans[ANSWER_MAX];
+    size_t n = hl, count_at;
+    unsigned code, first, last, per = f->opts[unit] ? f->opts[unit]->ident_per_answer : 0;
+    unsigned sent = 0, obj, regular = 0;
+
+    if (len != 4 || pdu[1] != MEI_DEVICE_ID)
+        return len != 4 ? MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE : MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
+    code = pdu[2];
+    first = pdu[3];
+    if (code < 1 || code > 4)
+        return MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE;
+    if (code == 4 && !ident_object(f, unit, first))
+        return MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
+    last = code == 4 ? first : last_of[code];
+    if (code != 4 && (first > last || !ident_object(f, unit, first)))
+        first = 0; /* an unknown start object means "from the beginning" */
+    for (obj = 3; obj < 7; obj++)
+        regular |= ident_object(f, unit, obj) != NULL;
+
+    memcpy(ans, req, hl);
+    ans[n++] = FC_MEI;
+    ans[n++] = MEI_DEVICE_ID;
+    ans[n++] = (uint8_t)code;
+    ans[n++] = regular ? 0x82 : 0x81; /* basic or regular; stream and individual access */
+    ans[n++] = 0;                     /* more follows, next object: set below */
+    ans[n++] = 0;
+    count_at = n++;
+    for (obj = first; obj <= last; obj++) {
+        const char *v = ident_object(f, unit, obj);
+        size_t vl = v ? strlen(v) : 0;
+
+        if (!v)
+            continue;
+        if ((per && sent == per) || n - hl + 2 + vl > 253) {
+            ans[hl + 4] = 0xFF;
+            ans[hl + 5] = (uint8_t)obj;
+            break;
+        }
+        ans[n++] = (uint8_t)obj;
+        ans[n++] = (uint8_t)vl;
+        memcpy(ans + n, v, vl);
+        n += vl;
+        sent++;
+    }
+    ans[count_at] = (uint8_t)sent;
+    if (f->rtu) {
+        unsigned crc = crc16(ans, n);
+        ans[n++] = (uint8_t)crc;
+        ans[n++] = (uint8_t)(crc >> 8);
+    } else {
+        ans[4] = (uint8_t)((n - 6) >> 8);
+        ans[5] = (uint8_t)(n - 6);
+    }
+    if (send(f->shim[0], ans, n, MSG_DONTWAIT) < 0)
+        note("unit %u: no answer to function 43: %s", unit, strerror(errno));
+    return ANSWERED;
+}
+
 /* ---- answers ---- */
 
 static void peer_kill(struct peer *p, const char *why)
@@ -917,9 +1041,9 @@ static void deliver_answer(struct fake *f, struct peer *p, const uint8_t *req)
         ans[n - 2] ^= 0xFF;
         ans[n - 1] ^= 0xFF;
     }
-    if (f->faults.delay_ms > 0) {
+    if (f->faults.delay_ms > 0 || unit_delay_ms(f, req[hl - 1]) > 0) {
         p->held = true;
-        p->held_due_ms = now_ms() + f->faults.delay_ms;
+        p->held_due_ms = now_ms() + f->faults.delay_ms + unit_delay_ms(f, req[hl - 1]);
         memcpy(p->held_buf, ans, (size_t)n);
         p->held_len = (size_t)n;
         return;
@@ -962,10 +1086,16 @@ static void serve(struct fake *f, struct peer *p, const uint8_t *req, size_t len
         f->counters.writes++;
 
     code = range_fault_code(f, &r);
+    if (!code && f->opts[r.unit] && f->opts[r.unit]->refuse[r.fc])
+        code = MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
     modbus_set_socket(f->mb, f->shim[0]);
     if (f->rtu)
         modbus_set_slave(f->mb, (int)r.unit); /* fails for 248..255; the reply uses req[0] */
-    if (code)
+    if (!code && r.fc == FC_MEI)
+        code = serve_identification(f, r.unit, req, hl, pdu, pdu_len);
+    if (code == ANSWERED)
+        rc = 0;
+    else if (code)
         rc = modbus_reply_exception(f->mb, req, code);
     else if (fc_supported(r.fc))
         rc = modbus_reply(f->mb, req, (int)len, m);
@@ -1100,6 +1230,8 @@ static int rtu_request_length(const uint8_t *buf, size_t len)
         return 4;
     case MODBUS_FC_MASK_WRITE_REGISTER:
         return 10;
+    case FC_MEI:
+        return 7;
     case MODBUS_FC_WRITE_AND_READ_REGISTERS:
         return len < 11 ? 0 : 13 + buf[10];
     default:
@@ -1377,6 +1509,99 @@ static void cmd_fault(struct fake *f, struct ctl *c, char **tok, size_t n)
     ctl_printf(c, "ok\n");
 }
 
+/* unit UNIT delay MS | unit UNIT refuse FC[,FC…] | unit UNIT accept FC[,FC…] | unit UNIT clear */
+static void cmd_unit(struct fake *f, struct ctl *c, char **tok, size_t n)
+{
+    int unit = n >= 2 ? parse_unit(tok[0], false) : -1;
+    struct unit_opts *o;
+    unsigned long v;
+
+    if (unit < 1 || (strcmp(tok[1], "clear") != 0 && n != 3) ||
+        (strcmp(tok[1], "clear") == 0 && n != 2)) {
+        ctl_printf(c, "err usage: unit UNIT delay MS | refuse FC[,FC…] | accept FC[,FC…] | "
+                      "clear (UNIT 1..255)\n");
+        return;
+    }
+    if (strcmp(tok[1], "clear") == 0) {
+        unit_opts_free(f->opts[unit]);
+        f->opts[unit] = NULL;
+        ctl_printf(c, "ok\n");
+        return;
+    }
+    o = unit_opts(f, (unsigned)unit);
+    if (!o) {
+        ctl_printf(c, "err out of memory\n");
+        return;
+    }
+    if (strcmp(tok[1], "delay") == 0) {
+        if (parse_number(tok[2], MAX_DELAY_MS, &v) < 0) {
+            ctl_printf(c, "err bad delay '%s' (0..%d ms)\n", tok[2], MAX_DELAY_MS);
+            return;
+        }
+        o->delay_ms = (unsigned)v;
+    } else if (strcmp(tok[1], "refuse") == 0 || strcmp(tok[1], "accept") == 0) {
+        bool refuse = tok[1][0] == 'r';
+        char *save = NULL;
+
+        for (char *fc = strtok_r(tok[2], ",", &save); fc; fc = strtok_r(NULL, ",", &save)) {
+            if (parse_number(fc, 255, &v) < 0 || v < 1) {
+                ctl_printf(c, "err bad function code '%s' (1..255)\n", fc);
+                return;
+            }
+            o->refuse[v] = refuse;
+        }
+    } else {
+        ctl_printf(c, "err unknown unit setting '%s' (delay, refuse, accept, clear)\n", tok[1]);
+        return;
+    }
+    ctl_printf(c, "ok\n");
+}
+
+/* ident UNIT OBJECT TEXT… | ident UNIT OBJECT (remove it) | ident UNIT per-answer N */
+static void cmd_ident(struct fake *f, struct ctl *c, char **tok, size_t n)
+{
+    int unit = n >= 2 ? parse_unit(tok[0], false) : -1;
+    struct unit_opts *o;
+    unsigned long v;
+    char text[254] = "";
+
+    if (unit < 1) {
+        ctl_printf(c, "err usage: ident UNIT OBJECT [TEXT…] | ident UNIT per-answer N\n");
+        return;
+    }
+    o = unit_opts(f, (unsigned)unit);
+    if (!o) {
+        ctl_printf(c, "err out of memory\n");
+        return;
+    }
+    if (strcmp(tok[1], "per-answer") == 0) {
+        if (n != 3 || parse_number(tok[2], 255, &v) < 0) {
+            ctl_printf(c, "err usage: ident UNIT per-answer N (0: as many as fit)\n");
+            return;
+        }
+        o->ident_per_answer = (unsigned)v;
+        ctl_printf(c, "ok\n");
+        return;
+    }
+    if (parse_number(tok[1], 255, &v) < 0) {
+        ctl_printf(c, "err bad object id '%s' (0..255)\n", tok[1]);
+        return;
+    }
+    /* The words after the object id, joined by single spaces. */
+    for (size_t i = 2; i < n; i++) {
+        if (strlen(text) + strlen(tok[i]) + 2 > 245) {
+            ctl_printf(c, "err object text too long (245 bytes at most)\n");
+            return;
+        }
+        if (i > 2)
+            strcat(text, " ");
+        strcat(text, tok[i]);
+    }
+    free(o->ident[v]);
+    o->ident[v] = n > 2 ? strdup(text) : NULL;
+    ctl_printf(c, "ok\n");
+}
+
 static void ctl_command(struct fake *f, struct ctl *c, char *line)
 {
     char **tok, err[160];
@@ -1425,8 +1650,13 @@ static void ctl_command(struct fake *f, struct ctl *c, char *line)
         ctl_printf(c, "ok\n");
     } else if (strcmp(tok[0], "fault") == 0) {
         cmd_fault(f, c, tok + 1, n - 1);
+    } else if (strcmp(tok[0], "unit") == 0) {
+        cmd_unit(f, c, tok + 1, n - 1);
+    } else if (strcmp(tok[0], "ident") == 0) {
+        cmd_ident(f, c, tok + 1, n - 1);
     } else {
-        ctl_printf(c, "err unknown command '%s' (set, get, stats, log, reset, fault)\n", tok[0]);
+        ctl_printf(c, "err unknown command '%s' (set, get, stats, log, reset, fault, unit, "
+                      "ident)\n", tok[0]);
     }
 }
 
@@ -1638,8 +1868,10 @@ static void fake_free(struct fake *f)
         free(f->ctls[i]);
     }
     free(f->ctls);
-    for (unsigned u = 0; u < N_UNIT_IDS; u++)
+    for (unsigned u = 0; u < N_UNIT_IDS; u++) {
         modbus_mapping_free(f->units[u]);
+        unit_opts_free(f->opts[u]);
+    }
     modbus_mapping_free(f->template);
     free(f->log);
     free(f->tokens.v);
