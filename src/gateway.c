@@ -343,6 +343,7 @@ json_object *gateway_status_json(struct gateway *g)
         add_int(o, "polls", (int64_t)atomic_load(&s->polls));
         add_int(o, "failures", (int64_t)atomic_load(&s->failures));
         add_int(o, "overruns", (int64_t)atomic_load(&s->overruns));
+        add_int(o, "invalid_values", (int64_t)atomic_load(&s->invalid));
         add_int(o, "latency_ms", (int64_t)(atomic_load(&s->latency_us) + 500) / 1000);
         add_int(o, "samples", (int64_t)atomic_load(&s->samples));
         add_int(o, "samples_dropped", (int64_t)atomic_load(&s->dropped));

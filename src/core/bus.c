@@ -337,6 +337,10 @@ void bus_emit_block(struct bus *b, struct bus_device *bd, size_t i, const uint16
             r = decode_bit(t, bits + off, &v);
         else
             r = decode_registers(t, regs + off, &v);
+        if (r == -ENODATA || r == -EDOM)
+            atomic_fetch_add_explicit(&bd->dev->stats.invalid, 1, memory_order_relaxed);
+        if (r == -ENODATA)
+            continue; /* the device says "no reading": expected, not worth a line */
         if (r < 0) {
             if (!bd->warned[pt->key]) {
                 bd->warned[pt->key] = true;

@@ -64,6 +64,15 @@ static double apply_scale(const struct tag_config *t, double raw)
     return strtod(buf, NULL);
 }
 
+/* `invalid = [ … ]`: a raw value that means "no reading". */
+static bool raw_invalid(const struct tag_config *t, double raw)
+{
+    for (size_t i = 0; i < t->n_invalid; i++)
+        if (t->invalid[i] == raw)
+            return true;
+    return false;
+}
+
 static void set_int(const struct tag_config *t, int64_t raw, struct value *ret)
 {
     if (scaled(t)) {
@@ -117,26 +126,38 @@ int decode_registers(const struct tag_config *t, const uint16_t *regs, struct va
     switch (t->type) {
     case VT_INT16:
         gather(t, regs, 1, b);
+        if (raw_invalid(t, (double)((int16_t)be(b, 2))))
+            return -ENODATA;
         set_int(t, (int16_t)be(b, 2), ret);
         return 0;
     case VT_UINT16:
         gather(t, regs, 1, b);
+        if (raw_invalid(t, (double)(be(b, 2))))
+            return -ENODATA;
         set_uint(t, be(b, 2), ret);
         return 0;
     case VT_INT32:
         gather(t, regs, 2, b);
+        if (raw_invalid(t, (double)((int32_t)(uint32_t)be(b, 4))))
+            return -ENODATA;
         set_int(t, (int32_t)(uint32_t)be(b, 4), ret);
         return 0;
     case VT_UINT32:
         gather(t, regs, 2, b);
+        if (raw_invalid(t, (double)(be(b, 4))))
+            return -ENODATA;
         set_uint(t, be(b, 4), ret);
         return 0;
     case VT_INT64:
         gather(t, regs, 4, b);
+        if (raw_invalid(t, (double)((int64_t)be(b, 8))))
+            return -ENODATA;
         set_int(t, (int64_t)be(b, 8), ret);
         return 0;
     case VT_UINT64:
         gather(t, regs, 4, b);
+        if (raw_invalid(t, (double)(be(b, 8))))
+            return -ENODATA;
         set_uint(t, be(b, 8), ret);
         return 0;
     case VT_FLOAT32: {
@@ -147,6 +168,8 @@ int decode_registers(const struct tag_config *t, const uint16_t *regs, struct va
         memcpy(&f, &u, sizeof(f));
         if (!isfinite(f))
             return -EDOM;
+        if (raw_invalid(t, (double)f))
+            return -ENODATA;
         ret->kind = VK_FLOAT;
         ret->d = scaled(t) ? (double)f * t->scale + t->offset : (double)f;
         if (!isfinite((float)ret->d))
@@ -161,6 +184,8 @@ int decode_registers(const struct tag_config *t, const uint16_t *regs, struct va
         memcpy(&d, &u, sizeof(d));
         if (!isfinite(d))
             return -EDOM;
+        if (raw_invalid(t, d))
+            return -ENODATA;
         ret->kind = VK_DOUBLE;
         ret->d = scaled(t) ? apply_scale(t, d) : d;
         return isfinite(ret->d) ? 0 : -EDOM;

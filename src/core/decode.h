@@ -19,8 +19,10 @@
 #include "core/value.h"
 
 /* Decode regs[0 .. t->count) (registers as libmodbus returns them: host-order 16-bit
- * values of the big-endian wire words). Returns 0, or -EDOM for a NaN or infinite float
- * (which JSON cannot carry). A string value is allocated; the caller owns it. */
+ * values of the big-endian wire words). Returns 0; -EDOM for a NaN or infinite float (which
+ * JSON cannot carry, and which no sensor means as a reading), also after scale and offset;
+ * -ENODATA for a raw value (before scale and offset) that t->invalid lists. A string value
+ * is allocated; the caller owns it. */
 int decode_registers(const struct tag_config *t, const uint16_t *regs, struct value *ret);
 
 /* Decode a coil/discrete input (one byte per bit, as libmodbus returns them). */

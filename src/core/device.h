@@ -24,6 +24,7 @@ struct device_stats {
     _Atomic uint64_t samples;     /* samples pushed to the uplink */
     _Atomic uint64_t dropped;     /* samples lost to a full ring */
     _Atomic uint64_t overruns;    /* polls that started a whole period late */
+    _Atomic uint64_t invalid;     /* readings not sent: listed in `invalid`, NaN or infinite */
     _Atomic int64_t last_poll_ms; /* wall-clock time of the last poll */
     _Atomic int64_t last_ok_ms;   /* wall-clock time of the last successful poll */
     _Atomic uint32_t latency_us;  /* duration of the last successful poll */

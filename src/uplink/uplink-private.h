@@ -76,7 +76,7 @@ struct up_dev {
     bool rejected_logged;
     _Atomic uint64_t delivered;   /* values acknowledged */
     /* health telemetry: counters at the previous report */
-    uint64_t health_polls, health_failures;
+    uint64_t health_polls, health_failures, health_invalid;
 };
 
 struct uplink {

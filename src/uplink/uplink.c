@@ -799,6 +799,7 @@ static void health_tick(struct uplink *u, uint64_t now)
         struct up_dev *d = &u->devs[i];
         struct device_stats *st = &d->dev->stats;
         uint64_t polls = atomic_load(&st->polls), failures = atomic_load(&st->failures);
+        uint64_t invalid = atomic_load(&st->invalid);
         uint64_t dp = polls - d->health_polls, df = failures - d->health_failures;
         int err = atomic_load(&st->last_error);
         size_t before = d->batch.n_values;
@@ -823,6 +824,9 @@ static void health_tick(struct uplink *u, uint64_t now)
         tb_batch_add(&d->batch, ts, "tbgw_active", &v);
         v = (struct value){.kind = VK_INT, .i = (int64_t)spool_pending(u->spool, (uint32_t)i)};
         tb_batch_add(&d->batch, ts, "tbgw_spool_backlog", &v);
+        v = (struct value){.kind = VK_INT, .i = (int64_t)(invalid - d->health_invalid)};
+        tb_batch_add(&d->batch, ts, "tbgw_invalid_values", &v);
+        d->health_invalid = invalid;
         u->health_values += d->batch.n_values - before;
     }
 }

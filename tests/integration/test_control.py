@@ -113,7 +113,7 @@ class Control(harness.TestCase):
     def test_health_telemetry(self):
         self.start(health=1)
         keys = ("tbgw_poll_success_ratio", "tbgw_polls", "tbgw_poll_failures", "tbgw_latency_ms",
-                "tbgw_last_error", "tbgw_active", "tbgw_spool_backlog")
+                "tbgw_last_error", "tbgw_active", "tbgw_spool_backlog", "tbgw_invalid_values")
         self.emu.wait(lambda: all(k in {k for _, k, _ in self.emu.telemetry("boiler")} for k in keys), 10)
         health = {k: v for _, k, v in self.emu.telemetry("boiler") if k.startswith("tbgw_")}
         self.assertEqual(health["tbgw_poll_success_ratio"], 1.0)
