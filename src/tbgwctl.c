@@ -50,6 +50,7 @@ static void usage(FILE *f)
                "  read DEVICE KEY             read a declared tag now\n"
                "  write DEVICE KEY VALUE      write a declared shared-attribute tag now\n"
                "  claim DEVICE                ask ThingsBoard to let a user claim the device\n"
+               "  identify DEVICE             read the device's identification (Modbus 43/14)\n"
                "  reload                      re-read the configuration (like SIGHUP) and\n"
                "                              show why it is refused, if it is\n"
                "\n"
@@ -57,7 +58,7 @@ static void usage(FILE *f)
                "  -s, --socket PATH           control socket (default: from the configuration)\n"
                "  -c, --config FILE           configuration to take the socket from\n"
                "                              (default: %s)\n"
-               "      --json                  status as JSON\n"
+               "      --json                  status and identify as JSON\n"
                "      --secret S              claim: the secret key the user must give\n"
                "      --duration-ms N         claim: how long the claim stays open\n"
                "  -h, --help                  this help\n"
@@ -315,6 +316,8 @@ int main(int argc, char **argv)
         json_object_object_add(req, "key", json_object_new_string(pos[1]));
         if (n == 3)
             json_object_object_add(req, "value", parse_value(pos[2]));
+    } else if (strcmp(cmd, "identify") == 0 && n == 1) {
+        json_object_object_add(req, "device", json_object_new_string(pos[0]));
     } else if (strcmp(cmd, "claim") == 0 && n == 1) {
         json_object_object_add(req, "device", json_object_new_string(pos[0]));
         if (arg_secret)
@@ -347,6 +350,14 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "read") == 0) {
         json_object_object_get_ex(reply, "value", &m);
         printf("%s\n", json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN));
+    } else if (strcmp(cmd, "identify") == 0) {
+        json_object_object_get_ex(reply, "value", &m);
+        if (arg_json) {
+            printf("%s\n", json_object_to_json_string_ext(m, JSON_C_TO_STRING_PRETTY));
+        } else {
+            json_object_object_foreach(m, name, v)
+                printf("%s: %s\n", name, json_object_get_string(v));
+        }
     } else if (strcmp(cmd, "claim") == 0) {
         printf("claiming request sent for %s\n", pos[0]);
     } else if (strcmp(cmd, "reload") == 0) {

@@ -208,7 +208,18 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
     return 0;
 }
 
-/* Bus thread: a read or write finished. */
+/* The identification objects the device sent, by attribute name. */
+static json_object *ident_json(const struct device_ident *id)
+{
+    json_object *o = json_object_new_object();
+
+    for (int i = 0; i < N_IDENT_OBJECTS; i++)
+        if (id->obj[i])
+            json_object_object_add(o, ident_attribute_names[i], json_object_new_string(id->obj[i]));
+    return o;
+}
+
+/* Bus thread: a read, write or identification finished. */
 static void command_done(struct command *cmd)
 {
     struct control *c = cmd->ctx;
@@ -219,7 +230,9 @@ static void command_done(struct command *cmd)
                            : cmd->result == -ETIMEDOUT ? "the device did not answer"
                                                        : driver_strerror(cmd->result));
     else
-        reply = ok_text(cmd->kind == CMD_READ ? tb_json_value(&cmd->out) : NULL);
+        reply = ok_text(cmd->kind == CMD_READ       ? tb_json_value(&cmd->out)
+                        : cmd->kind == CMD_IDENTIFY ? ident_json(&cmd->ident)
+                                                    : NULL);
     complete(c, cmd->ctx_id, reply);
     command_free(cmd);
 }
@@ -253,6 +266,7 @@ int control_parse_request(const char *line, struct control_request *ret, char *e
     static const char *const names[] = {
         [CONTROL_STATUS] = "status", [CONTROL_READ] = "read", [CONTROL_WRITE] = "write",
         [CONTROL_CLAIM] = "claim",   [CONTROL_RELOAD] = "reload",
+        [CONTROL_IDENTIFY] = "identify",
     };
     json_object *root = json_tokener_parse(line), *m;
     const char *cmd = root ? get_string(root, "cmd") : NULL;
@@ -267,7 +281,8 @@ int control_parse_request(const char *line, struct control_request *ret, char *e
     for (i = 0; i < ARRAY_SIZE(names) && strcmp(cmd, names[i]) != 0; i++)
         ;
     if (i == ARRAY_SIZE(names)) {
-        snprintf(err, err_size, "unknown command '%s' (status, read, write, claim, reload)", cmd);
+        snprintf(err, err_size,
+                 "unknown command '%s' (status, read, write, claim, reload, identify)", cmd);
         json_object_put(root);
         return -EBADMSG;
     }
@@ -277,6 +292,12 @@ int control_parse_request(const char *line, struct control_request *ret, char *e
     ret->secret = get_string(root, "secret");
     if ((ret->cmd == CONTROL_READ || ret->cmd == CONTROL_WRITE) && (!ret->device || !ret->key)) {
         snprintf(err, err_size, "'device' and 'key' are required");
+        json_object_put(root);
+        memset(ret, 0, sizeof(*ret));
+        return -EBADMSG;
+    }
+    if (ret->cmd == CONTROL_IDENTIFY && !ret->device) {
+        snprintf(err, err_size, "'device' is required");
         json_object_put(root);
         memset(ret, 0, sizeof(*ret));
         return -EBADMSG;
@@ -298,6 +319,54 @@ void control_request_clear(struct control_request *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* The Modbus device dev, or NULL after an error reply. */
+static struct device *modbus_device(struct conn *k, struct gateway *g, const char *dev)
+{
+    struct device *d = gateway_device(g, dev);
+
+    if (!d) {
+        reply_error(k, "no device '%s'", dev);
+        return NULL;
+    }
+    if (d->cfg->bus->driver == DRIVER_SERIAL_LINE) {
+        reply_error(k, "device '%s' is a text sensor: its values arrive on their own", dev);
+        return NULL;
+    }
+    return d;
+}
+
+static void submit(struct conn *k, struct gateway *g, struct device *d, struct command *cmd)
+{
+    int r;
+
+    cmd->done = command_done;
+    cmd->ctx = k->c;
+    cmd->ctx_id = k->id;
+    r = gateway_submit(g, d, cmd);
+    if (r < 0) {
+        command_free(cmd);
+        reply_error(k, "cannot queue the request: %s", strerror(-r));
+        return;
+    }
+    k->waiting = true;
+}
+
+/* The device identification (43/14), whether or not the device's config asks for it:
+ * the question while commissioning is what is on the other end of the wire. */
+static void do_identify(struct conn *k, const struct control_request *req)
+{
+    struct gateway *g = k->c->ops->gateway(k->c->ops->userdata);
+    struct device *d = modbus_device(k, g, req->device);
+    struct command *cmd;
+
+    if (!d)
+        return;
+    cmd = xcalloc(1, sizeof(*cmd));
+    cmd->kind = CMD_IDENTIFY;
+    cmd->device = (uint32_t)d->cfg->index;
+    submit(k, g, d, cmd);
+}
+
 static void do_read_write(struct conn *k, const struct control_request *req)
 {
     struct gateway *g = k->c->ops->gateway(k->c->ops->userdata);
@@ -307,17 +376,10 @@ static void do_read_write(struct conn *k, const struct control_request *req)
     const struct tag_config *t;
     struct command *cmd;
     char err[RPC_ERROR_MAX];
-    int r;
 
-    d = gateway_device(g, dev);
-    if (!d) {
-        reply_error(k, "no device '%s'", dev);
+    d = modbus_device(k, g, dev);
+    if (!d)
         return;
-    }
-    if (d->cfg->bus->driver == DRIVER_SERIAL_LINE) {
-        reply_error(k, "device '%s' is a text sensor: its values arrive on their own", dev);
-        return;
-    }
     t = write ? device_find_tag(&d->cfg->writes, key) : readable_tag(d->cfg, key);
     if (!t) {
         reply_error(k, write ? "device '%s' declares no write '%s'" : "device '%s' has no key '%s'",
@@ -335,16 +397,7 @@ static void do_read_write(struct conn *k, const struct control_request *req)
             return;
         }
     }
-    cmd->done = command_done;
-    cmd->ctx = k->c;
-    cmd->ctx_id = k->id;
-    r = gateway_submit(g, d, cmd);
-    if (r < 0) {
-        command_free(cmd);
-        reply_error(k, "cannot queue the request: %s", strerror(-r));
-        return;
-    }
-    k->waiting = true;
+    submit(k, g, d, cmd);
 }
 
 struct claim_ctx {
@@ -438,6 +491,9 @@ static void dispatch(struct conn *k)
         break;
     case CONTROL_RELOAD:
         do_reload(k);
+        break;
+    case CONTROL_IDENTIFY:
+        do_identify(k, &req);
         break;
     }
     control_request_clear(&req);

@@ -36,12 +36,14 @@ enum control_cmd {
     CONTROL_READ,
     CONTROL_WRITE,
     CONTROL_CLAIM,
-    CONTROL_RELOAD
+    CONTROL_RELOAD,
+    CONTROL_IDENTIFY
 };
 
 struct control_request {
     enum control_cmd cmd;
-    const char *device, *key; /* read and write: both set; claim: device may be NULL */
+    const char *device, *key; /* read and write: both set; claim: device may be NULL;
+                               * identify: device set */
     const char *secret;       /* claim, may be NULL */
     json_object *value;       /* write: the value (NULL: absent or null) */
     bool has_duration;
