@@ -325,6 +325,117 @@ static void test_too_many_keys(void **state)
     free(text);
 }
 
+static const char *const MAPS_HEAD =
+    "edge = { host = \"h\"; };\nbuses = ( { name = \"b\"; driver = \"modbus-tcp\"; "
+    "host = \"p\"; devices = ( { name = \"d\"; unit_id = 1; token = \"t\";\n";
+
+static struct config *load_device(const char *device, struct diag **d)
+{
+    char text[4096];
+
+    snprintf(text, sizeof(text), "%s%s\n} ); } );\n", MAPS_HEAD, device);
+    return load_text(text, d);
+}
+
+/* address_base = 1: every address becomes the wire address; the device's own poll_ms is
+ * the default of each tag's. */
+static void test_register_map_settings(void **state)
+{
+    struct diag *d;
+    struct config *c = load_device(
+        "poll_ms = 500; address_base = 1; write_multiple = true; mask_write = true; "
+        "identify = true;\n"
+        "telemetry = ( { key = \"a\"; table = \"input\"; address = 1; type = \"int16\";\n"
+        "  invalid = [ -32768, 32767 ]; poll_ms = 100; },\n"
+        "  { key = \"b\"; table = \"holding\"; address = 65535; type = \"uint16\"; },\n"
+        "  { key = \"f\"; table = \"holding\"; address = 7; type = \"float32\"; "
+        "invalid = [ 0.5, -1e9 ]; } );\n"
+        "writes = ( { key = \"w\"; table = \"coil\"; address = 10; type = \"bool\"; } );\n"
+        "rpc = ( { method = \"m\"; access = \"read\"; table = \"holding\"; address = 3; "
+        "type = \"uint16\"; } );",
+        &d);
+    const struct device_config *dc;
+
+    assert_non_null(c);
+    assert_string_equal(diag_text(d), "");
+    dc = config_find_device(c, "d");
+    assert_int_equal(dc->address_base, 1);
+    assert_true(dc->write_multiple && dc->mask_write && dc->identify);
+    assert_int_equal(tag(&dc->telemetry, "a")->address, 0);
+    assert_int_equal(tag(&dc->telemetry, "a")->poll_ms, 100);
+    assert_int_equal(tag(&dc->telemetry, "a")->n_invalid, 2);
+    assert_true(tag(&dc->telemetry, "a")->invalid[0] == -32768);
+    assert_true(tag(&dc->telemetry, "a")->invalid[1] == 32767);
+    assert_int_equal(tag(&dc->telemetry, "f")->n_invalid, 2);
+    assert_true(tag(&dc->telemetry, "f")->invalid[0] == 0.5);
+    assert_true(tag(&dc->telemetry, "f")->invalid[1] == -1e9);
+    assert_int_equal(tag(&dc->telemetry, "b")->address, 65534);
+    assert_int_equal(tag(&dc->telemetry, "b")->poll_ms, 500);
+    assert_int_equal(tag(&dc->writes, "w")->address, 9);
+    assert_int_equal(tag(&dc->rpc, "m")->address, 2);
+    config_free(c);
+    diag_free(d);
+
+    c = load_device("telemetry = ( { key = \"a\"; table = \"input\"; address = 0; "
+                    "type = \"int16\"; } );", &d);
+    dc = config_find_device(c, "d");
+    assert_int_equal(dc->address_base, 0);
+    assert_false(dc->write_multiple || dc->mask_write || dc->identify);
+    assert_int_equal(tag(&dc->telemetry, "a")->address, 0);
+    assert_int_equal(tag(&dc->telemetry, "a")->poll_ms, 1000);
+    assert_int_equal(tag(&dc->telemetry, "a")->n_invalid, 0);
+    config_free(c);
+    diag_free(d);
+}
+
+static void expect_problem(const char *device, bool fatal, const char *message)
+{
+    struct diag *d;
+    struct config *c = load_device(device, &d);
+
+    if (fatal)
+        assert_null(c);
+    else
+        assert_non_null(c);
+    if (!strstr(diag_text(d), message))
+        fail_msg("expected '%s' in:\n%s", message, diag_text(d));
+    config_free(c);
+    diag_free(d);
+}
+
+static void test_register_map_problems(void **state)
+{
+    expect_problem("address_base = 1; telemetry = ( { key = \"a\"; table = \"input\"; "
+                   "address = 0; type = \"int16\"; } );",
+                   true, "key 'a': address 0 does not exist with address_base = 1 (the first "
+                         "register is address 1)");
+    expect_problem("address_base = 2;", true, "address_base: must be between 0 and 1 (got 2)");
+    expect_problem("telemetry = ( { key = \"a\"; table = \"holding\"; address = 40001; "
+                   "type = \"int16\"; } );",
+                   false, "key 'a': address 40001 looks like a Modicon reference (holding "
+                          "register 1); the address is the register's number within the "
+                          "holding table: write address = 0 (with address_base = 0)");
+    expect_problem("address_base = 1; writes = ( { key = \"w\"; table = \"holding\"; "
+                   "address = 40101; type = \"int16\"; } );",
+                   false, "write address = 101 (with address_base = 1)");
+    expect_problem("telemetry = ( { key = \"a\"; table = \"input\"; address = 39999; "
+                   "type = \"int16\"; } );",
+                   false, "input register 9999); the address is the register's number within "
+                          "the input table: write address = 9998");
+    expect_problem("telemetry = ( { key = \"a\"; table = \"input\"; address = 0; "
+                   "type = \"string\"; count = 2; invalid = [ 1 ]; } );",
+                   true, "key 'a': invalid applies only to numeric types");
+    expect_problem("telemetry = ( { key = \"a\"; table = \"input\"; address = 0; "
+                   "type = \"int16\"; invalid = [ \"x\" ]; } );",
+                   true, "telemetry.[0].invalid.[0]: expected a number, got a string");
+    expect_problem("telemetry = ( { key = \"a\"; table = \"input\"; address = 0; "
+                   "type = \"int16\"; poll_ms = 5; } );",
+                   true, "poll_ms: must be between 10 and 86400000 (got 5)");
+    expect_problem("writes = ( { key = \"a\"; table = \"holding\"; address = 0; "
+                   "type = \"int16\"; poll_ms = 100; } );",
+                   true, "poll_ms");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +446,8 @@ int main(void)
         cmocka_unit_test(test_errors_return_null),
         cmocka_unit_test(test_template_tag_without_key),
         cmocka_unit_test(test_too_many_keys),
+        cmocka_unit_test(test_register_map_settings),
+        cmocka_unit_test(test_register_map_problems),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

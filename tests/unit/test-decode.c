@@ -110,6 +110,45 @@ static void test_floats(void **state)
     assert_true(v.d == M_PI);
 }
 
+/* `invalid` compares the raw value, before scale and offset; NaN and infinities are never
+ * a reading, whatever the list says, also when scale makes a float overflow. */
+static void test_invalid_and_non_finite(void **state)
+{
+    struct tag_config t = tag(VT_INT16, ORDER_BIG, ORDER_BIG);
+    double inv16[] = {-32768, 32767};
+    double invf[] = {-1.0};
+    uint16_t lo[] = {0x8000}, hi[] = {0x7fff}, ok[] = {0x00d7};
+    uint16_t minus1[] = {0xbf80, 0x0000}, inf[] = {0x7f80, 0x0000}, ninf[] = {0xff80, 0x0000};
+    uint16_t big[] = {0x7f7f, 0xffff}; /* FLT_MAX */
+    uint16_t u32[] = {0xffff, 0xffff};
+    struct value v;
+
+    t.scale = 0.1;
+    t.invalid = inv16;
+    t.n_invalid = 2;
+    assert_int_equal(decode_registers(&t, lo, &v), -ENODATA);
+    assert_int_equal(decode_registers(&t, hi, &v), -ENODATA);
+    assert_int_equal(decode_registers(&t, ok, &v), 0);
+    assert_true(v.d == 21.5);
+    t.scale = 1.0;
+    assert_int_equal(decode_registers(&t, lo, &v), -ENODATA); /* unscaled: the same */
+
+    t = tag(VT_UINT32, ORDER_BIG, ORDER_BIG);
+    t.invalid = (double[]){4294967295.0};
+    t.n_invalid = 1;
+    assert_int_equal(decode_registers(&t, u32, &v), -ENODATA);
+
+    t = tag(VT_FLOAT32, ORDER_BIG, ORDER_BIG);
+    assert_int_equal(decode_registers(&t, inf, &v), -EDOM);
+    assert_int_equal(decode_registers(&t, ninf, &v), -EDOM);
+    assert_int_equal(decode_registers(&t, minus1, &v), 0);
+    t.invalid = invf;
+    t.n_invalid = 1;
+    assert_int_equal(decode_registers(&t, minus1, &v), -ENODATA);
+    t.scale = 10.0; /* FLT_MAX * 10 is no float */
+    assert_int_equal(decode_registers(&t, big, &v), -EDOM);
+}
+
 static void test_scale_offset(void **state)
 {
     struct tag_config t = tag(VT_INT16, ORDER_BIG, ORDER_BIG);
@@ -262,6 +301,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int16_uint16),  cmocka_unit_test(test_int32_orders),
         cmocka_unit_test(test_64bit),         cmocka_unit_test(test_floats),
+        cmocka_unit_test(test_invalid_and_non_finite),
         cmocka_unit_test(test_scale_offset),  cmocka_unit_test(test_bits),
         cmocka_unit_test(test_strings),       cmocka_unit_test(test_encode_ranges),
         cmocka_unit_test(test_roundtrip_all_types),

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Read planning: hand-picked tricky maps, and a brute-force proof on random small maps that
- * the greedy plan uses the fewest requests any valid plan could.
+ * the greedy plan uses the fewest requests any valid plan could; with per-tag poll periods,
+ * that the grouped plans cost the fewest requests per second of any plan that reads every
+ * tag at its own period.
  */
 #include "config.h"
 
@@ -273,6 +275,132 @@ static void test_greedy_is_minimal(void **state)
     }
 }
 
+/* ---- poll periods ---- */
+
+static void set_period(struct fixture *f, size_t i, int poll_ms)
+{
+    f->tags[i].poll_ms = poll_ms;
+}
+
+static void test_groups_by_period(void **state)
+{
+    struct fixture f = {0};
+    struct plan_limits lim = plan_limits_for(DRIVER_MODBUS_TCP);
+    struct poll_group *g;
+    size_t n;
+
+    add(&f, TABLE_HOLDING, 0, VT_UINT16, 0);  /* 1000 */
+    add(&f, TABLE_HOLDING, 1, VT_UINT16, 0);  /* 100 */
+    add(&f, TABLE_HOLDING, 2, VT_UINT16, 0);  /* 1000 */
+    add(&f, TABLE_HOLDING, 3, VT_UINT16, 0);  /* 100 */
+    add(&f, TABLE_INPUT, 0, VT_FLOAT32, 0);   /* 10000 */
+    set_period(&f, 0, 1000);
+    set_period(&f, 1, 100);
+    set_period(&f, 2, 1000);
+    set_period(&f, 3, 100);
+    set_period(&f, 4, 10000);
+    n = plan_build_groups(&g, f.pt, f.n, &lim);
+    assert_int_equal(n, 3);
+    /* Fastest first; each period's tags coalesced into one request. */
+    assert_int_equal(g[0].period_ms, 100);
+    expect_block(&g[0].plan, 0, TABLE_HOLDING, 1, 3, 2);
+    assert_int_equal(g[0].plan.n_blocks, 1);
+    assert_int_equal(g[1].period_ms, 1000);
+    expect_block(&g[1].plan, 0, TABLE_HOLDING, 0, 3, 2);
+    assert_int_equal(g[1].plan.n_blocks, 1);
+    assert_int_equal(g[2].period_ms, 10000);
+    expect_block(&g[2].plan, 0, TABLE_INPUT, 0, 2, 1);
+    /* Every tag in exactly one group, the one of its own period. */
+    for (size_t i = 0; i < f.n; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < n; k++)
+            for (size_t t = 0; t < g[k].plan.n_tags; t++)
+                if (g[k].plan.tags[t].tag == &f.tags[i]) {
+                    seen++;
+                    assert_int_equal(g[k].period_ms, f.tags[i].poll_ms);
+                }
+        assert_int_equal(seen, 1);
+    }
+    plan_groups_free(g, n);
+    assert_int_equal(plan_build_groups(&g, f.pt, 0, &lim), 0);
+    assert_null(g);
+}
+
+/* Reads per 10 s of a request every period_ms (periods divide 10 s). */
+static size_t rate_cost(int period_ms)
+{
+    return (size_t)(10000 / period_ms);
+}
+
+/* Fewest reads per 10 s of any partition of the tags into valid requests where each request
+ * is repeated at the period of its tags; a request mixing periods would read some tag at
+ * a period not its own, so it is not valid. */
+static size_t best_rate(struct tag_config **tags, size_t n, size_t *group_of, size_t k,
+                        size_t groups, size_t limit)
+{
+    size_t result = limit;
+
+    if (k == n) {
+        size_t cost = 0;
+        for (size_t g = 0; g < groups; g++) {
+            struct tag_config *members[16];
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (group_of[i] == g)
+                    members[m++] = tags[i];
+            for (size_t i = 1; i < m; i++)
+                if (members[i]->poll_ms != members[0]->poll_ms)
+                    return limit;
+            if (!feasible(members, m))
+                return limit;
+            cost += rate_cost(members[0]->poll_ms);
+        }
+        return cost;
+    }
+    for (size_t g = 0; g <= groups; g++) {
+        size_t r;
+        group_of[k] = g;
+        r = best_rate(tags, n, group_of, k + 1, g == groups ? groups + 1 : groups, result);
+        if (r < result)
+            result = r;
+    }
+    return result;
+}
+
+static void test_grouped_plans_are_minimal(void **state)
+{
+    static const int periods[] = {100, 200, 1000};
+    unsigned seed = 1977;
+
+    for (int round = 0; round < 300; round++) {
+        struct fixture f = {0};
+        struct tag_config *ptrs[MAXT];
+        size_t group_of[MAXT], n_groups, cost = 0;
+        struct poll_group *g;
+        size_t n = 3 + (size_t)(round % 5);
+
+        for (size_t i = 0; i < n; i++) {
+            static const enum value_type types[] = {VT_INT16, VT_UINT32, VT_FLOAT64};
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 4 == 0)
+                add(&f, TABLE_COIL, (int)((seed >> 8) % 40), VT_BOOL, 0);
+            else
+                add(&f, TABLE_HOLDING, (int)((seed >> 8) % 40), types[(seed >> 20) % 3], 0);
+            set_period(&f, i, periods[(seed >> 24) % 3]);
+        }
+        for (size_t i = 0; i < n; i++)
+            ptrs[i] = &f.tags[i];
+        n_groups = plan_build_groups(&g, f.pt, f.n, &small);
+        for (size_t k = 0; k < n_groups; k++) {
+            cost += g[k].plan.n_blocks * rate_cost(g[k].period_ms);
+            if (k > 0)
+                assert_true(g[k - 1].period_ms < g[k].period_ms);
+        }
+        assert_int_equal(cost, best_rate(ptrs, n, group_of, 0, 0, SIZE_MAX));
+        plan_groups_free(g, n_groups);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +412,8 @@ int main(void)
         cmocka_unit_test(test_bits_limit),
         cmocka_unit_test(test_split_block),
         cmocka_unit_test(test_greedy_is_minimal),
+        cmocka_unit_test(test_groups_by_period),
+        cmocka_unit_test(test_grouped_plans_are_minimal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
