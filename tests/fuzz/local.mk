@@ -7,14 +7,15 @@
 # make fuzz FUZZ_SECONDS=N runs each libFuzzer program for N seconds on a scratch copy of
 # its corpus and prints what it did.
 
-fuzz_names = config downlink ota serial-parse spool control
+fuzz_names = config downlink ota serial-parse spool control mei
 fuzz_programs = \
 	tests/fuzz/fuzz-config \
 	tests/fuzz/fuzz-downlink \
 	tests/fuzz/fuzz-ota \
 	tests/fuzz/fuzz-serial-parse \
 	tests/fuzz/fuzz-spool \
-	tests/fuzz/fuzz-control
+	tests/fuzz/fuzz-control \
+	tests/fuzz/fuzz-mei
 
 if FUZZING
 fuzz_main =
@@ -81,3 +82,7 @@ clean-local: clean-fuzz
 clean-fuzz:
 	-rm -rf tests/fuzz/work
 .PHONY: clean-fuzz
+tests_fuzz_fuzz_mei_SOURCES = tests/fuzz/fuzz-mei.c $(fuzz_common)
+tests_fuzz_fuzz_mei_CFLAGS = $(fuzz_cflags)
+tests_fuzz_fuzz_mei_LDFLAGS = $(fuzz_ldflags)
+tests_fuzz_fuzz_mei_LDADD = $(fuzz_ldadd)
