@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "config/config.h"
+#include "core/budget.h"
 #include "core/bus.h"
 #include "core/device.h"
 #include "core/keytab.h"
@@ -319,6 +320,10 @@ json_object *gateway_status_json(struct gateway *g)
         json_object_object_add(o, "requests_per_s", json_object_new_double(g->bus_rate[b]));
         add_int(o, "requests", (int64_t)bus_requests(g->buses[b]));
         add_int(o, "errors", (int64_t)bus_errors(g->buses[b]));
+        /* What check-config estimates: the share of the bus's time that polling every tag
+         * at its own period needs (a lower bound on RTU). */
+        json_object_object_add(o, "load_estimate",
+                               json_object_new_double(budget_load(&g->cfg->buses[b], NULL)));
         json_object_array_add(buses, o);
     }
     json_object_object_add(root, "buses", buses);

@@ -209,11 +209,14 @@ static void print_status(json_object *st)
         printf("clock: not synchronised; timestamps corrected by %+lld ms\n",
                num(gw, "clock_offset_ms"));
 
-    printf("\n%-16s %-12s %-13s %8s %8s\n", "BUS", "DRIVER", "STATE", "REQ/S", "ERRORS");
+    printf("\n%-16s %-12s %-13s %8s %8s %6s\n", "BUS", "DRIVER", "STATE", "REQ/S", "ERRORS",
+           "BUSY");
     for (size_t i = 0; i < json_object_array_length(buses); i++) {
         json_object *b = json_object_array_get_idx(buses, i);
-        printf("%-16s %-12s %-13s %8.1f %8lld\n", str(b, "name"), str(b, "driver"),
-               str(b, "state"), dbl(b, "requests_per_s"), num(b, "errors"));
+        /* BUSY: the share of the bus's time polling needs, as check-config estimates it. */
+        printf("%-16s %-12s %-13s %8.1f %8lld %5.0f%%\n", str(b, "name"), str(b, "driver"),
+               str(b, "state"), dbl(b, "requests_per_s"), num(b, "errors"),
+               100.0 * dbl(b, "load_estimate"));
     }
     printf("\n%-20s %-12s %-13s %-8s %-11s %-28s %10s %8s\n", "DEVICE", "BUS", "EDGE", "POLLING",
            "LAST POLL", "LAST ERROR", "DELIVERED", "BACKLOG");

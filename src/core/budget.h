@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Can each bus keep up? At load, the read plan of every device gives the requests one poll
- * round needs; on RTU their wire time follows from the baud rate and frame sizes (a lower
- * bound: the slaves' own turnaround comes on top), on TCP from a typical LAN round trip.
- * A bus whose devices would need more than all of its time gets a warning naming the
- * numbers, at --check-config and at start.
+ * Can each bus keep up? At load, the read plans of every device (one per poll period) give
+ * the requests of each period; on RTU their wire time follows from the baud rate and frame
+ * sizes (a lower bound: the slaves' own turnaround comes on top), on TCP from a typical LAN
+ * round trip. Each plan costs its wire time once per its period, and the sum over every
+ * period of every device is the share of the bus's time polling takes. A bus whose devices
+ * would need more than all of its time gets a warning naming the numbers, at
+ * --check-config and at start; status shows the estimate of each bus.
  *
  * Pure (apart from adding to the diag). Thread: main.
  */
@@ -13,12 +15,22 @@
 
 struct bus_config;
 struct config;
+struct device_config;
 struct diag;
 
 #define TCP_ROUND_TRIP_US 1000u /* a PLC on a LAN; loopback is ~60 us */
 
-/* Time one poll of each device of bus b takes, in microseconds (out: requests). */
-double budget_round_us(const struct bus_config *b, unsigned *ret_requests);
+/* One round: every period of every device polled once. */
+struct budget_round {
+    double us;
+    unsigned requests;
+    int fastest_ms;                      /* the shortest period on the bus */
+    const struct device_config *fastest; /* the device that has it */
+};
+
+/* The share of bus b's time its polls need (1.0: all of it); round, if not NULL, gets one
+ * round's figures. 0 for a serial-line bus. */
+double budget_load(const struct bus_config *b, struct budget_round *round);
 
 void budget_check(const struct config *c, struct diag *d);
 
