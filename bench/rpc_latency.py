@@ -3,11 +3,17 @@
 answer arriving, through the bus thread and a real Modbus transaction on the fake slave.
 
 Sequential calls, a random pause of 0-50 ms between them so that they do not fall into
-step with the poll schedule. Two runs: an idle TCP bus (one device, one tag every second)
-and a busy one (the same device plus 20 devices x 20 tags every 100 ms on the same bus).
-Reads (getSetpoint: one holding register) and writes (setValve: one coil) alternate.
+step with the poll schedule. Three runs: an idle TCP bus (one device, one tag every second),
+a busy one (the same device plus 20 devices x 20 tags every 100 ms on the same bus), and a
+saturated RTU line (19200 baud, over a pty pair) whose other four units answer 40 ms late
+and need four requests per poll every 100 ms: the line never rests, and each poll holds it
+for 160 ms or more. Reads (getSetpoint: one holding register) and writes (setValve: one
+coil) alternate.
 
-    bench/rpc_latency.py --build BUILD [--calls 400]
+    bench/rpc_latency.py --build BUILD [--calls 400] [--fake PATH] [--only saturated]
+
+--fake: the fake-modbus to use (one that knows `unit N delay MS`), to measure a tbgw
+built from an older tree with the same slave.
 """
 import argparse
 import os
@@ -36,6 +42,27 @@ class Bench(harness.TestCase):
     def runTest(self):
         pass
 
+    def run_saturated(self, calls):
+        """The RTU case: see the top of this file."""
+        slow = [("slow%d" % i, "T-slow%d" % i) for i in range(4)]
+        emu = self.emulator(devices=[("dev", "TD")] + slow, record=True)
+        a, b = self.socat_pair()
+        fm = self.fake_modbus("--rtu", b, "--baud", "19200", "--parity", "E", "--quiet")
+        tags = ('telemetry = ( { key = "h"; table = "holding"; address = 0; type = "uint16"; },'
+                ' { key = "i"; table = "input"; address = 0; type = "uint16"; },'
+                ' { key = "c"; table = "coil"; address = 0; type = "bool"; },'
+                ' { key = "d"; table = "discrete"; address = 0; type = "bool"; } );')
+        devs = ['{ name = "dev"; unit_id = 1; token = "TD"; poll_ms = 1000; '
+                'telemetry = ( { key = "sp"; table = "holding"; address = 20; type = "int16"; } ); %s }'
+                % RPC]
+        for i, (name, token) in enumerate(slow):
+            fm.cmd("unit %d delay 40" % (i + 2))
+            devs.append('{ name = "%s"; unit_id = %d; token = "%s"; poll_ms = 100; %s }'
+                        % (name, i + 2, token, tags))
+        bus = ('{ name = "rs485"; driver = "modbus-rtu"; port = "%s"; baud = 19200; parity = "even"; '
+               'timeout_ms = 500; devices = ( %s ); }' % (a, ", ".join(devs)))
+        return self.measure(emu, fm, bus, "saturated", calls)
+
     def run_case(self, busy, calls):
         others = [("load%02d" % i, "T-load%02d" % i) for i in range(20 if busy else 0)]
         emu = self.emulator(devices=[("dev", "TD")] + others, record=True)
@@ -49,8 +76,11 @@ class Bench(harness.TestCase):
                  % (name, i + 2, token, tags) for i, (name, token) in enumerate(others)]
         bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; timeout_ms = 500; '
                'devices = ( %s ); }' % (fm.port, ", ".join(devs)))
-        proc, _, _ = self.start_tbgw(self.config(emu.port, bus).replace('level = "debug"', 'level = "info"'),
-                                     name="busy" if busy else "idle")
+        return self.measure(emu, fm, bus, "busy" if busy else "idle", calls)
+
+    def measure(self, emu, fm, bus, name, calls):
+        proc, _, _ = self.start_tbgw(self.config(emu.port, bus).replace('level = "debug"', 'level = "warning"'),
+                                     name=name)
         emu.wait(lambda: "v1/devices/me/rpc/request/+" in emu.subscriptions("dev"), 20,
                  "the RPC subscription")
         time.sleep(1)
@@ -82,17 +112,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
     ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--fake", help="fake-modbus to use (default: the build's)")
+    ap.add_argument("--only", choices=("idle", "busy", "saturated"))
     a = ap.parse_args()
     harness.BUILDDIR = os.path.abspath(a.build)
     harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
     harness.TBGWCTL = os.path.join(harness.BUILDDIR, "tbgwctl")
-    harness.FAKE_MODBUS = os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
+    harness.FAKE_MODBUS = os.path.abspath(a.fake) if a.fake else \
+        os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
 
     b = Bench()
     b.setUp()
     try:
-        results = [("idle bus", b.run_case(False, a.calls)),
-                   ("busy bus (400 tags at 100 ms)", b.run_case(True, a.calls))]
+        cases = [("idle", "idle bus", lambda: b.run_case(False, a.calls)),
+                 ("busy", "busy bus (400 tags at 100 ms)", lambda: b.run_case(True, a.calls)),
+                 ("saturated", "saturated RTU, slow units", lambda: b.run_saturated(a.calls))]
+        results = [(title, run()) for key, title, run in cases if a.only in (None, key)]
     finally:
         b.tearDown()
     print("bench rpc: request sent by the emulator -> answer received, sequential calls, ms")
