@@ -37,6 +37,8 @@ int mei_pdu_length(const uint8_t *pdu, size_t have)
     if (have < HEADER)
         return HEADER;
     for (unsigned i = 0; i < pdu[6]; i++) {
+        if (pos + 2 > MEI_PDU_MAX)
+            return -EMSGSIZE; /* not even the object's header fits */
         if (have < pos + 2)
             return (int)pos + 2;
         pos += 2u + pdu[pos + 1];

@@ -124,6 +124,12 @@ static void test_oversized(void **state)
     pdu[7 + 2 + 200] = 0x01;
     pdu[7 + 2 + 200 + 1] = 100;
     assert_int_equal(mei_pdu_length(pdu, sizeof(pdu)), -EMSGSIZE);
+    /* The next object's header alone would not fit (found by fuzz-mei): refused before it
+     * is asked for. */
+    memset(pdu, 0, sizeof(pdu));
+    memcpy(pdu, (uint8_t[]){0x2B, 0x0E, 0x01, 0x81, 0x00, 0x00, 0x02, 0x00, 244}, 9);
+    assert_int_equal(mei_pdu_length(pdu, 9), -EMSGSIZE); /* object 0 ends at 253 */
+    assert_int_equal(mei_pdu_length(pdu, sizeof(pdu)), -EMSGSIZE);
 }
 
 int main(void)
