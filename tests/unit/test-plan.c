@@ -211,30 +211,42 @@ static bool feasible(struct tag_config **g, size_t n)
     return true;
 }
 
-/* Smallest number of feasible groups the n tags can be partitioned into. */
+/* What one request of these tags costs, or SIZE_MAX when it is not a valid request. */
+typedef size_t block_cost_fn(struct tag_config **members, size_t m);
+
+static size_t one_request(struct tag_config **members, size_t m)
+{
+    return feasible(members, m) ? 1 : SIZE_MAX;
+}
+
+/* Lowest total cost of any partition of the n tags into valid requests. Every request
+ * costs at least 1, so a partition with limit groups or more is no better than limit. */
 static size_t best(struct tag_config **tags, size_t n, size_t *group_of, size_t k, size_t groups,
-                   size_t limit)
+                   size_t limit, block_cost_fn *cost_of)
 {
     size_t result = limit;
 
     if (groups >= limit)
         return limit;
     if (k == n) {
+        size_t cost = 0;
         for (size_t g = 0; g < groups; g++) {
             struct tag_config *members[16];
-            size_t m = 0;
+            size_t m = 0, c;
             for (size_t i = 0; i < n; i++)
                 if (group_of[i] == g)
                     members[m++] = tags[i];
-            if (!feasible(members, m))
+            c = cost_of(members, m);
+            if (c == SIZE_MAX)
                 return limit;
+            cost += c;
         }
-        return groups;
+        return cost < limit ? cost : limit;
     }
     for (size_t g = 0; g <= groups; g++) {
         size_t r;
         group_of[k] = g;
-        r = best(tags, n, group_of, k + 1, g == groups ? groups + 1 : groups, result);
+        r = best(tags, n, group_of, k + 1, g == groups ? groups + 1 : groups, result, cost_of);
         if (r < result)
             result = r;
     }
@@ -263,7 +275,7 @@ static void test_greedy_is_minimal(void **state)
         for (size_t i = 0; i < n; i++)
             ptrs[i] = &f.tags[i];
         plan_build(&p, f.pt, f.n, &small);
-        assert_int_equal(p.n_blocks, best(ptrs, n, group_of, 0, 0, n + 1));
+        assert_int_equal(p.n_blocks, best(ptrs, n, group_of, 0, 0, n + 1, one_request));
         /* And every block the planner made is itself valid. */
         for (size_t b = 0; b < p.n_blocks; b++) {
             struct tag_config *members[MAXT];
@@ -332,39 +344,14 @@ static size_t rate_cost(int period_ms)
     return (size_t)(10000 / period_ms);
 }
 
-/* Fewest reads per 10 s of any partition of the tags into valid requests where each request
- * is repeated at the period of its tags; a request mixing periods would read some tag at
- * a period not its own, so it is not valid. */
-static size_t best_rate(struct tag_config **tags, size_t n, size_t *group_of, size_t k,
-                        size_t groups, size_t limit)
+/* A request is repeated at the period of its tags; one that mixed periods would read some
+ * tag at a period not its own, so it is not valid. */
+static size_t request_rate(struct tag_config **members, size_t m)
 {
-    size_t result = limit;
-
-    if (k == n) {
-        size_t cost = 0;
-        for (size_t g = 0; g < groups; g++) {
-            struct tag_config *members[16];
-            size_t m = 0;
-            for (size_t i = 0; i < n; i++)
-                if (group_of[i] == g)
-                    members[m++] = tags[i];
-            for (size_t i = 1; i < m; i++)
-                if (members[i]->poll_ms != members[0]->poll_ms)
-                    return limit;
-            if (!feasible(members, m))
-                return limit;
-            cost += rate_cost(members[0]->poll_ms);
-        }
-        return cost;
-    }
-    for (size_t g = 0; g <= groups; g++) {
-        size_t r;
-        group_of[k] = g;
-        r = best_rate(tags, n, group_of, k + 1, g == groups ? groups + 1 : groups, result);
-        if (r < result)
-            result = r;
-    }
-    return result;
+    for (size_t i = 1; i < m; i++)
+        if (members[i]->poll_ms != members[0]->poll_ms)
+            return SIZE_MAX;
+    return feasible(members, m) ? rate_cost(members[0]->poll_ms) : SIZE_MAX;
 }
 
 static void test_grouped_plans_are_minimal(void **state)
@@ -396,7 +383,8 @@ static void test_grouped_plans_are_minimal(void **state)
             if (k > 0)
                 assert_true(g[k - 1].period_ms < g[k].period_ms);
         }
-        assert_int_equal(cost, best_rate(ptrs, n, group_of, 0, 0, SIZE_MAX));
+        /* The fewest reads per 10 s of any plan that reads each tag at its own period. */
+        assert_int_equal(cost, best(ptrs, n, group_of, 0, 0, SIZE_MAX, request_rate));
         plan_groups_free(g, n_groups);
     }
 }
