@@ -148,6 +148,7 @@ struct unit_opts {
     bool refuse[256];                   /* function codes answered with exception 1 */
     char *ident[256];                   /* device identification objects (43/14) */
     unsigned ident_per_answer;          /* objects per 43/14 answer, 0: as many as fit */
+    unsigned ident_max_code;            /* highest read device id code served, 0: all (4) */
 };
 
 struct counters {
@@ -920,7 +921,8 @@ static unsigned serve_identification(struct fake *f, unsigned unit, const uint8_
         return len != 4 ? MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE : MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
     code = pdu[2];
     first = pdu[3];
-    if (code < 1 || code > 4)
+    if (code < 1 || code > 4 ||
+        (f->opts[unit] && f->opts[unit]->ident_max_code && code > f->opts[unit]->ident_max_code))
         return MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE;
     if (code == 4 && !ident_object(f, unit, first))
         return MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
@@ -1566,7 +1568,8 @@ static void cmd_unit(struct fake *f, struct ctl *c, char **tok, size_t n)
     ctl_printf(c, "ok\n");
 }
 
-/* ident UNIT OBJECT TEXT… | ident UNIT OBJECT (remove it) | ident UNIT per-answer N */
+/* ident UNIT OBJECT TEXT… | ident UNIT OBJECT (remove it) | ident UNIT per-answer N |
+ * ident UNIT max-code N */
 static void cmd_ident(struct fake *f, struct ctl *c, char **tok, size_t n)
 {
     int unit = n >= 2 ? parse_unit(tok[0], false) : -1;
@@ -1575,7 +1578,8 @@ static void cmd_ident(struct fake *f, struct ctl *c, char **tok, size_t n)
     char text[254] = "";
 
     if (unit < 1) {
-        ctl_printf(c, "err usage: ident UNIT OBJECT [TEXT…] | ident UNIT per-answer N\n");
+        ctl_printf(c, "err usage: ident UNIT OBJECT [TEXT…] | ident UNIT per-answer N | "
+                      "ident UNIT max-code N\n");
         return;
     }
     o = unit_opts(f, (unsigned)unit);
@@ -1583,12 +1587,15 @@ static void cmd_ident(struct fake *f, struct ctl *c, char **tok, size_t n)
         ctl_printf(c, "err out of memory\n");
         return;
     }
-    if (strcmp(tok[1], "per-answer") == 0) {
-        if (n != 3 || parse_number(tok[2], 255, &v) < 0) {
-            ctl_printf(c, "err usage: ident UNIT per-answer N (0: as many as fit)\n");
+    if (strcmp(tok[1], "per-answer") == 0 || strcmp(tok[1], "max-code") == 0) {
+        bool per = tok[1][0] == 'p';
+
+        if (n != 3 || parse_number(tok[2], per ? 255 : 4, &v) < 0) {
+            ctl_printf(c, per ? "err usage: ident UNIT per-answer N (0: as many as fit)\n"
+                              : "err usage: ident UNIT max-code N (1..4, 0: all)\n");
             return;
         }
-        o->ident_per_answer = (unsigned)v;
+        *(per ? &o->ident_per_answer : &o->ident_max_code) = (unsigned)v;
         ctl_printf(c, "ok\n");
         return;
     }
