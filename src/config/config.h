@@ -82,7 +82,7 @@ struct tag_config {
     enum report_mode report;
     double deadband;
     int heartbeat_s;
-    int poll_ms;           /* telemetry and attributes: this tag's period (default: the device's) */
+    int poll_ms;           /* telemetry and attributes: this tag's period (0: the device's) */
     double *invalid;       /* raw values (before scale/offset) that mean "no reading" */
     size_t n_invalid;
     struct origin origin;

@@ -46,7 +46,7 @@ static double device_load(const struct bus_config *b, const struct device_config
         tags[k++] = (struct plan_tag){.tag = &d->telemetry.v[i]};
     for (size_t i = 0; i < d->attributes.n; i++)
         tags[k++] = (struct plan_tag){.tag = &d->attributes.v[i]};
-    n_groups = plan_build_groups(&g, tags, n, &lim);
+    n_groups = plan_build_groups(&g, tags, n, d->poll_ms, &lim);
     for (size_t i = 0; i < n_groups; i++) {
         double us = plan_us(b, &g[i].plan);
 

@@ -134,7 +134,7 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     for (size_t t = 0; t < dc->attributes.n; t++)
         add_static_key(bd, &dc->attributes.v[t], SAMPLE_ATTRIBUTE, &tags[i++]);
     if (b->cfg->driver != DRIVER_SERIAL_LINE)
-        bd->n_groups = plan_build_groups(&bd->groups, tags, n, &lim);
+        bd->n_groups = plan_build_groups(&bd->groups, tags, n, dc->poll_ms, &lim);
     if (!bd->n_groups) {
         /* Nothing to read (a serial-line sensor, a device with only writes): the device's
          * own period drives its poll. */

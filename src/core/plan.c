@@ -84,15 +84,14 @@ void plan_build(struct plan *p, const struct plan_tag *tags, size_t n,
     add_block(p, &cap, &cur);
 }
 
-static int period_cmp(const void *a, const void *b)
+/* A tag's period: its own, or (0) the device's. */
+static int period_of(const struct plan_tag *t, int default_ms)
 {
-    int x = ((const struct plan_tag *)a)->tag->poll_ms, y = ((const struct plan_tag *)b)->tag->poll_ms;
-
-    return (x > y) - (x < y);
+    return t->tag->poll_ms > 0 ? t->tag->poll_ms : default_ms;
 }
 
 size_t plan_build_groups(struct poll_group **ret, const struct plan_tag *tags, size_t n,
-                         const struct plan_limits *lim)
+                         int default_ms, const struct plan_limits *lim)
 {
     struct plan_tag *sorted;
     struct poll_group *g = NULL;
@@ -101,13 +100,23 @@ size_t plan_build_groups(struct poll_group **ret, const struct plan_tag *tags, s
     *ret = NULL;
     if (!n)
         return 0;
+    /* Insertion sort by period: a device has few tags, and qsort() has no context for
+     * the default period. */
     sorted = xmemdup_array(tags, n);
-    qsort(sorted, n, sizeof(*sorted), period_cmp);
+    for (size_t i = 1; i < n; i++) {
+        struct plan_tag t = sorted[i];
+        size_t j = i;
+        for (; j > 0 && period_of(&sorted[j - 1], default_ms) > period_of(&t, default_ms); j--)
+            sorted[j] = sorted[j - 1];
+        sorted[j] = t;
+    }
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && sorted[j].tag->poll_ms == sorted[i].tag->poll_ms; j++)
+        int period = period_of(&sorted[i], default_ms);
+
+        for (j = i + 1; j < n && period_of(&sorted[j], default_ms) == period; j++)
             ;
         g = xreallocarray(g, n_groups + 1, sizeof(*g));
-        g[n_groups].period_ms = sorted[i].tag->poll_ms;
+        g[n_groups].period_ms = period;
         plan_build(&g[n_groups].plan, &sorted[i], j - i, lim);
         n_groups++;
     }

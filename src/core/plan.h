@@ -76,10 +76,11 @@ struct poll_group {
     struct plan plan;
 };
 
-/* Group tags[0..n) by tag->poll_ms (fastest first) and plan each group. Returns the number
- * of groups (0 when n is 0); *ret is allocated, free it with plan_groups_free(). */
+/* Group tags[0..n) by tag->poll_ms (0: default_ms, the device's), fastest first, and plan
+ * each group. Returns the number of groups (0 when n is 0); *ret is allocated, free it
+ * with plan_groups_free(). */
 size_t plan_build_groups(struct poll_group **ret, const struct plan_tag *tags, size_t n,
-                         const struct plan_limits *lim);
+                         int default_ms, const struct plan_limits *lim);
 void plan_groups_free(struct poll_group *g, size_t n);
 
 /* Replace block i by one request per tag (tags whose registers overlap stay together).

@@ -306,12 +306,12 @@ static void test_groups_by_period(void **state)
     add(&f, TABLE_HOLDING, 2, VT_UINT16, 0);  /* 1000 */
     add(&f, TABLE_HOLDING, 3, VT_UINT16, 0);  /* 100 */
     add(&f, TABLE_INPUT, 0, VT_FLOAT32, 0);   /* 10000 */
-    set_period(&f, 0, 1000);
+    set_period(&f, 0, 0); /* the device's: 1000 */
     set_period(&f, 1, 100);
     set_period(&f, 2, 1000);
     set_period(&f, 3, 100);
     set_period(&f, 4, 10000);
-    n = plan_build_groups(&g, f.pt, f.n, &lim);
+    n = plan_build_groups(&g, f.pt, f.n, 1000, &lim);
     assert_int_equal(n, 3);
     /* Fastest first; each period's tags coalesced into one request. */
     assert_int_equal(g[0].period_ms, 100);
@@ -329,12 +329,12 @@ static void test_groups_by_period(void **state)
             for (size_t t = 0; t < g[k].plan.n_tags; t++)
                 if (g[k].plan.tags[t].tag == &f.tags[i]) {
                     seen++;
-                    assert_int_equal(g[k].period_ms, f.tags[i].poll_ms);
+                    assert_int_equal(g[k].period_ms, f.tags[i].poll_ms ? f.tags[i].poll_ms : 1000);
                 }
         assert_int_equal(seen, 1);
     }
     plan_groups_free(g, n);
-    assert_int_equal(plan_build_groups(&g, f.pt, 0, &lim), 0);
+    assert_int_equal(plan_build_groups(&g, f.pt, 0, 1000, &lim), 0);
     assert_null(g);
 }
 
@@ -377,7 +377,7 @@ static void test_grouped_plans_are_minimal(void **state)
         }
         for (size_t i = 0; i < n; i++)
             ptrs[i] = &f.tags[i];
-        n_groups = plan_build_groups(&g, f.pt, f.n, &small);
+        n_groups = plan_build_groups(&g, f.pt, f.n, 200, &small);
         for (size_t k = 0; k < n_groups; k++) {
             cost += g[k].plan.n_blocks * rate_cost(g[k].period_ms);
             if (k > 0)
