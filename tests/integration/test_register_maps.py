@@ -77,6 +77,27 @@ class RegisterMaps(harness.TestCase):
         self.assertLessEqual(reads.count((2, 1)), 2, reads)
         self.stop_tbgw(self.proc)
 
+    def test_report_strategies_per_tag_with_own_periods(self):
+        # A fast tag under report = "change" with a heartbeat, a slow one under "always":
+        # each keeps its strategy at its own period.
+        self.start('{ name = "dev"; unit_id = 1; token = "Tdev"; poll_ms = 100; telemetry = ('
+                   ' { key = "fast"; table = "holding"; address = 0; type = "uint16";'
+                   '   report = "change"; heartbeat_s = 1; },'
+                   ' { key = "slow"; table = "holding"; address = 1; type = "uint16"; poll_ms = 1000; } ); }')
+        self.fm.set(1, "holding", 0, 5, 6)
+        self.emu.wait(lambda: 5 in self.values("fast") and 6 in self.values("slow"), 10)
+        n_fast, n_slow = len(self.values("fast")), len(self.values("slow"))
+        time.sleep(3.5)
+        fast = len(self.values("fast")) - n_fast
+        slow = len(self.values("slow")) - n_slow
+        self.assertGreaterEqual(fast, 2)  # the heartbeat, once a second: not 35 readings
+        self.assertLessEqual(fast, 5)
+        self.assertGreaterEqual(slow, 2)  # every reading, once a second
+        self.assertLessEqual(slow, 5)
+        self.fm.set(1, "holding", 0, 7)
+        self.emu.wait(lambda: 7 in self.values("fast"), 2)  # a change is sent at once
+        self.stop_tbgw(self.proc)
+
     # ---- writes first ----
 
     def test_a_write_does_not_wait_for_a_slow_poll(self):
