@@ -32,7 +32,10 @@ json_object *tb_json_value(const struct value *v)
         return json_object_new_boolean(v->b);
     case VK_STRING:
         return json_object_new_string(v->s);
-    case VK_UINT:  /* beyond int64: ThingsBoard would store a STRING */
+    case VK_UINT:
+        /* Beyond int64: sent as the exact integer all the same, which ThingsBoard keeps as
+         * a STRING (JsonConverter: longValueExact fails, type cast to text). */
+        return json_object_new_uint64(v->u);
     case VK_NONE:
         break;
     }
@@ -82,8 +85,10 @@ static size_t value_bytes(json_object *o)
         return (size_t)json_object_get_string_len(o) * 6 + 2; /* \u00XX escapes at worst */
     case json_type_boolean:
         return 5;
+    case json_type_double:
+        return strlen(json_object_to_json_string_ext(o, TO_STRING_FLAGS));
     default:
-        return FMT_NUM_MAX;
+        return 20; /* INT64_MIN, UINT64_MAX */
     }
 }
 
