@@ -269,8 +269,9 @@ static void request_chunk(struct uplink *u, struct up_dev *d, enum kind k)
     snprintf(topic, sizeof(topic), "v2/%s/request/%d/chunk/%u", kind_names[k], j->req_id, j->chunk);
     snprintf(size, sizeof(size), "%u", CHUNK);
     j->deadline_ms = now_ms() + CHUNK_TIMEOUT_MS;
-    if (d->state == CS_UP && d->sess)
-        session_publish(d->sess, topic, size, strlen(size), 1, NULL);
+    if (d->state == CS_UP && d->sess &&
+        session_publish(d->sess, topic, size, strlen(size), 1, NULL) == 0)
+        uplink_count_message(u, d);
 }
 
 static void end_job(struct job *j)

@@ -135,7 +135,8 @@ static void publish_text(struct uplink *u, struct up_dev *d, const char *topic, 
 {
     if (d->state != CS_UP || !d->sess)
         return;
-    session_publish(d->sess, topic, text, strlen(text), 1, NULL);
+    if (session_publish(d->sess, topic, text, strlen(text), 1, NULL) == 0)
+        uplink_count_message(u, d);
 }
 
 static void answer_rpc(struct uplink *u, struct up_dev *d, int rpc_id, char *text)
@@ -638,8 +639,10 @@ void router_control(struct uplink *u, struct event *e)
             r = -ENOTCONN;
         } else {
             r = session_publish(d->sess, "v1/devices/me/claim", e->payload, e->len, 1, NULL);
-            if (r == 0)
+            if (r == 0) {
+                uplink_count_message(u, d);
                 log_info("device '%s': claiming request sent", d->dc->name);
+            }
         }
     }
     if (e->reply)

@@ -231,3 +231,33 @@ out:
     json_object_put(o);
     return r;
 }
+
+static uint32_t object_points(json_object *o)
+{
+    json_object *values;
+    uint32_t n = 0;
+
+    if (json_object_object_get_ex(o, "ts", NULL) && json_object_object_get_ex(o, "values", &values) &&
+        json_object_is_type(values, json_type_object))
+        o = values;
+    json_object_object_foreach(o, key, v) {
+        (void)key;
+        n += v != NULL;
+    }
+    return n;
+}
+
+uint32_t tb_json_points(json_object *o)
+{
+    uint32_t n = 0;
+
+    if (json_object_is_type(o, json_type_object))
+        return object_points(o);
+    if (json_object_is_type(o, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(o); i++) {
+            json_object *e = json_object_array_get_idx(o, i);
+            if (json_object_is_type(e, json_type_object))
+                n += object_points(e);
+        }
+    return n;
+}

@@ -232,26 +232,55 @@ static void start_connect(struct uplink *u, struct up_dev *d)
 
 /* ---- publishing ------------------------------------------------------------------------- */
 
+/* points: the data points ThingsBoard counts for it (0: a message without any). */
 static int publish(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
-                   size_t len, int qos, int *ret_token)
+                   size_t len, int qos, int *ret_token, uint32_t points)
 {
     int r = session_publish(d->sess, topic, payload, len, qos, ret_token);
+    uint64_t now = now_ms();
 
-    if (r < 0)
+    if (r < 0) {
         log_debug("device '%s': publish to %s failed: %s", d->dc->name, topic, strerror(-r));
-    else
-        pace_take(&d->pace_msgs, 1, now_ms()); /* every message counts, paced or not */
+        return r;
+    }
+    if (!d->provisioning) {
+        /* Every message counts, paced or not (pacing.h). */
+        pace_count(&d->pace, &u->tenant_pace, points, now);
+        if (qos)
+            close_watch_published(&d->cw, now);
+    }
     return r;
+}
+
+void uplink_count_message(struct uplink *u, struct up_dev *d)
+{
+    pace_count(&d->pace, &u->tenant_pace, 0, now_ms());
+}
+
+/* Telemetry and attribute posts are paced: what finds no room waits in d->held. */
+static bool is_upload(const char *topic)
+{
+    return strcmp(topic, TOPIC_TELEMETRY) == 0 || strcmp(topic, TOPIC_ATTRIBUTES) == 0;
 }
 
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
 {
     size_t len;
-    char *text = tb_json_text(o, &len);
+    char *text;
+    uint32_t points = is_upload(topic) ? tb_json_points(o) : 0;
+    uint64_t now = now_ms(), at;
     int r = -ENOTCONN;
 
-    if (d->state == CS_UP && !d->provisioning)
-        r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL);
+    if (d->state != CS_UP || d->provisioning)
+        return r;
+    text = tb_json_text(o, &len);
+    if (points && (outbox_peek(&d->held) ||
+                   !pace_fits(&d->pace, &u->tenant_pace, points, now, &at))) {
+        outbox_push(&d->held, topic, text, len, points);
+        r = 0;
+    } else {
+        r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL, points);
+    }
     free(text);
     return r;
 }
@@ -299,22 +328,41 @@ static void pump(struct uplink *u, struct up_dev *d)
     now = now_ms();
     if (!d->limits_known && now < d->limits_deadline_ms)
         return;
-    while (d->inflight < d->window && (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
+    /* Held attributes and OTA state first, in order; telemetry after them. */
+    for (struct outbox_msg *m; (m = outbox_peek(&d->held));) {
+        uint64_t at;
+
+        if (!pace_fits(&d->pace, &u->tenant_pace, m->points, now, &at)) {
+            d->paced_until_ms = at;
+            return;
+        }
+        if (publish(u, d, m->topic, m->text, m->len, qos, NULL, m->points) < 0)
+            return;
+        outbox_pop(&d->held);
+    }
+    while (!d->lone_inflight && d->inflight < d->window &&
+           (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
         int token = 0;
-        if (!pace_allows(&d->pace_msgs, 1, now) || !pace_allows(&d->pace_tmsgs, 1, now) ||
-            !pace_allows(&d->pace_points, b->n_values, now)) {
-            d->paced_until_ms = MIN(pace_retry_at(&d->pace_msgs, now),
-                                    MIN(pace_retry_at(&d->pace_tmsgs, now),
-                                        pace_retry_at(&d->pace_points, now)));
+        uint64_t at;
+        bool alone = spool_batch_alone(b);
+
+        /* A suspect goes alone, first after the CONNACK: only then does a close prove it
+         * bad (spool.c, "Rejection"). */
+        if (alone && d->inflight)
+            break;
+        if (!pace_fits(&d->pace, &u->tenant_pace, b->n_values, now, &at)) {
+            d->paced_until_ms = at;
             break;
         }
-        if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token) < 0)
+        if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token, b->n_values) < 0)
             break;
-        pace_take(&d->pace_tmsgs, 1, now);
-        pace_take(&d->pace_points, b->n_values, now);
         spool_sent(u->spool, b, token);
         if (d->inflight++ == 0)
             d->ack_since_ms = now;
+        if (alone) {
+            d->lone_inflight = true;
+            break;
+        }
     }
 }
 
@@ -351,6 +399,16 @@ static void close_ready_batches(struct uplink *u, uint64_t now)
 
 /* ---- samples -------------------------------------------------------------------------- */
 
+/* Whether the open batch holds as many data points as a period of the device's or the
+ * tenant's limit admits: more would be refused however long it waited. */
+static bool batch_full_of_points(struct uplink *u, struct up_dev *d)
+{
+    uint32_t dev = pace_capacity(&d->pace.points), ten = pace_capacity(&u->tenant_pace.points);
+    uint32_t cap = !dev ? ten : !ten ? dev : MIN(dev, ten);
+
+    return cap && d->batch.n_values >= cap;
+}
+
 static void take_sample(struct uplink *u, struct sample *s)
 {
     struct up_dev *d;
@@ -376,8 +434,7 @@ static void take_sample(struct uplink *u, struct sample *s)
     }
     /* A message with more data points than the Edge takes in a period would be refused
      * however long it waited. */
-    if (d->batch.bytes >= TB_BATCH_SOFT_MAX ||
-        (d->pace_points.n && d->batch.n_values >= pace_capacity(&d->pace_points)))
+    if (d->batch.bytes >= TB_BATCH_SOFT_MAX || batch_full_of_points(u, d))
         close_batch(u, d);
     if (tb_batch_empty(&d->batch))
         d->batch_opened_ms = now_ms();
@@ -430,21 +487,42 @@ static void update_limit(struct up_dev *d, struct pace_limit *l, const char *spe
         *l = n;
 }
 
+/* The tenant's limits (validated by the configuration), shared by every session: no
+ * ThingsBoard tells them to a device (getSessionLimits answers with the device's). */
+static void set_tenant_limits(struct uplink *u)
+{
+    const struct edge_config *e = &u->cfg->edge;
+    struct pace_level *t = &u->tenant_pace;
+    char err[160], a[64], b[64], c[64];
+
+    if (pace_parse(e->rl_tenant_messages, &t->msgs, err, sizeof(err)) < 0 ||
+        pace_parse(e->rl_tenant_telemetry_messages, &t->tmsgs, err, sizeof(err)) < 0 ||
+        pace_parse(e->rl_tenant_telemetry_datapoints, &t->points, err, sizeof(err)) < 0)
+        memset(t, 0, sizeof(*t)); /* cannot happen: the configuration checked them */
+    if (!pace_level_set(t))
+        return;
+    pace_format(&t->msgs, a, sizeof(a));
+    pace_format(&t->tmsgs, b, sizeof(b));
+    pace_format(&t->points, c, sizeof(c));
+    log_info("pacing all %zu devices together below the tenant's rate limits: messages %s, "
+             "telemetry messages %s, data points %s", u->n_devs, a, b, c);
+}
+
 /* Specs from the configuration (validated) or from the Edge's answer (checked here). */
 static void set_limits(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
                        const char *points)
 {
-    update_limit(d, &d->pace_msgs, msgs);
-    update_limit(d, &d->pace_tmsgs, tmsgs);
-    update_limit(d, &d->pace_points, points);
+    update_limit(d, &d->pace.msgs, msgs);
+    update_limit(d, &d->pace.tmsgs, tmsgs);
+    update_limit(d, &d->pace.points, points);
     d->limits_known = true;
-    if (!u->limits_logged && (d->pace_msgs.n || d->pace_tmsgs.n || d->pace_points.n)) {
+    if (!u->limits_logged && pace_level_set(&d->pace)) {
         char a[96], b[96], c[96];
 
         u->limits_logged = true;
-        pace_format(&d->pace_msgs, a, sizeof(a));
-        pace_format(&d->pace_tmsgs, b, sizeof(b));
-        pace_format(&d->pace_points, c, sizeof(c));
+        pace_format(&d->pace.msgs, a, sizeof(a));
+        pace_format(&d->pace.tmsgs, b, sizeof(b));
+        pace_format(&d->pace.points, c, sizeof(c));
         log_info("pacing each device below the edge's rate limits%s: messages %s, telemetry "
                  "messages %s, data points %s",
                  u->cfg->edge.rate_limits_set ? " (edge.rate_limits)" : "", a, b, c);
@@ -529,11 +607,16 @@ static void on_connected(struct uplink *u, struct up_dev *d)
         log_info("device '%s': provisioning itself with key '%s'", d->dc->name,
                  d->dc->cred.provision_key);
         session_subscribe(d->sess, TOPIC_PROVISION_RESPONSE, 1);
-        publish(u, d, TOPIC_PROVISION_REQUEST, req, strlen(req), 1, NULL);
+        publish(u, d, TOPIC_PROVISION_REQUEST, req, strlen(req), 1, NULL, 0);
         free(req);
         d->provision_deadline_ms = now_ms() + PROVISION_TIMEOUT_MS;
         return;
     }
+    /* ThingsBoard counts the session's open and each attribute and RPC subscribe as a
+     * message (DefaultTransportService): they use up the device's allowance too. */
+    close_watch_up(&d->cw);
+    for (int i = 0; i < 3; i++)
+        uplink_count_message(u, d);
     /* ThingsBoard keeps no session state: subscribe after every CONNACK. */
     session_subscribe(d->sess, TOPIC_ATTRIBUTES, 1);
     session_subscribe(d->sess, TOPIC_RPC_REQUEST, 1);
@@ -606,15 +689,41 @@ static void on_connect_failed(struct uplink *u, struct up_dev *d, int code, cons
     schedule_retry(u, d, false);
 }
 
+/* ThingsBoard closes a session for an upload it cannot parse or one over a rate limit,
+ * without saying which. A profile that refuses every JSON upload is told apart by the
+ * close watch (closewatch.h): then no batch is to blame. A close right after an upload may
+ * be a rate limit: what the server counted is spent, so the limits' windows pass before
+ * the device sends again. Returns whether the device's profile refuses its uploads. */
+static bool judge_loss(struct uplink *u, struct up_dev *d, uint64_t now)
+{
+    bool right_after = d->cw.published && now - d->cw.last_publish_ms <= CLOSE_WATCH_WINDOW_MS;
+
+    if (close_watch_lost(&d->cw, now)) {
+        atomic_store(&d->payload_refused, true);
+        log_error("device '%s': " PAYLOAD_REFUSED_TEXT " (its MQTT transport payload type is "
+                  "protobuf); reconnecting with backoff", d->dc->name);
+    }
+    if (right_after) {
+        if (pace_level_set(&d->pace))
+            pace_level_fill(&d->pace, now);
+        if (pace_level_set(&u->tenant_pace))
+            pace_level_fill(&u->tenant_pace, now);
+    }
+    return d->cw.flagged;
+}
+
 static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *cause)
 {
     uint32_t idx = (uint32_t)d->dc->index;
+    bool refused;
 
     if (d->state != CS_UP)
         return;
     complain(&d->conn, LOG_WARNING, 0, "device '%s': connection to the edge lost%s%s; "
              "reconnecting", d->dc->name, cause ? ": " : "", cause ? cause : "");
-    spool_requeue(u->spool, idx, d->up_since_ms);
+    refused = judge_loss(u, d, now_ms());
+    spool_requeue(u->spool, idx, d->up_since_ms, !refused);
+    d->lone_inflight = false;
     d->inflight = 0;
     d->ack = (struct complain){0}; /* the lost connection ends that episode, and says so */
     router_disconnected(u, d);
@@ -628,7 +737,12 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
         ensure_session(u, d); /* or start_connect() tries again */
         session_free(old);
     }
-    /* Reconnect soon, but not all devices in the same instant. */
+    /* Reconnect soon, but not all devices in the same instant; a device whose every
+     * session ThingsBoard closes backs off instead of looping. */
+    if (refused) {
+        schedule_retry(u, d, false);
+        return;
+    }
     d->backoff_ms = 0;
     d->retry_at_ms = now_ms() + 200 + jitter(u, BACKOFF_MIN_MS);
     set_state(u, d, CS_WAIT);
@@ -638,8 +752,14 @@ static void on_delivered(struct uplink *u, struct up_dev *d, int token)
 {
     struct batch *b = spool_find_token(u->spool, (uint32_t)d->dc->index, token);
 
+    if (close_watch_acked(&d->cw)) {
+        atomic_store(&d->payload_refused, false);
+        log_info("device '%s': ThingsBoard takes its uploads again", d->dc->name);
+    }
     if (!b)
         return; /* an attribute or RPC answer, or a batch from before a reconnect */
+    if (spool_batch_alone(b))
+        d->lone_inflight = false;
     atomic_fetch_add_explicit(&u->delivered_values, b->n_values, memory_order_relaxed);
     atomic_fetch_add_explicit(&u->delivered_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&d->delivered, b->n_values, memory_order_relaxed);
@@ -1004,6 +1124,7 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
             set_limits(u, d, cfg->edge.rl_messages, cfg->edge.rl_telemetry_messages,
                        cfg->edge.rl_telemetry_datapoints);
     }
+    set_tenant_limits(u);
     return u;
 }
 
@@ -1081,6 +1202,7 @@ struct uplink *uplink_free(struct uplink *u)
         struct up_dev *d = &u->devs[i];
         tb_batch_clear(&d->batch);
         json_object_put(d->attrs);
+        outbox_clear(&d->held);
         json_object_put(d->attrs_dirty);
         free_creds(&d->creds);
         free(d->halted_reason);
@@ -1147,4 +1269,6 @@ void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_
             ret->reason = "the edge refused the credentials";
         break;
     }
+    if (atomic_load(&d->payload_refused))
+        ret->reason = PAYLOAD_REFUSED_TEXT;
 }

@@ -74,6 +74,10 @@ struct uplink_device_status {
     uint64_t backlog;       /* batches waiting in the spool */
 };
 
+/* The reason a device whose every upload ThingsBoard refuses is given. */
+#define PAYLOAD_REFUSED_TEXT \
+    "ThingsBoard closed the session after telemetry: the device profile must use JSON payloads"
+
 /* Thread: any. */
 void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_status *ret);
 
