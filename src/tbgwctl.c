@@ -225,6 +225,13 @@ static void print_status(json_object *st)
                str(d, "bus"), str(d, "edge"), str(d, "polling"), last, err ? err : "-",
                num(d, "values_delivered"), num(d, "spool_backlog"));
     }
+    for (size_t i = 0; i < json_object_array_length(devs); i++) {
+        json_object *d = json_object_array_get_idx(devs, i);
+        const char *why = str(d, "edge_reason");
+
+        if (why && *why && strcmp(why, "-") != 0)
+            printf("%s: %s\n", str(d, "name"), why);
+    }
 }
 
 /* VALUE on the command line: JSON if it reads as JSON (22.5, true, "text"), else text. */

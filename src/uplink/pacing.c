@@ -257,3 +257,28 @@ void pace_count(struct pace_level *device, struct pace_level *tenant, uint32_t p
     pace_level_take(device, points, now_ms);
     pace_level_take(tenant, points, now_ms);
 }
+
+void pace_ledger_add(struct pace_ledger *g, uint32_t points, uint64_t now_ms)
+{
+    g->ms[g->next] = now_ms;
+    g->points[g->next] = points;
+    g->next = (g->next + 1) % PACE_LEDGER;
+    if (g->n < PACE_LEDGER)
+        g->n++;
+}
+
+void pace_replay(struct pace_limit *l, enum pace_kind kind, const struct pace_ledger *g)
+{
+    /* Oldest first, so that each slot sees its messages in order. */
+    for (unsigned i = 0; i < g->n; i++) {
+        unsigned k = (g->next + PACE_LEDGER - g->n + i) % PACE_LEDGER;
+        uint32_t p = g->points[k];
+
+        if (kind == PACE_MSGS && !p)
+            pace_take(l, 1, g->ms[k]);
+        else if (kind == PACE_TMSGS && p)
+            pace_take(l, 1, g->ms[k]);
+        else if (kind == PACE_POINTS && p)
+            pace_take(l, p, g->ms[k]);
+    }
+}

@@ -106,6 +106,23 @@ bool pace_fits(const struct pace_level *device, const struct pace_level *tenant,
 bool pace_admit(struct pace_level *device, struct pace_level *tenant, uint32_t points,
                 uint64_t now_ms, uint64_t *retry_at);
 
+/* The last messages of a device, whatever the limits: a limit learnt (or changed) after
+ * they were sent still has them counted (pace_replay). */
+#define PACE_LEDGER 64
+
+struct pace_ledger {
+    uint64_t ms[PACE_LEDGER];
+    uint32_t points[PACE_LEDGER];
+    unsigned next, n;
+};
+
+enum pace_kind { PACE_MSGS, PACE_TMSGS, PACE_POINTS };
+
+void pace_ledger_add(struct pace_ledger *g, uint32_t points, uint64_t now_ms);
+
+/* Count into l (the level's limit of that kind) what the ledger holds. */
+void pace_replay(struct pace_limit *l, enum pace_kind kind, const struct pace_ledger *g);
+
 /* A message sent whether or not it fits (RPC replies, subscribes, session opens): it still
  * uses up the allowance of both levels. */
 void pace_count(struct pace_level *device, struct pace_level *tenant, uint32_t points,

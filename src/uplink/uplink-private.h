@@ -72,10 +72,12 @@ struct up_dev {
      * every connect (getSessionLimits). Until the first answer, telemetry waits up to
      * limits_deadline_ms. */
     struct pace_level pace;
+    struct pace_ledger ledger;    /* what was sent, for limits learnt later */
     bool limits_known;
     uint64_t limits_deadline_ms;
     uint64_t paced_until_ms;      /* telemetry found no room: look again then */
     struct outbox held;           /* attributes and OTA state waiting for room */
+    struct outbox held_msgs;      /* other messages (requests, client RPCs) waiting */
     bool lone_inflight;           /* a suspect batch is in flight alone (spool_batch_alone) */
     struct close_watch cw;        /* why ThingsBoard closes its sessions */
     _Atomic bool payload_refused; /* cw.flagged, for other threads */

@@ -82,6 +82,7 @@
 static const char TOPIC_TELEMETRY[] = "v1/devices/me/telemetry";
 static const char TOPIC_ATTRIBUTES[] = "v1/devices/me/attributes";
 static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/+";
+static const char TOPIC_RPC_REQUEST_PREFIX[] = "v1/devices/me/rpc/request/";
 static const char TOPIC_PROVISION_REQUEST[] = "/provision/request";
 static const char TOPIC_PROVISION_RESPONSE[] = "/provision/response";
 
@@ -246,6 +247,7 @@ static int publish(struct uplink *u, struct up_dev *d, const char *topic, const 
     if (!d->provisioning) {
         /* Every message counts, paced or not (pacing.h). */
         pace_count(&d->pace, &u->tenant_pace, points, now);
+        pace_ledger_add(&d->ledger, points, now);
         if (qos)
             close_watch_published(&d->cw, now);
     }
@@ -254,35 +256,80 @@ static int publish(struct uplink *u, struct up_dev *d, const char *topic, const 
 
 void uplink_count_message(struct uplink *u, struct up_dev *d)
 {
-    pace_count(&d->pace, &u->tenant_pace, 0, now_ms());
+    uint64_t now = now_ms();
+
+    pace_count(&d->pace, &u->tenant_pace, 0, now);
+    pace_ledger_add(&d->ledger, 0, now);
 }
 
-/* Telemetry and attribute posts are paced: what finds no room waits in d->held. */
 static bool is_upload(const char *topic)
 {
     return strcmp(topic, TOPIC_TELEMETRY) == 0 || strcmp(topic, TOPIC_ATTRIBUTES) == 0;
 }
 
+/* getSessionLimits is answered by ThingsBoard's MQTT transport itself, before anything is
+ * counted (MqttTransportHandler): it costs nothing and waits for nothing. */
+static bool free_of_charge(const char *topic, json_object *o)
+{
+    json_object *m;
+
+    return strncmp(topic, TOPIC_RPC_REQUEST_PREFIX, strlen(TOPIC_RPC_REQUEST_PREFIX)) == 0 &&
+           json_object_object_get_ex(o, "method", &m) &&
+           strcmp(json_object_get_string(m), "getSessionLimits") == 0;
+}
+
+/* Until the Edge has told its limits (or the wait for them is over), what counts waits. */
+static bool limits_pending(const struct up_dev *d, uint64_t now)
+{
+    return !d->limits_known && now < d->limits_deadline_ms;
+}
+
+/* Everything published here is paced: uploads (telemetry and attribute posts, which cost
+ * a telemetry message and their data points) in d->held, other messages in d->held_msgs,
+ * each in order, until they fit. RPC answers do not come here: they cannot wait. */
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
 {
     size_t len;
     char *text;
     uint32_t points = is_upload(topic) ? tb_json_points(o) : 0;
+    struct outbox *held = points ? &d->held : &d->held_msgs;
     uint64_t now = now_ms(), at;
     int r = -ENOTCONN;
 
     if (d->state != CS_UP || d->provisioning)
         return r;
     text = tb_json_text(o, &len);
-    if (points && (outbox_peek(&d->held) ||
-                   !pace_fits(&d->pace, &u->tenant_pace, points, now, &at))) {
-        outbox_push(&d->held, topic, text, len, points);
+    if (free_of_charge(topic, o)) {
+        r = session_publish(d->sess, topic, text, len, u->cfg->edge.qos, NULL);
+        if (r == 0)
+            close_watch_published(&d->cw, now);
+    } else if (outbox_peek(held) || limits_pending(d, now) ||
+               !pace_fits(&d->pace, &u->tenant_pace, points, now, &at)) {
+        outbox_push(held, topic, text, len, points);
         r = 0;
     } else {
         r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL, points);
     }
     free(text);
     return r;
+}
+
+/* Send what d->held or d->held_msgs keep while it fits. Returns false if something had to
+ * stay. */
+static bool flush_held(struct uplink *u, struct up_dev *d, struct outbox *held, uint64_t now)
+{
+    for (struct outbox_msg *m; (m = outbox_peek(held));) {
+        uint64_t at;
+
+        if (!pace_fits(&d->pace, &u->tenant_pace, m->points, now, &at)) {
+            d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
+            return false;
+        }
+        if (publish(u, d, m->topic, m->text, m->len, u->cfg->edge.qos, NULL, m->points) < 0)
+            return false;
+        outbox_pop(held);
+    }
+    return true;
 }
 
 int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
@@ -316,34 +363,30 @@ static void pump(struct uplink *u, struct up_dev *d)
 {
     struct batch *b;
     int qos = u->cfg->edge.qos;
-    uint64_t now;
+    uint64_t now, at;
 
     if (d->state != CS_UP || d->provisioning)
         return;
-    if (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0) {
+    now = now_ms();
+    if (limits_pending(d, now))
+        return;
+    /* Changed attributes gather in attrs_dirty until a post fits: one post, the latest
+     * values, rather than a queue of every change. */
+    if (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0 &&
+        !outbox_peek(&d->held) &&
+        pace_fits(&d->pace, &u->tenant_pace, tb_json_points(d->attrs_dirty), now, &at)) {
         publish_attributes(u, d, d->attrs_dirty);
         json_object_put(d->attrs_dirty);
         d->attrs_dirty = NULL;
     }
-    now = now_ms();
-    if (!d->limits_known && now < d->limits_deadline_ms)
+    /* Other messages go by their own limit; held attributes and OTA state go first, in
+     * order, and telemetry after them. */
+    flush_held(u, d, &d->held_msgs, now);
+    if (!flush_held(u, d, &d->held, now))
         return;
-    /* Held attributes and OTA state first, in order; telemetry after them. */
-    for (struct outbox_msg *m; (m = outbox_peek(&d->held));) {
-        uint64_t at;
-
-        if (!pace_fits(&d->pace, &u->tenant_pace, m->points, now, &at)) {
-            d->paced_until_ms = at;
-            return;
-        }
-        if (publish(u, d, m->topic, m->text, m->len, qos, NULL, m->points) < 0)
-            return;
-        outbox_pop(&d->held);
-    }
     while (!d->lone_inflight && d->inflight < d->window &&
            (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
         int token = 0;
-        uint64_t at;
         bool alone = spool_batch_alone(b);
 
         /* A suspect goes alone, first after the CONNACK: only then does a close prove it
@@ -351,7 +394,7 @@ static void pump(struct uplink *u, struct up_dev *d)
         if (alone && d->inflight)
             break;
         if (!pace_fits(&d->pace, &u->tenant_pace, b->n_values, now, &at)) {
-            d->paced_until_ms = at;
+            d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
             break;
         }
         if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token, b->n_values) < 0)
@@ -472,7 +515,8 @@ static void drain_rings(struct uplink *u)
 /* ---- the Edge's rate limits ------------------------------------------------------------ */
 
 /* What was sent counts against a limit that is confirmed, not only against a new one. */
-static void update_limit(struct up_dev *d, struct pace_limit *l, const char *spec)
+static void update_limit(struct up_dev *d, struct pace_limit *l, enum pace_kind kind,
+                         const char *spec)
 {
     struct pace_limit n;
     char err[160];
@@ -483,8 +527,10 @@ static void update_limit(struct up_dev *d, struct pace_limit *l, const char *spe
     same = n.n == l->n;
     for (unsigned i = 0; same && i < n.n; i++)
         same = n.w[i].cap == l->w[i].cap && n.w[i].slot_ms == l->w[i].slot_ms;
-    if (!same)
+    if (!same) {
         *l = n;
+        pace_replay(l, kind, &d->ledger); /* sent before it was known: counted all the same */
+    }
 }
 
 /* The tenant's limits (validated by the configuration), shared by every session: no
@@ -512,9 +558,9 @@ static void set_tenant_limits(struct uplink *u)
 static void set_limits(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
                        const char *points)
 {
-    update_limit(d, &d->pace.msgs, msgs);
-    update_limit(d, &d->pace.tmsgs, tmsgs);
-    update_limit(d, &d->pace.points, points);
+    update_limit(d, &d->pace.msgs, PACE_MSGS, msgs);
+    update_limit(d, &d->pace.tmsgs, PACE_TMSGS, tmsgs);
+    update_limit(d, &d->pace.points, PACE_POINTS, points);
     d->limits_known = true;
     if (!u->limits_logged && pace_level_set(&d->pace)) {
         char a[96], b[96], c[96];
@@ -593,7 +639,8 @@ static void ask_limits(struct uplink *u, struct up_dev *d)
 static void on_connected(struct uplink *u, struct up_dev *d)
 {
     atomic_store(&d->refused, false);
-    d->backoff_ms = 0;
+    if (!d->cw.flagged) /* or a profile that refuses every upload would loop */
+        d->backoff_ms = 0;
     d->up_since_ms = now_ms();
     set_state(u, d, CS_UP);
     complain_release(&d->conn, "device '%s': connected to the edge", d->dc->name);
@@ -620,12 +667,13 @@ static void on_connected(struct uplink *u, struct up_dev *d)
     /* ThingsBoard keeps no session state: subscribe after every CONNACK. */
     session_subscribe(d->sess, TOPIC_ATTRIBUTES, 1);
     session_subscribe(d->sess, TOPIC_RPC_REQUEST, 1);
+    /* The limits first: what counts waits for them (limits_pending). */
+    ask_limits(u, d);
     publish_gateway_attributes(u, d);
     publish_attributes(u, d, d->attrs);
     json_object_put(d->attrs_dirty);
     d->attrs_dirty = NULL;
     router_connected(u, d);
-    ask_limits(u, d);
     pump(u, d);
 }
 
@@ -725,6 +773,7 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
     spool_requeue(u->spool, idx, d->up_since_ms, !refused);
     d->lone_inflight = false;
     d->inflight = 0;
+    outbox_clear(&d->held_msgs); /* requests of that session: the router gives up on them */
     d->ack = (struct complain){0}; /* the lost connection ends that episode, and says so */
     router_disconnected(u, d);
     /* paho keeps the publishes it had queued but not yet written, and writes them on the
@@ -1203,6 +1252,7 @@ struct uplink *uplink_free(struct uplink *u)
         tb_batch_clear(&d->batch);
         json_object_put(d->attrs);
         outbox_clear(&d->held);
+        outbox_clear(&d->held_msgs);
         json_object_put(d->attrs_dirty);
         free_creds(&d->creds);
         free(d->halted_reason);

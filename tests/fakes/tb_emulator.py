@@ -31,7 +31,8 @@ numbers in the comments below (§1 … §10) refer to that file. In short:
   DefaultTransportService / DefaultTransportRateLimitService count them, tenant-wide limits
   shared by every device, and the consequence ThingsBoard draws for each kind (rate_usage()).
 - A device profile with the PROTOBUF payload type (add_device(protobuf=True)): a JSON
-  telemetry or attribute upload closes the session, as ThingsBoard's ProtoMqttAdaptor does.
+  upload on a v1 topic (telemetry, attributes, requests, RPC) closes the session, as
+  ThingsBoard's ProtoMqttAdaptor does.
 
 What it does not emulate: MQTT 5, protobuf payloads themselves (`…/p` topics are granted on
 SUBSCRIBE but an uplink there closes the session), Gson's lenient JSON extensions (comments,
@@ -996,10 +997,12 @@ class _Session:
                 if dev.close_on is not None and dev.close_on(topic, payload):
                     raise Invalid("close_on matched")
                 handler, arg = self._route(topic)
-                if dev.protobuf and handler in (_Session._telemetry, _Session._attributes) \
+                if dev.protobuf and handler in _PAYLOAD_ADAPTOR_HANDLERS \
                         and topic.startswith("v1/"):
-                    # ProtoMqttAdaptor cannot parse JSON: AdaptorException, and MQTT 3.1.1
-                    # without sendAckOnValidationException closes the session (no PUBACK).
+                    # The v1 topics go through the profile's payload adaptor
+                    # (processDevicePublish): ProtoMqttAdaptor cannot parse JSON, an
+                    # AdaptorException, and MQTT 3.1.1 without sendAckOnValidationException
+                    # closes the session (no PUBACK). getSessionLimits too: it is parsed first.
                     dev.counts["payload_type_closes"] += 1
                     raise Invalid("the device profile expects protobuf payloads")
                 points = self._rate_points(handler, topic, payload)
@@ -1264,6 +1267,9 @@ _EXACT_ROUTES = {
     "v2/a/j": _Session._attributes,
     "v2/a/p": _Session._proto,
 }
+# What MqttTransportHandler parses with the device profile's payload adaptor on v1 topics.
+_PAYLOAD_ADAPTOR_HANDLERS = (_Session._telemetry, _Session._attributes, _Session._attribute_request,
+                             _Session._rpc_response, _Session._client_rpc, _Session._claim)
 # (prefix, handler, reply topic base); the /j and /p forms before the plain v2 forms.
 _PREFIX_ROUTES = (
     ("v1/devices/me/attributes/request/", _Session._attribute_request,
@@ -1498,7 +1504,8 @@ class Emulator:
         existing name replaces its credentials and, as ThingsBoard does, closes its session.
         ValueError for combinations ThingsBoard rejects or credentials already in use.
         protobuf: the device's profile has the MQTT transport with payload type PROTOBUF,
-        so a JSON telemetry or attribute upload on v1 topics closes the session."""
+        so a JSON upload on a v1 topic (telemetry, attributes, attribute requests, RPC)
+        closes the session."""
         dev = self._call(self._register, name, token, client_id, username, password, cert_pem)
         self._call(setattr, dev, "protobuf", bool(protobuf))
         return dev
