@@ -20,6 +20,7 @@
 #include "core/keytab.h"
 #include "drivers/driver.h"
 #include "gateway.h"
+#include "spool/inspect.h"
 #include "uplink/session.h"
 #include "uplink/uplink.h"
 #include "util/clock.h"
@@ -352,4 +353,9 @@ json_object *gateway_status_json(struct gateway *g)
     }
     json_object_object_add(root, "devices", devs);
     return root;
+}
+
+json_object *gateway_spool_json(struct gateway *g, char *err, size_t errlen)
+{
+    return spool_quarantine_json(g->cfg->storage.path, err, errlen);
 }

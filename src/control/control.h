@@ -36,7 +36,8 @@ enum control_cmd {
     CONTROL_READ,
     CONTROL_WRITE,
     CONTROL_CLAIM,
-    CONTROL_RELOAD
+    CONTROL_RELOAD,
+    CONTROL_SPOOL
 };
 
 struct control_request {
