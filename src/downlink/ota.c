@@ -103,6 +103,7 @@ struct job {
     int req_id;
     uint64_t deadline_ms;
     int retries;
+    bool request_held;            /* the chunk request waits for room under the limits */
     pid_t pid;
     int out_fd;
     char last_line[256];
@@ -333,6 +334,16 @@ static void request_chunk(struct uplink *u, struct up_dev *d, enum kind k)
     struct job *j = job(u, d, k);
     char topic[96], size[16];
 
+    uint64_t at;
+
+    /* A chunk request is a message under the Edge's "messages" limit: a download at full
+     * speed would get the session closed. It waits for room instead. */
+    if (d->state == CS_UP && !uplink_message_fits(u, d, &at)) {
+        j->request_held = true;
+        j->deadline_ms = at;
+        return;
+    }
+    j->request_held = false;
     snprintf(topic, sizeof(topic), "v2/%s/request/%d/chunk/%u", kind_names[k], j->req_id, j->chunk);
     snprintf(size, sizeof(size), "%u", CHUNK);
     j->deadline_ms = now_ms() + CHUNK_TIMEOUT_MS;
@@ -1166,7 +1177,9 @@ void ota_tick(struct uplink *u, uint64_t now)
             int status;
 
             if (j->phase == DOWNLOADING && d->state == CS_UP && now >= j->deadline_ms) {
-                if (++j->retries > CHUNK_RETRIES)
+                if (j->request_held)
+                    request_chunk(u, d, (enum kind)k);
+                else if (++j->retries > CHUNK_RETRIES)
                     fail(u, d, (enum kind)k, "download timed out at byte %llu",
                          (unsigned long long)j->bytes);
                 else

@@ -125,5 +125,8 @@ int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *top
 /* A message without data points that was published directly (RPC answers, claims, OTA
  * chunk requests): ThingsBoard counts it against the device's and the tenant's limits. */
 void uplink_count_message(struct uplink *u, struct up_dev *d);
+/* Whether such a message fits the device's and the tenant's limits now; if not, *retry_at
+ * is when to look again. */
+bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at);
 
 #endif

@@ -284,6 +284,17 @@ static bool limits_pending(const struct up_dev *d, uint64_t now)
     return !d->limits_known && now < d->limits_deadline_ms;
 }
 
+bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at)
+{
+    uint64_t now = now_ms();
+
+    if (limits_pending(d, now)) {
+        *retry_at = d->limits_deadline_ms;
+        return false;
+    }
+    return pace_fits(&d->pace, &u->tenant_pace, 0, now, retry_at);
+}
+
 /* Everything published here is paced: uploads (telemetry and attribute posts, which cost
  * a telemetry message and their data points) in d->held, other messages in d->held_msgs,
  * each in order, until they fit. RPC answers do not come here: they cannot wait. */

@@ -138,6 +138,20 @@ class Ota(harness.TestCase):
         self.assertIn("resuming the download", self.proc.output())
         self.stop_tbgw(self.proc)
 
+    def test_download_stays_below_the_message_limit(self):
+        # Each chunk request is a message to ThingsBoard's rate limits: a download at full
+        # speed gets its session closed again and again.
+        emu = self.start()
+        emu.set_rate_limits(messages="6:1")
+        emu.drop("dev")
+        emu.wait(lambda: emu.connect_count("dev") >= 2, 10)
+        data = os.urandom(16384 * 20)
+        emu.set_ota("dev", "fw", "fw", "6.0", data, "SHA256")
+        self.wait_state("UPDATED", timeout=60)
+        self.assertEqual(emu.counts("dev")["rate_limited"], 0)
+        self.assertEqual(emu.connect_count("dev"), 2)
+        self.stop_tbgw(self.proc)
+
     def test_failing_command(self):
         emu = self.start()
         emu.set_ota("dev", "fw", "fw", "3.0-fail", b"image", "MD5")
