@@ -175,9 +175,10 @@ void gateway_status(struct gateway *g, char *buf, size_t size)
         g->rate_values = st.delivered_values;
         g->rate_at_ms = now;
     }
-    snprintf(buf, size, "%zu/%zu devices connected, %.0f values/s, spool %llu batches (%llu KiB)",
+    snprintf(buf, size, "%zu/%zu devices connected, %.0f values/s, spool %llu batches (%llu KiB)%s",
              st.connected, st.devices, g->rate, (unsigned long long)st.spool.batches,
-             (unsigned long long)(st.spool.bytes + 1023) / 1024);
+             (unsigned long long)(st.spool.bytes + 1023) / 1024,
+             st.payload_refused ? ", a device profile refuses JSON payloads" : "");
 }
 
 struct device *gateway_device(struct gateway *g, const char *name)

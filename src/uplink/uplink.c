@@ -1289,6 +1289,8 @@ void uplink_status(struct uplink *u, struct uplink_status *ret)
     memset(ret, 0, sizeof(*ret));
     ret->devices = u->n_devs;
     ret->connected = (size_t)atomic_load(&u->n_connected);
+    for (size_t i = 0; i < u->n_devs; i++)
+        ret->payload_refused += atomic_load(&u->devs[i].payload_refused);
     ret->delivered_values = atomic_load(&u->delivered_values);
     ret->delivered_batches = atomic_load(&u->delivered_batches);
     ret->rejected_values = atomic_load(&u->rejected_values);

@@ -42,6 +42,7 @@ void uplink_post(struct uplink *u, struct event *e);
 struct uplink_status {
     size_t devices;
     size_t connected;
+    size_t payload_refused;     /* devices whose profile refuses JSON uploads */
     uint64_t delivered_values;  /* values acknowledged by the Edge since start */
     uint64_t delivered_batches;
     uint64_t rejected_values;   /* values ThingsBoard could not store (NaN, > int64) */

@@ -184,6 +184,8 @@ class Rules(harness.TestCase):
         dev = [d for d in st["devices"] if d["name"] == "pb"][0]
         self.assertEqual(dev.get("edge_reason"), text)
         self.assertIn(text, self.tbgwctl("status").stdout)
+        # The one-line health (systemd STATUS=, the summary) says it too.
+        self.assertIn("a device profile refuses JSON payloads", st["gateway"]["summary"])
         # Backoff, not a tight loop: few sessions in 10 s.
         n = emu.connect_count("pb")
         time.sleep(10)
