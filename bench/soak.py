@@ -49,7 +49,7 @@ import harness  # noqa: E402
 
 TAGS = 10
 POLL_MS = 100
-KEEPALIVE_S = 2
+KEEPALIVE_S = 10  # the least edge.keepalive_s takes
 DEVICES = (("t1", "tcp", 1), ("t2", "tcp", 2), ("r1", "rtu", 1), ("r2", "rtu", 2))
 RECOVERY_S = 90
 

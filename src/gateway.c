@@ -21,6 +21,7 @@
 #include "core/keytab.h"
 #include "drivers/driver.h"
 #include "gateway.h"
+#include "spool/inspect.h"
 #include "uplink/session.h"
 #include "uplink/uplink.h"
 #include "util/clock.h"
@@ -175,9 +176,10 @@ void gateway_status(struct gateway *g, char *buf, size_t size)
         g->rate_values = st.delivered_values;
         g->rate_at_ms = now;
     }
-    snprintf(buf, size, "%zu/%zu devices connected, %.0f values/s, spool %llu batches (%llu KiB)",
+    snprintf(buf, size, "%zu/%zu devices connected, %.0f values/s, spool %llu batches (%llu KiB)%s",
              st.connected, st.devices, g->rate, (unsigned long long)st.spool.batches,
-             (unsigned long long)(st.spool.bytes + 1023) / 1024);
+             (unsigned long long)(st.spool.bytes + 1023) / 1024,
+             st.payload_refused ? ", a device profile refuses JSON payloads" : "");
 }
 
 struct device *gateway_device(struct gateway *g, const char *name)
@@ -358,4 +360,9 @@ json_object *gateway_status_json(struct gateway *g)
     }
     json_object_object_add(root, "devices", devs);
     return root;
+}
+
+json_object *gateway_spool_json(struct gateway *g, char *err, size_t errlen)
+{
+    return spool_quarantine_json(g->cfg->storage.path, err, errlen);
 }

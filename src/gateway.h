@@ -18,6 +18,10 @@ struct gateway;
  * must outlive it. Returns NULL with a log line on failure. */
 struct gateway *gateway_new(const struct config *cfg);
 
+/* The spool's quarantined batches (spool/inspect.h), or NULL with a message in err.
+ * Thread: any. */
+json_object *gateway_spool_json(struct gateway *g, char *err, size_t errlen);
+
 /* Start threads and connections. Returns 0 or -errno (logged). */
 int gateway_start(struct gateway *g);
 

@@ -53,12 +53,13 @@ static void usage(FILE *f)
                "  identify DEVICE             read the device's identification (Modbus 43/14)\n"
                "  reload                      re-read the configuration (like SIGHUP) and\n"
                "                              show why it is refused, if it is\n"
+               "  spool                       batches the edge refused, kept for inspection\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH           control socket (default: from the configuration)\n"
                "  -c, --config FILE           configuration to take the socket from\n"
                "                              (default: %s)\n"
-               "      --json                  status and identify as JSON\n"
+               "      --json                  status, identify and spool as JSON\n"
                "      --secret S              claim: the secret key the user must give\n"
                "      --duration-ms N         claim: how long the claim stays open\n"
                "  -h, --help                  this help\n"
@@ -229,6 +230,33 @@ static void print_status(json_object *st)
                str(d, "bus"), str(d, "edge"), str(d, "polling"), last, err ? err : "-",
                num(d, "values_delivered"), num(d, "spool_backlog"));
     }
+    for (size_t i = 0; i < json_object_array_length(devs); i++) {
+        json_object *d = json_object_array_get_idx(devs, i);
+        const char *why = str(d, "edge_reason");
+
+        if (why && *why && strcmp(why, "-") != 0)
+            printf("%s: %s\n", str(d, "name"), why);
+    }
+}
+
+static void print_spool(json_object *r)
+{
+    json_object *list;
+    size_t n;
+
+    json_object_object_get_ex(r, "batches", &list);
+    n = list ? json_object_array_length(list) : 0;
+    printf("%lld quarantined batch%s", num(r, "quarantined"), num(r, "quarantined") == 1 ? "" : "es");
+    if ((long long)n < num(r, "quarantined"))
+        printf(" (the newest %zu shown)", n);
+    printf("\n");
+    for (size_t i = 0; i < n; i++) {
+        json_object *b = json_object_array_get_idx(list, i);
+
+        printf("\n#%lld device %s, %lld values from %lld, quarantined at %lld: %s\n%s\n",
+               num(b, "seq"), str(b, "device"), num(b, "values"), num(b, "first_ts"),
+               num(b, "quarantined_at"), str(b, "reason"), str(b, "payload"));
+    }
 }
 
 /* VALUE on the command line: JSON if it reads as JSON (22.5, true, "text"), else text. */
@@ -327,7 +355,8 @@ int main(int argc, char **argv)
             json_object_object_add(req, "secret", json_object_new_string(arg_secret));
         if (arg_duration_ms >= 0)
             json_object_object_add(req, "duration_ms", json_object_new_int64(arg_duration_ms));
-    } else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0) && n == 0) {
+    } else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0 ||
+                strcmp(cmd, "spool") == 0) && n == 0) {
         /* no arguments */
     } else {
         fprintf(stderr, "tbgwctl: wrong arguments for '%s'\n", cmd);
@@ -350,6 +379,11 @@ int main(int argc, char **argv)
             printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PRETTY));
         else
             print_status(reply);
+    } else if (strcmp(cmd, "spool") == 0) {
+        if (arg_json)
+            printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PRETTY));
+        else
+            print_spool(reply);
     } else if (strcmp(cmd, "read") == 0) {
         json_object_object_get_ex(reply, "value", &m);
         printf("%s\n", json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN));

@@ -72,10 +72,13 @@ static void parse_edge(struct load *ld, const config_setting_t *root)
         e->port = e->tls ? 8883 : 1883;
 
     rl = cf_member(s, "rate_limits");
+    cf_apply_defaults(rate_limit_keys, PLAIN, e);
     if (rl && config_setting_type(rl) == CONFIG_TYPE_GROUP) {
-        e->rate_limits_set = true;
-        cf_apply_defaults(rate_limit_keys, PLAIN, e);
-        cf_walk(ld, rl, "edge.rate_limits", rate_limit_keys, PLAIN, "", "", e);
+        seen = cf_walk(ld, rl, "edge.rate_limits", rate_limit_keys, PLAIN, "", "", e);
+        /* The device limits given here replace getSessionLimits; tenant ones alone do not. */
+        e->rate_limits_set = cf_was_seen(rate_limit_keys, seen, "messages") ||
+                             cf_was_seen(rate_limit_keys, seen, "telemetry_messages") ||
+                             cf_was_seen(rate_limit_keys, seen, "telemetry_datapoints");
         for (const struct key *k = rate_limit_keys; k->name; k++) {
             const char *spec = *(char **)(void *)((char *)e + k->off);
             struct pace_limit l;
@@ -420,6 +423,9 @@ struct config *config_free(struct config *c)
     free(c->edge.rl_messages);
     free(c->edge.rl_telemetry_messages);
     free(c->edge.rl_telemetry_datapoints);
+    free(c->edge.rl_tenant_messages);
+    free(c->edge.rl_tenant_telemetry_messages);
+    free(c->edge.rl_tenant_telemetry_datapoints);
     free(c->storage.path);
     free(c->control_socket);
     free(c->path);

@@ -175,6 +175,9 @@ struct edge_config {
      * Edge (getSessionLimits). ThingsBoard's "capacity:seconds,..." form, validated. */
     bool rate_limits_set;
     char *rl_messages, *rl_telemetry_messages, *rl_telemetry_datapoints;
+    /* edge.rate_limits.tenant_*: the tenant's own limits, shared by every device of the
+     * tenant ("" = off). ThingsBoard's getSessionLimits never tells them. */
+    char *rl_tenant_messages, *rl_tenant_telemetry_messages, *rl_tenant_telemetry_datapoints;
 };
 
 struct storage_config {

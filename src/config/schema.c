@@ -79,7 +79,10 @@ const struct key edge_keys[] = {
     {.name = "port", .type = KT_INT, .scope = PLAIN, .off = offsetof(struct edge_config, port),
      .flags = K_INHERIT, .min = 1, .max = 65535},
     {.name = "keepalive_s", .type = KT_INT, .scope = PLAIN,
-     .off = offsetof(struct edge_config, keepalive_s), .min = 0, .max = 65535, .idef = 60},
+     .off = offsetof(struct edge_config, keepalive_s), .min = 10, .max = 300, .idef = 60,
+     /* transport.sessions.inactivity_timeout: 300 s on ThingsBoard 3.6, 600 s since 3.9 */
+     .why = "ThingsBoard closes a session that is idle for longer than its inactivity "
+            "timeout (300 s on ThingsBoard 3.6), and below 10 s the pings alone are traffic"},
     {.name = "qos", .type = KT_INT, .scope = PLAIN, .off = offsetof(struct edge_config, qos),
      .min = 0, .max = 1, .idef = 1},
     {.name = "tls", .type = KT_GROUP, .scope = PLAIN, .off = NO_OFF},
@@ -94,6 +97,12 @@ const struct key rate_limit_keys[] = {
      .off = offsetof(struct edge_config, rl_telemetry_messages), .sdef = ""},
     {.name = "telemetry_datapoints", .type = KT_STR, .scope = PLAIN,
      .off = offsetof(struct edge_config, rl_telemetry_datapoints), .sdef = ""},
+    {.name = "tenant_messages", .type = KT_STR, .scope = PLAIN,
+     .off = offsetof(struct edge_config, rl_tenant_messages), .sdef = ""},
+    {.name = "tenant_telemetry_messages", .type = KT_STR, .scope = PLAIN,
+     .off = offsetof(struct edge_config, rl_tenant_telemetry_messages), .sdef = ""},
+    {.name = "tenant_telemetry_datapoints", .type = KT_STR, .scope = PLAIN,
+     .off = offsetof(struct edge_config, rl_tenant_telemetry_datapoints), .sdef = ""},
     END_KEYS,
 };
 

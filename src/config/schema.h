@@ -75,6 +75,7 @@ struct key {
     double ddef;
     const char *sdef;
     const char *what;             /* KT_ENUM: noun for "unknown <what> 'x'" (default: name) */
+    const char *why;              /* KT_INT: why the range is what it is, for its error */
 };
 
 #define END_KEYS { .name = NULL }

@@ -183,7 +183,8 @@ void cf_parse_value(struct load *ld, const struct key *k, const config_setting_t
             return;
         }
         if (d < (double)k->min || d > (double)k->max) {
-            ERR(ld, s, path, "must be between %lld and %lld (got %.0f)", k->min, k->max, d);
+            ERR(ld, s, path, "must be between %lld and %lld (got %.0f)%s%s", k->min, k->max, d,
+                k->why ? ": " : "", k->why ? k->why : "");
             return;
         }
         *(int *)p = (int)d;

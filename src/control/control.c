@@ -8,6 +8,7 @@
  *   {"cmd":"write","device":D,"key":K,"value":v}      -> {"ok":true}
  *   {"cmd":"claim","device":D,"secret":S,"duration_ms":N}
  *   {"cmd":"reload"}                                  -> {"ok":true} or the problems
+ *   {"cmd":"spool"}                                   -> the quarantined batches
  *   anything else                                     -> {"error":"…"}
  *
  * Only root, the daemon's own user and members of the group "tbgw" may talk to it: the
@@ -266,7 +267,7 @@ int control_parse_request(const char *line, struct control_request *ret, char *e
     static const char *const names[] = {
         [CONTROL_STATUS] = "status", [CONTROL_READ] = "read", [CONTROL_WRITE] = "write",
         [CONTROL_CLAIM] = "claim",   [CONTROL_RELOAD] = "reload",
-        [CONTROL_IDENTIFY] = "identify",
+        [CONTROL_IDENTIFY] = "identify", [CONTROL_SPOOL] = "spool",
     };
     json_object *root = json_tokener_parse(line), *m;
     const char *cmd = root ? get_string(root, "cmd") : NULL;
@@ -282,7 +283,8 @@ int control_parse_request(const char *line, struct control_request *ret, char *e
         ;
     if (i == ARRAY_SIZE(names)) {
         snprintf(err, err_size,
-                 "unknown command '%s' (status, read, write, claim, reload, identify)", cmd);
+                 "unknown command '%s' (status, read, write, claim, reload, identify, spool)",
+                 cmd);
         json_object_put(root);
         return -EBADMSG;
     }
@@ -495,6 +497,15 @@ static void dispatch(struct conn *k)
     case CONTROL_IDENTIFY:
         do_identify(k, &req);
         break;
+    case CONTROL_SPOOL: {
+        json_object *o = gateway_spool_json(k->c->ops->gateway(k->c->ops->userdata), err,
+                                            sizeof(err));
+        if (o)
+            reply_json(k, o);
+        else
+            reply_error(k, "%s", err);
+        break;
+    }
     }
     control_request_clear(&req);
 }

@@ -37,7 +37,8 @@ enum control_cmd {
     CONTROL_WRITE,
     CONTROL_CLAIM,
     CONTROL_RELOAD,
-    CONTROL_IDENTIFY
+    CONTROL_IDENTIFY,
+    CONTROL_SPOOL
 };
 
 struct control_request {

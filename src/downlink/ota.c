@@ -16,8 +16,17 @@
  *   4. reports fw_state DOWNLOADING, DOWNLOADED, VERIFIED, UPDATING, then UPDATED with
  *      current_fw_title/current_fw_version, or FAILED with fw_error saying why.
  * What a device runs is remembered in <storage.path>/ota-state.json and reported at every
- * connect. A package announced again (ThingsBoard re-sends, the user clicks twice) is
- * recognised by title, version and checksum: the command never runs twice for it.
+ * connect, with the update in progress: a restart resumes a download from the last whole
+ * chunk of the .part file (or from chunk 0 without one) and says DOWNLOADING again; an
+ * update command that a stop cut short is reported FAILED, one that a graceful stop waited
+ * for UPDATED or FAILED, at the next connect.
+ *
+ * Every assignment makes ThingsBoard set fw_state INITIATED and push the fw_* attributes
+ * again, even for the same package (DefaultOtaPackageStateService.update): a push of the
+ * package being downloaded continues the download and says DOWNLOADING, of the one
+ * updating says UPDATING, of the one running says UPDATED, and of one that FAILED tries it
+ * again. The command never runs twice for a package that succeeded; the answer to the
+ * attribute request at connect never retries a failed one (or every reconnect would).
  * Without an ota block, an announcement is answered FAILED with a clear fw_error.
  *
  * Thread: uplink (ota_tick watches the command; nothing here blocks).
@@ -83,6 +92,9 @@ struct job {
     struct ota_package announced; /* what the shared attributes say now */
     struct ota_package target;    /* what this job works on (or last worked on) */
     bool target_done;             /* the command ran (or the package failed for good) */
+    bool target_failed;           /* ... and it failed: a new assignment retries it */
+    char *pending;                /* a state to report at the next connect (after a restart) */
+    char *pending_error;
     enum phase phase;
     char *part, *image;
     int fd;
@@ -91,6 +103,7 @@ struct job {
     int req_id;
     uint64_t deadline_ms;
     int retries;
+    bool request_held;            /* the chunk request waits for room under the limits */
     pid_t pid;
     int out_fd;
     char last_line[256];
@@ -193,6 +206,39 @@ static json_object *current_version_object(enum kind k, const struct job *j)
 
 /* ---- persisted state --------------------------------------------------------------------- */
 
+static long long size_of(json_object *v);
+
+static void add_text(json_object *o, const char *key, const char *v)
+{
+    if (v)
+        json_object_object_add(o, key, json_object_new_string(v));
+}
+
+static const char *text_member(json_object *o, const char *key)
+{
+    json_object *v;
+
+    return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+/* The update in progress, so that a restart can say what it does next. */
+static json_object *job_object(const struct job *j, const char *phase, const char *error)
+{
+    json_object *o = json_object_new_object();
+
+    add_text(o, "phase", phase);
+    add_text(o, "error", error);
+    add_text(o, "title", j->target.title);
+    add_text(o, "version", j->target.version);
+    add_text(o, "checksum", j->target.checksum);
+    add_text(o, "checksum_algorithm", j->target.alg);
+    add_text(o, "tag", j->target.tag);
+    json_object_object_add(o, "size", json_object_new_int64(j->target.size));
+    return o;
+}
+
 static void save_state(struct uplink *u)
 {
     json_object *root = json_object_new_object(), *devs = json_object_new_object();
@@ -204,14 +250,23 @@ static void save_state(struct uplink *u)
         json_object *dev = NULL;
         for (int k = 0; k < N_KINDS; k++) {
             struct job *j = &u->ota->jobs[i][k];
-            json_object *o;
-            if (!j->running_title)
+            json_object *o, *job = NULL;
+
+            if (j->pending)
+                job = job_object(j, j->pending, j->pending_error);
+            else if (j->phase == DOWNLOADING)
+                job = job_object(j, "DOWNLOADING", NULL);
+            else if (j->phase != IDLE)
+                job = job_object(j, "UPDATING", NULL);
+            if (!j->running_title && !job)
                 continue;
             if (!dev)
                 dev = json_object_new_object();
             o = json_object_new_object();
-            json_object_object_add(o, "title", json_object_new_string(j->running_title));
-            json_object_object_add(o, "version", json_object_new_string(j->running_version));
+            add_text(o, "title", j->running_title);
+            add_text(o, "version", j->running_version);
+            if (job)
+                json_object_object_add(o, "job", job);
             json_object_object_add(dev, kind_names[k], o);
         }
         if (dev)
@@ -247,12 +302,25 @@ static void load_state(struct uplink *u)
         for (int k = 0; k < N_KINDS; k++) {
             json_object *o, *t, *v;
             struct job *j = &u->ota->jobs[i][k];
-            if (json_object_object_get_ex(dev, kind_names[k], &o) &&
-                json_object_object_get_ex(o, "title", &t) &&
+            json_object *jo, *sz;
+            if (!json_object_object_get_ex(dev, kind_names[k], &o))
+                continue;
+            if (json_object_object_get_ex(o, "title", &t) &&
                 json_object_object_get_ex(o, "version", &v) &&
                 json_object_is_type(t, json_type_string) && json_object_is_type(v, json_type_string)) {
                 j->running_title = xstrdup(json_object_get_string(t));
                 j->running_version = xstrdup(json_object_get_string(v));
+            }
+            if (json_object_object_get_ex(o, "job", &jo) && text_member(jo, "phase") &&
+                text_member(jo, "title") && text_member(jo, "version")) {
+                j->target.title = xstrdup(text_member(jo, "title"));
+                j->target.version = xstrdup(text_member(jo, "version"));
+                j->target.checksum = dup0(text_member(jo, "checksum"));
+                j->target.alg = dup0(text_member(jo, "checksum_algorithm"));
+                j->target.tag = dup0(text_member(jo, "tag"));
+                j->target.size = json_object_object_get_ex(jo, "size", &sz) ? size_of(sz) : -1;
+                j->pending = xstrdup(text_member(jo, "phase"));
+                j->pending_error = dup0(text_member(jo, "error"));
             }
         }
     }
@@ -266,11 +334,22 @@ static void request_chunk(struct uplink *u, struct up_dev *d, enum kind k)
     struct job *j = job(u, d, k);
     char topic[96], size[16];
 
+    uint64_t at;
+
+    /* A chunk request is a message under the Edge's "messages" limit: a download at full
+     * speed would get the session closed. It waits for room instead. */
+    if (d->state == CS_UP && !uplink_message_fits(u, d, &at)) {
+        j->request_held = true;
+        j->deadline_ms = at;
+        return;
+    }
+    j->request_held = false;
     snprintf(topic, sizeof(topic), "v2/%s/request/%d/chunk/%u", kind_names[k], j->req_id, j->chunk);
     snprintf(size, sizeof(size), "%u", CHUNK);
     j->deadline_ms = now_ms() + CHUNK_TIMEOUT_MS;
-    if (d->state == CS_UP && d->sess)
-        session_publish(d->sess, topic, size, strlen(size), 1, NULL);
+    if (d->state == CS_UP && d->sess &&
+        session_publish(d->sess, topic, size, strlen(size), 1, NULL) == 0)
+        uplink_count_message(u, d);
 }
 
 static void end_job(struct job *j)
@@ -303,9 +382,12 @@ static void fail(struct uplink *u, struct up_dev *d, enum kind k, const char *fm
     report(u, d, k, "FAILED", msg, NULL);
     end_job(j);
     j->target_done = true;
+    j->target_failed = true;
+    save_state(u);
 }
 
-static void start_download(struct uplink *u, struct up_dev *d, enum kind k)
+/* <storage.path>/ota/<device>.<kind> and its .part. Returns 0 or -errno (directory). */
+static int set_paths(struct uplink *u, struct up_dev *d, enum kind k)
 {
     struct job *j = job(u, d, k);
     char *dir = xasprintf("%s/ota", u->cfg->storage.path);
@@ -319,23 +401,50 @@ static void start_download(struct uplink *u, struct up_dev *d, enum kind k)
             *p = '_'; /* a device name is not a path */
     j->part = xasprintf("%s.part", j->image);
     free(dir);
+    return r;
+}
+
+/* Open the .part file and go on from its last whole chunk (from 0 with trunc). */
+static int open_part(struct job *j, bool trunc)
+{
+    struct stat st;
+
+    j->fd = open(j->part, O_WRONLY | O_CREAT | (trunc ? O_TRUNC : 0) | O_CLOEXEC, 0640);
+    if (j->fd < 0)
+        return -errno;
+    j->bytes = 0;
+    if (!trunc && fstat(j->fd, &st) == 0)
+        j->bytes = (uint64_t)st.st_size / CHUNK * CHUNK;
+    if (j->target.size >= 0 && (long long)j->bytes > j->target.size)
+        j->bytes = 0;
+    if (ftruncate(j->fd, (off_t)j->bytes) < 0)
+        return -errno;
+    j->chunk = (unsigned)(j->bytes / CHUNK);
+    return 0;
+}
+
+static void start_download(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    int r = set_paths(u, d, k);
+
     if (r < 0) {
         fail(u, d, k, "cannot create the download directory: %s", strerror(-r));
         return;
     }
-    j->fd = open(j->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (j->fd < 0) {
-        fail(u, d, k, "cannot create '%s': %s", j->part, strerror(errno));
+    r = open_part(j, true);
+    if (r < 0) {
+        fail(u, d, k, "cannot create '%s': %s", j->part, strerror(-r));
         return;
     }
-    j->bytes = 0;
-    j->chunk = 0;
     j->retries = 0;
     j->phase = DOWNLOADING;
+    j->target_failed = false;
     j->req_id = ++u->ota->next_req_id;
     log_info("device '%s': downloading %s %s %s (%lld bytes)", d->dc->name,
              k == FW ? "firmware" : "software", j->target.title, j->target.version,
              j->target.size);
+    save_state(u);
     report(u, d, k, "DOWNLOADING", NULL, NULL);
     request_chunk(u, d, k);
 }
@@ -547,6 +656,7 @@ static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
     j->kill_at_ms = 0;
     j->cmd_deadline_ms = now_ms() + (uint64_t)dc->ota.timeout_s * 1000u;
     j->phase = UPDATING;
+    save_state(u);
     log_info("device '%s': running '%s %s'", dc->name, dc->ota.command, j->image);
     report(u, d, k, "UPDATING", NULL, NULL);
     goto out;
@@ -611,6 +721,7 @@ static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, in
         report(u, d, k, "UPDATED", NULL, current_version_object(k, j));
         end_job(j);
         j->target_done = true;
+        save_state(u);
     } else if (WIFEXITED(status)) {
         fail(u, d, k, "the command exited with status %d%s%s", WEXITSTATUS(status),
              j->last_line[0] ? ": " : "", j->last_line);
@@ -631,7 +742,9 @@ static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, in
 
 /* ---- announcements ---------------------------------------------------------------------- */
 
-static void consider(struct uplink *u, struct up_dev *d, enum kind k)
+/* push: a shared-attribute update (ThingsBoard assigned a package, perhaps the same one
+ * again, and set fw_state INITIATED); otherwise the answer to the request at connect. */
+static void consider(struct uplink *u, struct up_dev *d, enum kind k, bool push)
 {
     struct job *j = job(u, d, k);
     const struct ota_package *a = &j->announced;
@@ -640,10 +753,33 @@ static void consider(struct uplink *u, struct up_dev *d, enum kind k)
     if (r == -EAGAIN)
         return; /* not complete yet: the rest of the push follows */
     if (j->running_title && same(a->title, j->running_title) &&
-        same(a->version, j->running_version))
-        return; /* already running it */
-    if (j->target.title && same_package(a, &j->target) && (j->phase != IDLE || j->target_done))
-        return; /* announced again: never twice */
+        same(a->version, j->running_version)) {
+        /* Already running it: say so, or ThingsBoard shows INITIATED for ever. */
+        if (push && j->phase == IDLE)
+            report(u, d, k, "UPDATED", NULL, current_version_object(k, j));
+        return;
+    }
+    if (j->target.title && same_package(a, &j->target)) {
+        if (j->phase == DOWNLOADING) {
+            if (push) {
+                log_info("device '%s': %s %s announced again; continuing the download at "
+                         "byte %llu", d->dc->name, a->title, a->version,
+                         (unsigned long long)j->bytes);
+                report(u, d, k, "DOWNLOADING", NULL, NULL);
+            }
+            return;
+        }
+        if (j->phase != IDLE) {
+            if (push)
+                report(u, d, k, "UPDATING", NULL, NULL);
+            return;
+        }
+        if (j->target_done && !(push && j->target_failed))
+            return; /* announced again: never twice, and no retry at every reconnect */
+        if (j->target_failed)
+            log_info("device '%s': %s %s assigned again after it failed; trying again",
+                     d->dc->name, a->title, a->version);
+    }
     if (j->phase != IDLE) {
         if (j->phase != DOWNLOADING) {
             log_warning("device '%s': %s %s announced while an update runs; it waits for the "
@@ -787,14 +923,14 @@ int ota_package_check(const struct ota_package *p)
     return checksum_alg_from_string(p->alg) < 0 ? -EINVAL : 0;
 }
 
-void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o)
+void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o, bool push)
 {
     struct ota_package *pkg[N_KINDS] = {&job(u, d, FW)->announced, &job(u, d, SW)->announced};
     unsigned touched = ota_announce(pkg, o);
 
     for (int k = 0; k < N_KINDS; k++)
         if (touched & (1u << k))
-            consider(u, d, (enum kind)k);
+            consider(u, d, (enum kind)k, push);
 }
 
 void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys)
@@ -808,6 +944,7 @@ void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys)
         if ((gone & (1u << k)) && j->phase == DOWNLOADING) {
             log_info("device '%s': the package was unassigned; download stopped", d->dc->name);
             end_job(j);
+            save_state(u);
         }
     }
 }
@@ -878,6 +1015,54 @@ bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const ch
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+/* An update that was in progress when tbgw stopped (ota-state.json): a download goes on
+ * from the last whole chunk of its .part file, or from chunk 0, and says DOWNLOADING at
+ * the next connect; a command that was cut short is reported FAILED (its outcome is
+ * unknown, and it is not run again unless the package is assigned again). */
+static void restore_job(struct uplink *u, struct up_dev *d, enum kind k)
+{
+    struct job *j = job(u, d, k);
+    int r;
+
+    if (!j->pending)
+        return;
+    if (strcmp(j->pending, "UPDATING") == 0) {
+        log_warning("device '%s': tbgw stopped while the update to %s %s ran; its outcome is "
+                    "unknown", d->dc->name, j->target.title, j->target.version);
+        free(j->pending);
+        j->pending = xstrdup("FAILED");
+        free(j->pending_error);
+        j->pending_error = xstrdup("tbgw stopped while the update command ran; its outcome "
+                                   "is unknown");
+        j->target_done = j->target_failed = true;
+        return;
+    }
+    if (strcmp(j->pending, "DOWNLOADING") != 0 || !d->dc->ota.enabled ||
+        ota_package_check(&j->target) < 0) {
+        if (strcmp(j->pending, "DOWNLOADING") == 0) {
+            free(j->pending);
+            j->pending = NULL;
+        } else {
+            j->target_done = true; /* UPDATED or FAILED while stopping: reported at connect */
+            j->target_failed = strcmp(j->pending, "FAILED") == 0;
+        }
+        return;
+    }
+    r = set_paths(u, d, k);
+    if (r == 0)
+        r = open_part(j, false);
+    if (r < 0) {
+        free(j->pending);
+        j->pending = NULL; /* the announcement at connect starts it afresh */
+        return;
+    }
+    j->phase = DOWNLOADING;
+    j->retries = 0;
+    log_info("device '%s': the download of %s %s goes on from byte %llu%s", d->dc->name,
+             j->target.title, j->target.version, (unsigned long long)j->bytes,
+             j->bytes ? "" : " (chunk 0: nothing usable was kept)");
+}
+
 void ota_init(struct uplink *u)
 {
     u->ota = xcalloc(1, sizeof(*u->ota));
@@ -893,6 +1078,9 @@ void ota_init(struct uplink *u)
             j->announced.size = j->target.size = -1;
         }
     load_state(u);
+    for (size_t i = 0; i < u->n_devs; i++)
+        for (int k = 0; k < N_KINDS; k++)
+            restore_job(u, &u->devs[i], (enum kind)k);
 }
 
 void ota_free(struct uplink *u)
@@ -903,16 +1091,34 @@ void ota_free(struct uplink *u)
         for (int k = 0; k < N_KINDS; k++) {
             struct job *j = &u->ota->jobs[i][k];
             if (j->pid > 0) {
-                /* Stopping: an update in progress is not abandoned half way. */
+                int status = 0;
+
+                /* Stopping: an update in progress is not abandoned half way, and its
+                 * outcome is reported at the next connect. */
                 log_warning("device '%s': waiting for the update command (pid %d) to finish",
                             u->devs[i].dc->name, (int)j->pid);
-                waitpid(j->pid, NULL, 0);
+                waitpid(j->pid, &status, 0);
+                free(j->pending);
+                if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                    free(j->running_title);
+                    free(j->running_version);
+                    j->running_title = xstrdup(j->target.title);
+                    j->running_version = xstrdup(j->target.version);
+                    j->pending = xstrdup("UPDATED");
+                } else {
+                    j->pending = xstrdup("FAILED");
+                    free(j->pending_error);
+                    j->pending_error = xstrdup("the update command failed while tbgw stopped");
+                }
+                j->phase = IDLE;
+                save_state(u);
             }
             if (j->out_fd >= 0)
                 close(j->out_fd);
             if (j->fd >= 0)
                 close(j->fd);
-            if (j->part)
+            /* A download goes on after a restart from what the .part file holds. */
+            if (j->part && j->phase != DOWNLOADING)
                 unlink(j->part);
             ota_package_clear(&j->announced);
             ota_package_clear(&j->target);
@@ -920,6 +1126,8 @@ void ota_free(struct uplink *u)
             free(j->image);
             free(j->running_title);
             free(j->running_version);
+            free(j->pending);
+            free(j->pending_error);
         }
     }
     free(u->ota->jobs);
@@ -935,6 +1143,16 @@ void ota_connected(struct uplink *u, struct up_dev *d)
         if (j->running_title)
             uplink_publish_json_take(u, d, "v1/devices/me/telemetry",
                                      current_version_object((enum kind)k, j));
+        if (j->pending) {
+            /* After a restart: what happened while tbgw was away, or what it does now. */
+            report(u, d, (enum kind)k, j->pending, j->pending_error,
+                   strcmp(j->pending, "UPDATED") == 0 ? current_version_object((enum kind)k, j)
+                                                      : NULL);
+            free(j->pending);
+            free(j->pending_error);
+            j->pending = j->pending_error = NULL;
+            save_state(u);
+        }
         if (j->phase == DOWNLOADING) {
             /* Resume where it stopped, under a new reqId for the new session. */
             j->req_id = ++u->ota->next_req_id;
@@ -959,7 +1177,9 @@ void ota_tick(struct uplink *u, uint64_t now)
             int status;
 
             if (j->phase == DOWNLOADING && d->state == CS_UP && now >= j->deadline_ms) {
-                if (++j->retries > CHUNK_RETRIES)
+                if (j->request_held)
+                    request_chunk(u, d, (enum kind)k);
+                else if (++j->retries > CHUNK_RETRIES)
                     fail(u, d, (enum kind)k, "download timed out at byte %llu",
                          (unsigned long long)j->bytes);
                 else

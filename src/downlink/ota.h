@@ -22,7 +22,7 @@ void ota_connected(struct uplink *u, struct up_dev *d);
 void ota_disconnected(struct uplink *u, struct up_dev *d);
 
 /* fw_* / sw_* keys of a shared-attribute message (or of the attribute response). */
-void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o);
+void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o, bool push);
 /* {"deleted": [...]} */
 void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys);
 /* Is this shared-attribute key one of ours? */

@@ -135,7 +135,8 @@ static void publish_text(struct uplink *u, struct up_dev *d, const char *topic, 
 {
     if (d->state != CS_UP || !d->sess)
         return;
-    session_publish(d->sess, topic, text, strlen(text), 1, NULL);
+    if (session_publish(d->sess, topic, text, strlen(text), 1, NULL) == 0)
+        uplink_count_message(u, d);
 }
 
 static void answer_rpc(struct uplink *u, struct up_dev *d, int rpc_id, char *text)
@@ -257,7 +258,8 @@ static void write_shared(struct uplink *u, struct up_dev *d, const char *key, js
     }
 }
 
-static void apply_shared(struct uplink *u, struct up_dev *d, json_object *o)
+/* push: an attribute update; otherwise the answer to the request at connect. */
+static void apply_shared(struct uplink *u, struct up_dev *d, json_object *o, bool push)
 {
     json_object *deleted;
 
@@ -266,7 +268,7 @@ static void apply_shared(struct uplink *u, struct up_dev *d, json_object *o)
         ota_deleted(u, d, deleted);
         return; /* a deletion never writes anything */
     }
-    ota_attributes(u, d, o);
+    ota_attributes(u, d, o, push);
     json_object_object_foreach(o, key, v) {
         if (!ota_key(key))
             write_shared(u, d, key, v);
@@ -515,12 +517,12 @@ void router_message(struct uplink *u, struct up_dev *d, const char *topic, const
                         "object", d->dc->name);
             return;
         }
-        apply_shared(u, d, o);
+        apply_shared(u, d, o, true);
         json_object_put(o);
     } else if (rpc_topic_id(topic, TOPIC_ATTR_RESPONSE, &id) == 0) {
         json_object *o = attributes_parse(payload, len), *shared;
         if (o && id == rd(u, d)->sync_request_id && (shared = attributes_response_shared(o)))
-            apply_shared(u, d, shared);
+            apply_shared(u, d, shared, false);
         json_object_put(o);
     } else if (rpc_topic_id(topic, TOPIC_RPC_REQUEST, &id) == 0) {
         handle_rpc(u, d, id, payload, len);
@@ -639,8 +641,10 @@ void router_control(struct uplink *u, struct event *e)
             r = -ENOTCONN;
         } else {
             r = session_publish(d->sess, "v1/devices/me/claim", e->payload, e->len, 1, NULL);
-            if (r == 0)
+            if (r == 0) {
+                uplink_count_message(u, d);
                 log_info("device '%s': claiming request sent", d->dc->name);
+            }
         }
     }
     if (e->reply)

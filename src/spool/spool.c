@@ -23,9 +23,15 @@
  * dropped, counted, and the episode logged once.
  *
  * Rejection: ThingsBoard closes the session on a message it cannot take (no PUBACK, no
- * error), and a store-and-forward gateway that resends it blindly loops forever. A batch
- * that was the oldest in flight when a session died shortly after sending it, three times,
- * is moved to the quarantine table (kept for inspection, counted, no longer sent).
+ * error), and a store-and-forward gateway that resends it blindly loops forever. But it
+ * also closes sessions for other reasons (an outage, a rate limit, a restart), with valid
+ * batches in flight: a close never proves a batch bad by itself. The oldest batch in flight
+ * when a session died shortly after sending it becomes a suspect, and a suspect is sent
+ * alone (spool_batch_alone): first after a fresh CONNACK, nothing else in flight. Only a
+ * batch that closed the session twice that way is moved to the quarantine table (kept for
+ * inspection, `tbgwctl spool`, counted, no longer sent). The caller may say a close is not
+ * the data's fault at all (a device profile that refuses every upload): then no batch is
+ * judged.
  *
  * Damage: a spool file that SQLite finds corrupt, that fails its quick check, or that is
  * not ours, is moved aside (spool.db.damaged-<time>) with a log line and a new one is
@@ -55,7 +61,7 @@
 #define SCHEMA_VERSION "1"
 #define MEM_BATCHES 256u        /* per device, in memory at most */
 #define READAHEAD 32u           /* batches kept at the head of a queue for sending */
-#define QUARANTINE_TRIES 3
+#define QUARANTINE_TRIES 2      /* closes while sent alone, first after a CONNACK */
 #define REJECT_WINDOW_MS 5000u  /* a loss this soon after sending counts against the batch */
 #define MEM_UNCOMMITTED_MAX (32u << 20) /* when the disk fails: memory bound */
 #define SEQ_MAX (INT64_C(1) << 62)      /* far beyond any spool's life, far from overflow */
@@ -65,6 +71,7 @@ struct queue {
     size_t n_mem;
     size_t n_disk_only;        /* rows in the gap */
     uint64_t gap_lo, gap_hi;   /* disk-only rows have gap_lo < seq < gap_hi */
+    uint64_t acked_ms;         /* monotonic time of the last PUBACK, 0: none yet */
     char *name;
 };
 
@@ -335,6 +342,7 @@ static void load_from_gap(struct spool *s, uint32_t d, unsigned n)
         b->first_ts = sqlite3_column_int64(s->load, 1);
         b->n_values = (uint32_t)sqlite3_column_int64(s->load, 2);
         b->tries = (uint8_t)MIN(sqlite3_column_int(s->load, 3), 255);
+        b->suspect = b->tries > 0;
         b->len = (size_t)sqlite3_column_bytes(s->load, 4);
         b->payload = xmalloc(b->len + 1);
         if (b->len)
@@ -836,6 +844,7 @@ void spool_ack(struct spool *s, struct batch *b)
 {
     struct queue *q = &s->q[b->device];
 
+    q->acked_ms = MAX(now_ms(), 1u);
     if (b->on_disk)
         remember_deleted(s, b->seq);
     else
@@ -855,9 +864,9 @@ static void quarantine(struct spool *s, struct batch *b)
 {
     struct queue *q = &s->q[b->device];
 
-    log_error("device '%s': the edge dropped the connection each of the %d times a batch "
-              "(%u values from %lld) was sent; it is kept in the quarantine table of '%s' and "
-              "not sent again",
+    log_error("device '%s': the edge closed the session each of the %d times a batch "
+              "(%u values from %lld) was sent alone; it is kept in the quarantine table of "
+              "'%s' (see tbgwctl spool) and not sent again",
               q->name, b->tries, b->n_values, (long long)b->first_ts, s->path);
     if (s->db) {
         sqlite3_reset(s->quar);
@@ -866,7 +875,8 @@ static void quarantine(struct spool *s, struct batch *b)
         sqlite3_bind_int64(s->quar, 3, b->first_ts);
         sqlite3_bind_int64(s->quar, 4, b->n_values);
         sqlite3_bind_blob(s->quar, 5, b->payload, (int)b->len, SQLITE_STATIC);
-        sqlite3_bind_text(s->quar, 6, "connection closed after sending", -1, SQLITE_STATIC);
+        sqlite3_bind_text(s->quar, 6, "the edge closed the session twice when it was sent alone",
+                          -1, SQLITE_STATIC);
         sqlite3_bind_int64(s->quar, 7, (sqlite3_int64)time(NULL));
         sqlite3_step(s->quar);
         sqlite3_reset(s->quar);
@@ -884,22 +894,35 @@ static void quarantine(struct spool *s, struct batch *b)
     batch_free(b);
 }
 
-void spool_requeue(struct spool *s, uint32_t device, uint64_t session_ms)
+bool spool_batch_alone(const struct batch *b)
+{
+    return b->suspect;
+}
+
+void spool_requeue(struct spool *s, uint32_t device, uint64_t session_ms, bool judge)
 {
     struct queue *q = &s->q[device];
     struct batch *first = NULL;
+    unsigned sent = 0;
     uint64_t now = now_ms();
+    bool acked = q->acked_ms && q->acked_ms >= session_ms;
 
     /* paho may have failed the pending publishes before it reported the loss, so "in
      * flight" is not the test: sent during this session and not acknowledged is. */
     for (struct batch *b = q->head; b; b = b->next) {
-        if (!first && b->sent_ms && b->sent_ms >= session_ms)
-            first = b;
+        if (b->sent_ms && b->sent_ms >= session_ms) {
+            if (!first)
+                first = b;
+            sent++;
+        }
         b->inflight = false;
     }
+    if (!judge || !first || now - first->sent_ms > REJECT_WINDOW_MS)
+        return;
     /* Only the oldest is suspect: the server closes the session on the first message it
-     * cannot take; the others were merely in the way. */
-    if (first && now - first->sent_ms <= REJECT_WINDOW_MS && ++first->tries >= QUARANTINE_TRIES)
+     * cannot take; the others were merely in the way. Proof takes it alone. */
+    first->suspect = true;
+    if (sent == 1 && !acked && ++first->tries >= QUARANTINE_TRIES)
         quarantine(s, first);
 }
 

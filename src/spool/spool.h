@@ -22,7 +22,8 @@ struct batch {
     int64_t first_ts;
     char *payload;
     size_t len;
-    uint8_t tries;     /* times the session died right after it was sent */
+    uint8_t tries;     /* times the session died right after it was sent alone */
+    bool suspect;      /* a session died right after it was sent: send it alone */
     bool inflight;
     bool on_disk;      /* committed to the spool file */
     int token;         /* paho token while in flight */
@@ -68,9 +69,15 @@ struct batch *spool_find_token(struct spool *s, uint32_t device, int token);
 void spool_ack(struct spool *s, struct batch *b);
 
 /* The session (up since the monotonic time session_ms) was lost: every unacknowledged
- * batch of device is sent again, in order. The oldest batch sent during that session is the
- * suspect if the loss came right after it was sent: see "Rejection" in spool.c. */
-void spool_requeue(struct spool *s, uint32_t device, uint64_t session_ms);
+ * batch of device is sent again, in order. Unless judge is false (the loss is known not to
+ * be the data's fault), the oldest batch sent during that session is a suspect if the loss
+ * came right after it was sent, and is quarantined if it was then alone in the session
+ * twice: see "Rejection" in spool.c. */
+void spool_requeue(struct spool *s, uint32_t device, uint64_t session_ms, bool judge);
+
+/* Whether b must be sent alone: first after a CONNACK, with nothing else in flight, and
+ * nothing else sent until it is acknowledged. */
+bool spool_batch_alone(const struct batch *b);
 
 /* Batches waiting for device. */
 size_t spool_pending(const struct spool *s, uint32_t device);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Pacing below ThingsBoard's transport rate limits: see pacing.h. Pure. Thread: uplink. */
 #include "config.h"
 
 #include <errno.h>
@@ -97,20 +98,23 @@ bool pace_allows(const struct pace_limit *l, uint64_t n, uint64_t now_ms)
     return true;
 }
 
+static void pace_take_one(struct pace_window *w, uint64_t n, uint64_t now_ms)
+{
+    uint64_t cur = now_ms / w->slot_ms;
+    unsigned k = (unsigned)(cur % (PACE_SLOTS + 1));
+
+    /* A slot id of 0 is slot 0 of the epoch: harmless, the counter is then zero. */
+    if (w->slot_id[k] != cur) {
+        w->slot_id[k] = cur;
+        w->count[k] = 0;
+    }
+    w->count[k] += n;
+}
+
 void pace_take(struct pace_limit *l, uint64_t n, uint64_t now_ms)
 {
-    for (unsigned i = 0; i < l->n; i++) {
-        struct pace_window *w = &l->w[i];
-        uint64_t cur = now_ms / w->slot_ms;
-        unsigned k = (unsigned)(cur % (PACE_SLOTS + 1));
-
-        /* A slot id of 0 is slot 0 of the epoch: harmless, the counter is then zero. */
-        if (w->slot_id[k] != cur) {
-            w->slot_id[k] = cur;
-            w->count[k] = 0;
-        }
-        w->count[k] += n;
-    }
+    for (unsigned i = 0; i < l->n; i++)
+        pace_take_one(&l->w[i], n, now_ms);
 }
 
 uint32_t pace_capacity(const struct pace_limit *l)
@@ -148,5 +152,133 @@ void pace_format(const struct pace_limit *l, char *buf, size_t size)
         if (r < 0)
             break;
         o += (size_t)r;
+    }
+}
+
+uint64_t pace_period_ms(const struct pace_limit *l)
+{
+    uint64_t p = 0;
+
+    for (unsigned i = 0; i < l->n; i++)
+        p = MAX(p, (uint64_t)l->w[i].slot_ms * PACE_SLOTS);
+    return p;
+}
+
+void pace_fill(struct pace_limit *l, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < l->n; i++) {
+        struct pace_window *w = &l->w[i];
+        uint64_t used = recent(w, now_ms / w->slot_ms);
+
+        if (used < w->cap)
+            pace_take_one(w, w->cap - used, now_ms);
+    }
+}
+
+bool pace_level_set(const struct pace_level *v)
+{
+    return v->msgs.n || v->tmsgs.n || v->points.n;
+}
+
+bool pace_level_allows(const struct pace_level *v, uint32_t points, uint64_t now_ms)
+{
+    if (!points)
+        return pace_allows(&v->msgs, 1, now_ms);
+    return pace_allows(&v->tmsgs, 1, now_ms) && pace_allows(&v->points, points, now_ms);
+}
+
+void pace_level_take(struct pace_level *v, uint32_t points, uint64_t now_ms)
+{
+    if (!points) {
+        pace_take(&v->msgs, 1, now_ms);
+        return;
+    }
+    pace_take(&v->tmsgs, 1, now_ms);
+    pace_take(&v->points, points, now_ms);
+}
+
+uint64_t pace_level_retry_at(const struct pace_level *v, uint32_t points, uint64_t now_ms)
+{
+    uint64_t at = UINT64_MAX;
+
+    if (!points) {
+        if (!pace_allows(&v->msgs, 1, now_ms))
+            at = pace_retry_at(&v->msgs, now_ms);
+    } else {
+        if (!pace_allows(&v->tmsgs, 1, now_ms))
+            at = MIN(at, pace_retry_at(&v->tmsgs, now_ms));
+        if (!pace_allows(&v->points, points, now_ms))
+            at = MIN(at, pace_retry_at(&v->points, now_ms));
+    }
+    return at == UINT64_MAX ? now_ms : at;
+}
+
+void pace_level_fill(struct pace_level *v, uint64_t now_ms)
+{
+    pace_fill(&v->msgs, now_ms);
+    pace_fill(&v->tmsgs, now_ms);
+    pace_fill(&v->points, now_ms);
+}
+
+uint64_t pace_level_period_ms(const struct pace_level *v)
+{
+    return MAX(pace_period_ms(&v->msgs), MAX(pace_period_ms(&v->tmsgs), pace_period_ms(&v->points)));
+}
+
+bool pace_fits(const struct pace_level *device, const struct pace_level *tenant, uint32_t points,
+               uint64_t now_ms, uint64_t *retry_at)
+{
+    bool dev_ok = pace_level_allows(device, points, now_ms);
+    bool ten_ok = pace_level_allows(tenant, points, now_ms);
+
+    if (dev_ok && ten_ok)
+        return true;
+    /* Both must have room: the later of the two is the earliest time worth looking. */
+    *retry_at = 0;
+    if (!dev_ok)
+        *retry_at = pace_level_retry_at(device, points, now_ms);
+    if (!ten_ok)
+        *retry_at = MAX(*retry_at, pace_level_retry_at(tenant, points, now_ms));
+    return false;
+}
+
+bool pace_admit(struct pace_level *device, struct pace_level *tenant, uint32_t points,
+                uint64_t now_ms, uint64_t *retry_at)
+{
+    if (!pace_fits(device, tenant, points, now_ms, retry_at))
+        return false;
+    pace_count(device, tenant, points, now_ms);
+    return true;
+}
+
+void pace_count(struct pace_level *device, struct pace_level *tenant, uint32_t points,
+                uint64_t now_ms)
+{
+    pace_level_take(device, points, now_ms);
+    pace_level_take(tenant, points, now_ms);
+}
+
+void pace_ledger_add(struct pace_ledger *g, uint32_t points, uint64_t now_ms)
+{
+    g->ms[g->next] = now_ms;
+    g->points[g->next] = points;
+    g->next = (g->next + 1) % PACE_LEDGER;
+    if (g->n < PACE_LEDGER)
+        g->n++;
+}
+
+void pace_replay(struct pace_limit *l, enum pace_kind kind, const struct pace_ledger *g)
+{
+    /* Oldest first, so that each slot sees its messages in order. */
+    for (unsigned i = 0; i < g->n; i++) {
+        unsigned k = (g->next + PACE_LEDGER - g->n + i) % PACE_LEDGER;
+        uint32_t p = g->points[k];
+
+        if (kind == PACE_MSGS && !p)
+            pace_take(l, 1, g->ms[k]);
+        else if (kind == PACE_TMSGS && p)
+            pace_take(l, 1, g->ms[k]);
+        else if (kind == PACE_POINTS && p)
+            pace_take(l, p, g->ms[k]);
     }
 }

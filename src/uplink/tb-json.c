@@ -32,7 +32,10 @@ json_object *tb_json_value(const struct value *v)
         return json_object_new_boolean(v->b);
     case VK_STRING:
         return json_object_new_string(v->s);
-    case VK_UINT:  /* beyond int64: ThingsBoard would store a STRING */
+    case VK_UINT:
+        /* Beyond int64: sent as the exact integer all the same, which ThingsBoard keeps as
+         * a STRING (JsonConverter: longValueExact fails, type cast to text). */
+        return json_object_new_uint64(v->u);
     case VK_NONE:
         break;
     }
@@ -82,8 +85,10 @@ static size_t value_bytes(json_object *o)
         return (size_t)json_object_get_string_len(o) * 6 + 2; /* \u00XX escapes at worst */
     case json_type_boolean:
         return 5;
+    case json_type_double:
+        return strlen(json_object_to_json_string_ext(o, TO_STRING_FLAGS));
     default:
-        return FMT_NUM_MAX;
+        return 20; /* INT64_MIN, UINT64_MAX */
     }
 }
 
@@ -225,4 +230,34 @@ int tb_provision_response(const char *payload, size_t len, struct tb_provisioned
 out:
     json_object_put(o);
     return r;
+}
+
+static uint32_t object_points(json_object *o)
+{
+    json_object *values;
+    uint32_t n = 0;
+
+    if (json_object_object_get_ex(o, "ts", NULL) && json_object_object_get_ex(o, "values", &values) &&
+        json_object_is_type(values, json_type_object))
+        o = values;
+    json_object_object_foreach(o, key, v) {
+        (void)key;
+        n += v != NULL;
+    }
+    return n;
+}
+
+uint32_t tb_json_points(json_object *o)
+{
+    uint32_t n = 0;
+
+    if (json_object_is_type(o, json_type_object))
+        return object_points(o);
+    if (json_object_is_type(o, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(o); i++) {
+            json_object *e = json_object_array_get_idx(o, i);
+            if (json_object_is_type(e, json_type_object))
+                n += object_points(e);
+        }
+    return n;
 }

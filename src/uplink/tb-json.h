@@ -55,6 +55,10 @@ char *tb_batch_finish(struct tb_batch *b, size_t *ret_len);
 /* {"k":v,…} of a json object (attributes), malloc'd. */
 char *tb_json_text(json_object *o, size_t *ret_len);
 
+/* The data points ThingsBoard counts for o posted as telemetry or attributes (JsonConverter:
+ * non-null values, of {"ts","values"} entries or of a plain object, arrays summed). */
+uint32_t tb_json_points(json_object *o);
+
 /* ---- provisioning (thingsboard-device-api.md §9) ---- */
 
 char *tb_provision_request(const char *device_name, const char *key, const char *secret);

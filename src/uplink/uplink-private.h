@@ -14,7 +14,9 @@
 
 #include "config/config.h"
 #include "spool/spool.h"
+#include "uplink/closewatch.h"
 #include "uplink/events.h"
+#include "uplink/outbox.h"
 #include "uplink/pacing.h"
 #include "uplink/tb-json.h"
 #include "uplink/uplink.h"
@@ -69,10 +71,16 @@ struct up_dev {
     /* Pacing below the Edge's rate limits (pacing.h), from edge.rate_limits or asked at
      * every connect (getSessionLimits). Until the first answer, telemetry waits up to
      * limits_deadline_ms. */
-    struct pace_limit pace_msgs, pace_tmsgs, pace_points;
+    struct pace_level pace;
+    struct pace_ledger ledger;    /* what was sent, for limits learnt later */
     bool limits_known;
     uint64_t limits_deadline_ms;
     uint64_t paced_until_ms;      /* telemetry found no room: look again then */
+    struct outbox held;           /* attributes and OTA state waiting for room */
+    struct outbox held_msgs;      /* other messages (requests, client RPCs) waiting */
+    bool lone_inflight;           /* a suspect batch is in flight alone (spool_batch_alone) */
+    struct close_watch cw;        /* why ThingsBoard closes its sessions */
+    _Atomic bool payload_refused; /* cw.flagged, for other threads */
     bool rejected_logged;
     _Atomic uint64_t delivered;   /* values acknowledged */
     /* health telemetry: counters at the previous report */
@@ -104,6 +112,7 @@ struct uplink {
     struct uplink_accounting acct_snapshot; /* of the same instant as spool_snapshot */
     struct complain edge_down;
     bool limits_logged;           /* the Edge's rate limits were logged once */
+    struct pace_level tenant_pace; /* edge.rate_limits.tenant_*: all devices together */
     uint64_t next_tick_ms;
     uint64_t next_health_ms;
     uint64_t rng;
@@ -113,5 +122,11 @@ struct uplink {
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
 /* The same, taking o. */
 int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
+/* A message without data points that was published directly (RPC answers, claims, OTA
+ * chunk requests): ThingsBoard counts it against the device's and the tenant's limits. */
+void uplink_count_message(struct uplink *u, struct up_dev *d);
+/* Whether such a message fits the device's and the tenant's limits now; if not, *retry_at
+ * is when to look again. */
+bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at);
 
 #endif

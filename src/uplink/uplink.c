@@ -82,6 +82,7 @@
 static const char TOPIC_TELEMETRY[] = "v1/devices/me/telemetry";
 static const char TOPIC_ATTRIBUTES[] = "v1/devices/me/attributes";
 static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/+";
+static const char TOPIC_RPC_REQUEST_PREFIX[] = "v1/devices/me/rpc/request/";
 static const char TOPIC_PROVISION_REQUEST[] = "/provision/request";
 static const char TOPIC_PROVISION_RESPONSE[] = "/provision/response";
 
@@ -232,28 +233,114 @@ static void start_connect(struct uplink *u, struct up_dev *d)
 
 /* ---- publishing ------------------------------------------------------------------------- */
 
+/* points: the data points ThingsBoard counts for it (0: a message without any). */
 static int publish(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
-                   size_t len, int qos, int *ret_token)
+                   size_t len, int qos, int *ret_token, uint32_t points)
 {
     int r = session_publish(d->sess, topic, payload, len, qos, ret_token);
+    uint64_t now = now_ms();
 
-    if (r < 0)
+    if (r < 0) {
         log_debug("device '%s': publish to %s failed: %s", d->dc->name, topic, strerror(-r));
-    else
-        pace_take(&d->pace_msgs, 1, now_ms()); /* every message counts, paced or not */
+        return r;
+    }
+    if (!d->provisioning) {
+        /* Every message counts, paced or not (pacing.h). */
+        pace_count(&d->pace, &u->tenant_pace, points, now);
+        pace_ledger_add(&d->ledger, points, now);
+        if (qos)
+            close_watch_published(&d->cw, now);
+    }
     return r;
 }
 
+void uplink_count_message(struct uplink *u, struct up_dev *d)
+{
+    uint64_t now = now_ms();
+
+    pace_count(&d->pace, &u->tenant_pace, 0, now);
+    pace_ledger_add(&d->ledger, 0, now);
+}
+
+static bool is_upload(const char *topic)
+{
+    return strcmp(topic, TOPIC_TELEMETRY) == 0 || strcmp(topic, TOPIC_ATTRIBUTES) == 0;
+}
+
+/* getSessionLimits is answered by ThingsBoard's MQTT transport itself, before anything is
+ * counted (MqttTransportHandler): it costs nothing and waits for nothing. */
+static bool free_of_charge(const char *topic, json_object *o)
+{
+    json_object *m;
+
+    return strncmp(topic, TOPIC_RPC_REQUEST_PREFIX, strlen(TOPIC_RPC_REQUEST_PREFIX)) == 0 &&
+           json_object_object_get_ex(o, "method", &m) &&
+           strcmp(json_object_get_string(m), "getSessionLimits") == 0;
+}
+
+/* Until the Edge has told its limits (or the wait for them is over), what counts waits. */
+static bool limits_pending(const struct up_dev *d, uint64_t now)
+{
+    return !d->limits_known && now < d->limits_deadline_ms;
+}
+
+bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at)
+{
+    uint64_t now = now_ms();
+
+    if (limits_pending(d, now)) {
+        *retry_at = d->limits_deadline_ms;
+        return false;
+    }
+    return pace_fits(&d->pace, &u->tenant_pace, 0, now, retry_at);
+}
+
+/* Everything published here is paced: uploads (telemetry and attribute posts, which cost
+ * a telemetry message and their data points) in d->held, other messages in d->held_msgs,
+ * each in order, until they fit. RPC answers do not come here: they cannot wait. */
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
 {
     size_t len;
-    char *text = tb_json_text(o, &len);
+    char *text;
+    uint32_t points = is_upload(topic) ? tb_json_points(o) : 0;
+    struct outbox *held = points ? &d->held : &d->held_msgs;
+    uint64_t now = now_ms(), at;
     int r = -ENOTCONN;
 
-    if (d->state == CS_UP && !d->provisioning)
-        r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL);
+    if (d->state != CS_UP || d->provisioning)
+        return r;
+    text = tb_json_text(o, &len);
+    if (free_of_charge(topic, o)) {
+        r = session_publish(d->sess, topic, text, len, u->cfg->edge.qos, NULL);
+        if (r == 0)
+            close_watch_published(&d->cw, now);
+    } else if (outbox_peek(held) || limits_pending(d, now) ||
+               !pace_fits(&d->pace, &u->tenant_pace, points, now, &at)) {
+        outbox_push(held, topic, text, len, points);
+        r = 0;
+    } else {
+        r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL, points);
+    }
     free(text);
     return r;
+}
+
+/* Send what d->held or d->held_msgs keep while it fits. Returns false if something had to
+ * stay. */
+static bool flush_held(struct uplink *u, struct up_dev *d, struct outbox *held, uint64_t now)
+{
+    for (struct outbox_msg *m; (m = outbox_peek(held));) {
+        uint64_t at;
+
+        if (!pace_fits(&d->pace, &u->tenant_pace, m->points, now, &at)) {
+            d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
+            return false;
+        }
+        if (publish(u, d, m->topic, m->text, m->len, u->cfg->edge.qos, NULL, m->points) < 0)
+            return false;
+        outbox_pop(held);
+    }
+    return true;
 }
 
 int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
@@ -287,34 +374,49 @@ static void pump(struct uplink *u, struct up_dev *d)
 {
     struct batch *b;
     int qos = u->cfg->edge.qos;
-    uint64_t now;
+    uint64_t now, at;
 
     if (d->state != CS_UP || d->provisioning)
         return;
-    if (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0) {
+    now = now_ms();
+    if (limits_pending(d, now))
+        return;
+    /* Changed attributes gather in attrs_dirty until a post fits: one post, the latest
+     * values, rather than a queue of every change. */
+    if (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0 &&
+        !outbox_peek(&d->held) &&
+        pace_fits(&d->pace, &u->tenant_pace, tb_json_points(d->attrs_dirty), now, &at)) {
         publish_attributes(u, d, d->attrs_dirty);
         json_object_put(d->attrs_dirty);
         d->attrs_dirty = NULL;
     }
-    now = now_ms();
-    if (!d->limits_known && now < d->limits_deadline_ms)
+    /* Other messages go by their own limit; held attributes and OTA state go first, in
+     * order, and telemetry after them. */
+    flush_held(u, d, &d->held_msgs, now);
+    if (!flush_held(u, d, &d->held, now))
         return;
-    while (d->inflight < d->window && (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
+    while (!d->lone_inflight && d->inflight < d->window &&
+           (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
         int token = 0;
-        if (!pace_allows(&d->pace_msgs, 1, now) || !pace_allows(&d->pace_tmsgs, 1, now) ||
-            !pace_allows(&d->pace_points, b->n_values, now)) {
-            d->paced_until_ms = MIN(pace_retry_at(&d->pace_msgs, now),
-                                    MIN(pace_retry_at(&d->pace_tmsgs, now),
-                                        pace_retry_at(&d->pace_points, now)));
+        bool alone = spool_batch_alone(b);
+
+        /* A suspect goes alone, first after the CONNACK: only then does a close prove it
+         * bad (spool.c, "Rejection"). */
+        if (alone && d->inflight)
+            break;
+        if (!pace_fits(&d->pace, &u->tenant_pace, b->n_values, now, &at)) {
+            d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
             break;
         }
-        if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token) < 0)
+        if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token, b->n_values) < 0)
             break;
-        pace_take(&d->pace_tmsgs, 1, now);
-        pace_take(&d->pace_points, b->n_values, now);
         spool_sent(u->spool, b, token);
         if (d->inflight++ == 0)
             d->ack_since_ms = now;
+        if (alone) {
+            d->lone_inflight = true;
+            break;
+        }
     }
 }
 
@@ -351,6 +453,16 @@ static void close_ready_batches(struct uplink *u, uint64_t now)
 
 /* ---- samples -------------------------------------------------------------------------- */
 
+/* Whether the open batch holds as many data points as a period of the device's or the
+ * tenant's limit admits: more would be refused however long it waited. */
+static bool batch_full_of_points(struct uplink *u, struct up_dev *d)
+{
+    uint32_t dev = pace_capacity(&d->pace.points), ten = pace_capacity(&u->tenant_pace.points);
+    uint32_t cap = !dev ? ten : !ten ? dev : MIN(dev, ten);
+
+    return cap && d->batch.n_values >= cap;
+}
+
 static void take_sample(struct uplink *u, struct sample *s)
 {
     struct up_dev *d;
@@ -376,8 +488,7 @@ static void take_sample(struct uplink *u, struct sample *s)
     }
     /* A message with more data points than the Edge takes in a period would be refused
      * however long it waited. */
-    if (d->batch.bytes >= TB_BATCH_SOFT_MAX ||
-        (d->pace_points.n && d->batch.n_values >= pace_capacity(&d->pace_points)))
+    if (d->batch.bytes >= TB_BATCH_SOFT_MAX || batch_full_of_points(u, d))
         close_batch(u, d);
     if (tb_batch_empty(&d->batch))
         d->batch_opened_ms = now_ms();
@@ -415,7 +526,8 @@ static void drain_rings(struct uplink *u)
 /* ---- the Edge's rate limits ------------------------------------------------------------ */
 
 /* What was sent counts against a limit that is confirmed, not only against a new one. */
-static void update_limit(struct up_dev *d, struct pace_limit *l, const char *spec)
+static void update_limit(struct up_dev *d, struct pace_limit *l, enum pace_kind kind,
+                         const char *spec)
 {
     struct pace_limit n;
     char err[160];
@@ -426,25 +538,48 @@ static void update_limit(struct up_dev *d, struct pace_limit *l, const char *spe
     same = n.n == l->n;
     for (unsigned i = 0; same && i < n.n; i++)
         same = n.w[i].cap == l->w[i].cap && n.w[i].slot_ms == l->w[i].slot_ms;
-    if (!same)
+    if (!same) {
         *l = n;
+        pace_replay(l, kind, &d->ledger); /* sent before it was known: counted all the same */
+    }
+}
+
+/* The tenant's limits (validated by the configuration), shared by every session: no
+ * ThingsBoard tells them to a device (getSessionLimits answers with the device's). */
+static void set_tenant_limits(struct uplink *u)
+{
+    const struct edge_config *e = &u->cfg->edge;
+    struct pace_level *t = &u->tenant_pace;
+    char err[160], a[64], b[64], c[64];
+
+    if (pace_parse(e->rl_tenant_messages, &t->msgs, err, sizeof(err)) < 0 ||
+        pace_parse(e->rl_tenant_telemetry_messages, &t->tmsgs, err, sizeof(err)) < 0 ||
+        pace_parse(e->rl_tenant_telemetry_datapoints, &t->points, err, sizeof(err)) < 0)
+        memset(t, 0, sizeof(*t)); /* cannot happen: the configuration checked them */
+    if (!pace_level_set(t))
+        return;
+    pace_format(&t->msgs, a, sizeof(a));
+    pace_format(&t->tmsgs, b, sizeof(b));
+    pace_format(&t->points, c, sizeof(c));
+    log_info("pacing all %zu devices together below the tenant's rate limits: messages %s, "
+             "telemetry messages %s, data points %s", u->n_devs, a, b, c);
 }
 
 /* Specs from the configuration (validated) or from the Edge's answer (checked here). */
 static void set_limits(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
                        const char *points)
 {
-    update_limit(d, &d->pace_msgs, msgs);
-    update_limit(d, &d->pace_tmsgs, tmsgs);
-    update_limit(d, &d->pace_points, points);
+    update_limit(d, &d->pace.msgs, PACE_MSGS, msgs);
+    update_limit(d, &d->pace.tmsgs, PACE_TMSGS, tmsgs);
+    update_limit(d, &d->pace.points, PACE_POINTS, points);
     d->limits_known = true;
-    if (!u->limits_logged && (d->pace_msgs.n || d->pace_tmsgs.n || d->pace_points.n)) {
+    if (!u->limits_logged && pace_level_set(&d->pace)) {
         char a[96], b[96], c[96];
 
         u->limits_logged = true;
-        pace_format(&d->pace_msgs, a, sizeof(a));
-        pace_format(&d->pace_tmsgs, b, sizeof(b));
-        pace_format(&d->pace_points, c, sizeof(c));
+        pace_format(&d->pace.msgs, a, sizeof(a));
+        pace_format(&d->pace.tmsgs, b, sizeof(b));
+        pace_format(&d->pace.points, c, sizeof(c));
         log_info("pacing each device below the edge's rate limits%s: messages %s, telemetry "
                  "messages %s, data points %s",
                  u->cfg->edge.rate_limits_set ? " (edge.rate_limits)" : "", a, b, c);
@@ -515,7 +650,8 @@ static void ask_limits(struct uplink *u, struct up_dev *d)
 static void on_connected(struct uplink *u, struct up_dev *d)
 {
     atomic_store(&d->refused, false);
-    d->backoff_ms = 0;
+    if (!d->cw.flagged) /* or a profile that refuses every upload would loop */
+        d->backoff_ms = 0;
     d->up_since_ms = now_ms();
     set_state(u, d, CS_UP);
     complain_release(&d->conn, "device '%s': connected to the edge", d->dc->name);
@@ -529,20 +665,26 @@ static void on_connected(struct uplink *u, struct up_dev *d)
         log_info("device '%s': provisioning itself with key '%s'", d->dc->name,
                  d->dc->cred.provision_key);
         session_subscribe(d->sess, TOPIC_PROVISION_RESPONSE, 1);
-        publish(u, d, TOPIC_PROVISION_REQUEST, req, strlen(req), 1, NULL);
+        publish(u, d, TOPIC_PROVISION_REQUEST, req, strlen(req), 1, NULL, 0);
         free(req);
         d->provision_deadline_ms = now_ms() + PROVISION_TIMEOUT_MS;
         return;
     }
+    /* ThingsBoard counts the session's open and each attribute and RPC subscribe as a
+     * message (DefaultTransportService): they use up the device's allowance too. */
+    close_watch_up(&d->cw);
+    for (int i = 0; i < 3; i++)
+        uplink_count_message(u, d);
     /* ThingsBoard keeps no session state: subscribe after every CONNACK. */
     session_subscribe(d->sess, TOPIC_ATTRIBUTES, 1);
     session_subscribe(d->sess, TOPIC_RPC_REQUEST, 1);
+    /* The limits first: what counts waits for them (limits_pending). */
+    ask_limits(u, d);
     publish_gateway_attributes(u, d);
     publish_attributes(u, d, d->attrs);
     json_object_put(d->attrs_dirty);
     d->attrs_dirty = NULL;
     router_connected(u, d);
-    ask_limits(u, d);
     pump(u, d);
 }
 
@@ -606,16 +748,43 @@ static void on_connect_failed(struct uplink *u, struct up_dev *d, int code, cons
     schedule_retry(u, d, false);
 }
 
+/* ThingsBoard closes a session for an upload it cannot parse or one over a rate limit,
+ * without saying which. A profile that refuses every JSON upload is told apart by the
+ * close watch (closewatch.h): then no batch is to blame. A close right after an upload may
+ * be a rate limit: what the server counted is spent, so the limits' windows pass before
+ * the device sends again. Returns whether the device's profile refuses its uploads. */
+static bool judge_loss(struct uplink *u, struct up_dev *d, uint64_t now)
+{
+    bool right_after = d->cw.published && now - d->cw.last_publish_ms <= CLOSE_WATCH_WINDOW_MS;
+
+    if (close_watch_lost(&d->cw, now)) {
+        atomic_store(&d->payload_refused, true);
+        log_error("device '%s': " PAYLOAD_REFUSED_TEXT " (its MQTT transport payload type is "
+                  "protobuf); reconnecting with backoff", d->dc->name);
+    }
+    if (right_after) {
+        if (pace_level_set(&d->pace))
+            pace_level_fill(&d->pace, now);
+        if (pace_level_set(&u->tenant_pace))
+            pace_level_fill(&u->tenant_pace, now);
+    }
+    return d->cw.flagged;
+}
+
 static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *cause)
 {
     uint32_t idx = (uint32_t)d->dc->index;
+    bool refused;
 
     if (d->state != CS_UP)
         return;
     complain(&d->conn, LOG_WARNING, 0, "device '%s': connection to the edge lost%s%s; "
              "reconnecting", d->dc->name, cause ? ": " : "", cause ? cause : "");
-    spool_requeue(u->spool, idx, d->up_since_ms);
+    refused = judge_loss(u, d, now_ms());
+    spool_requeue(u->spool, idx, d->up_since_ms, !refused);
+    d->lone_inflight = false;
     d->inflight = 0;
+    outbox_clear(&d->held_msgs); /* requests of that session: the router gives up on them */
     d->ack = (struct complain){0}; /* the lost connection ends that episode, and says so */
     router_disconnected(u, d);
     /* paho keeps the publishes it had queued but not yet written, and writes them on the
@@ -628,7 +797,12 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
         ensure_session(u, d); /* or start_connect() tries again */
         session_free(old);
     }
-    /* Reconnect soon, but not all devices in the same instant. */
+    /* Reconnect soon, but not all devices in the same instant; a device whose every
+     * session ThingsBoard closes backs off instead of looping. */
+    if (refused) {
+        schedule_retry(u, d, false);
+        return;
+    }
     d->backoff_ms = 0;
     d->retry_at_ms = now_ms() + 200 + jitter(u, BACKOFF_MIN_MS);
     set_state(u, d, CS_WAIT);
@@ -638,8 +812,14 @@ static void on_delivered(struct uplink *u, struct up_dev *d, int token)
 {
     struct batch *b = spool_find_token(u->spool, (uint32_t)d->dc->index, token);
 
+    if (close_watch_acked(&d->cw)) {
+        atomic_store(&d->payload_refused, false);
+        log_info("device '%s': ThingsBoard takes its uploads again", d->dc->name);
+    }
     if (!b)
         return; /* an attribute or RPC answer, or a batch from before a reconnect */
+    if (spool_batch_alone(b))
+        d->lone_inflight = false;
     atomic_fetch_add_explicit(&u->delivered_values, b->n_values, memory_order_relaxed);
     atomic_fetch_add_explicit(&u->delivered_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&d->delivered, b->n_values, memory_order_relaxed);
@@ -1008,6 +1188,7 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
             set_limits(u, d, cfg->edge.rl_messages, cfg->edge.rl_telemetry_messages,
                        cfg->edge.rl_telemetry_datapoints);
     }
+    set_tenant_limits(u);
     return u;
 }
 
@@ -1085,6 +1266,8 @@ struct uplink *uplink_free(struct uplink *u)
         struct up_dev *d = &u->devs[i];
         tb_batch_clear(&d->batch);
         json_object_put(d->attrs);
+        outbox_clear(&d->held);
+        outbox_clear(&d->held_msgs);
         json_object_put(d->attrs_dirty);
         free_creds(&d->creds);
         free(d->halted_reason);
@@ -1110,6 +1293,8 @@ void uplink_status(struct uplink *u, struct uplink_status *ret)
     memset(ret, 0, sizeof(*ret));
     ret->devices = u->n_devs;
     ret->connected = (size_t)atomic_load(&u->n_connected);
+    for (size_t i = 0; i < u->n_devs; i++)
+        ret->payload_refused += atomic_load(&u->devs[i].payload_refused);
     ret->delivered_values = atomic_load(&u->delivered_values);
     ret->delivered_batches = atomic_load(&u->delivered_batches);
     ret->rejected_values = atomic_load(&u->rejected_values);
@@ -1151,4 +1336,6 @@ void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_
             ret->reason = "the edge refused the credentials";
         break;
     }
+    if (atomic_load(&d->payload_refused))
+        ret->reason = PAYLOAD_REFUSED_TEXT;
 }

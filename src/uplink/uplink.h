@@ -42,6 +42,7 @@ void uplink_post(struct uplink *u, struct event *e);
 struct uplink_status {
     size_t devices;
     size_t connected;
+    size_t payload_refused;     /* devices whose profile refuses JSON uploads */
     uint64_t delivered_values;  /* values acknowledged by the Edge since start */
     uint64_t delivered_batches;
     uint64_t rejected_values;   /* values ThingsBoard could not store (NaN, > int64) */
@@ -73,6 +74,10 @@ struct uplink_device_status {
     uint64_t delivered;     /* values acknowledged by the Edge */
     uint64_t backlog;       /* batches waiting in the spool */
 };
+
+/* The reason a device whose every upload ThingsBoard refuses is given. */
+#define PAYLOAD_REFUSED_TEXT \
+    "ThingsBoard closed the session after telemetry: the device profile must use JSON payloads"
 
 /* Thread: any. */
 void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_status *ret);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Numbers as ThingsBoard should see them. ThingsBoard decides a key's type from the JSON
- * text of each value: a literal without '.' is LONG, with '.' DOUBLE (and STRING when the
- * decimal has more than 16 digits after the point). So a double is always written with a
- * '.', in the shortest form that reads back as the same value, and with at most 16 digits
- * after the point; an integer never gets one. That keeps one type per key forever.
+ * text of each value (JsonConverter): a plain decimal with a '.' is DOUBLE when it has at
+ * most 16 digits after the point (STRING beyond); a literal with an exponent is LONG when
+ * it is whole ("1.0e+06") and STRING or DOUBLE otherwise; an integer is LONG, or STRING
+ * beyond int64. So a double is always written as a plain decimal with a '.', in the
+ * shortest form that reads back as the same value and at most 16 digits after the point;
+ * an integer never gets one. That keeps one type per key forever.
  *
  * Pure: no I/O, no locks, no globals. Thread: any.
  */
@@ -14,11 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FMT_NUM_MAX 40
+/* DBL_MAX written out: 309 digits, sign, ".0", NUL. */
+#define FMT_NUM_MAX 320
 
-/* Shortest text that parses back to exactly v (within ThingsBoard's 16-digit scale limit),
- * always with a '.': 21.5, 3.0, 1.0e+20, 1.5e-05. Returns the length, or -EDOM for NaN and
- * infinities (which JSON cannot carry). buf must hold FMT_NUM_MAX bytes. */
+/* Shortest plain decimal that parses back to exactly v, always with a '.' and never an
+ * exponent: 21.5, 3.0, 1000000.0, 0.000015, 100000000000000000000.0. A value that would need
+ * more than 16 places after the point is rounded to 16 (1e-17 -> 0.0); -0 is 0.0. Returns
+ * the length, or -EDOM for NaN and infinities (which JSON cannot carry). buf must hold
+ * FMT_NUM_MAX bytes. */
 int fmt_double(char *buf, double v);
 
 /* Same for a value that came from a float32 register: shortest text that reads back as the

@@ -24,11 +24,19 @@ numbers in the comments below (§1 … §10) refer to that file. In short:
   notifications, chunks and errors (§10). The downlink QoS is the one granted to the first
   matching subscription, else 1 (§2).
 
-What it does not emulate: MQTT 5, protobuf payloads (`…/p` topics are granted on SUBSCRIBE
-but an uplink there closes the session), Gson's lenient JSON extensions (comments, single
-quotes), ThingsBoard's value typing of stored attributes (values are kept as json.loads
-returns them), rate limits, the inactivity timeout, URL-based OTA packages, gateway mode,
-and the built-in `getSessionLimits` RPC (answer it from an on_client_rpc handler if needed).
+- Value typing (JsonConverter): each telemetry and client-attribute key's stored type
+  (BOOLEAN, LONG, DOUBLE, STRING, JSON) is decided from the JSON text as ThingsBoard does
+  (key_types(), type_changes()); the values themselves are kept as json.loads returns them.
+- Transport rate limits (set_rate_limits): counted per message kind exactly as
+  DefaultTransportService / DefaultTransportRateLimitService count them, tenant-wide limits
+  shared by every device, and the consequence ThingsBoard draws for each kind (rate_usage()).
+- A device profile with the PROTOBUF payload type (add_device(protobuf=True)): a JSON
+  upload on a v1 topic (telemetry, attributes, requests, RPC) closes the session, as
+  ThingsBoard's ProtoMqttAdaptor does.
+
+What it does not emulate: MQTT 5, protobuf payloads themselves (`…/p` topics are granted on
+SUBSCRIBE but an uplink there closes the session), Gson's lenient JSON extensions (comments,
+single quotes), the inactivity timeout, URL-based OTA packages and gateway mode.
 
 Use it in-process (see tests/fakes/README.md):
 
@@ -52,6 +60,7 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import decimal
 import hashlib
 import inspect
 import json
@@ -83,6 +92,7 @@ CLOSE_GRACE_S = 2.0                # how long a closing socket may take to flush
 RC_ACCEPTED = 0
 RC_UNACCEPTABLE_PROTOCOL = 1
 RC_IDENTIFIER_REJECTED = 2
+RC_SERVER_UNAVAILABLE = 3
 RC_NOT_AUTHORIZED = 5
 
 PROVISION = "provision"
@@ -122,7 +132,11 @@ QOS_ONLY_FILTERS = frozenset((
 COUNTER_NAMES = ("connects", "messages", "telemetry_msgs", "telemetry_values", "attributes_msgs",
                  "attribute_requests", "rpc_responses", "client_rpcs", "claims",
                  "ota_requests", "unknown_msgs", "gateway_msgs", "rejected_msgs", "pubacks",
-                 "rate_limited")
+                 "rate_limited", "rate_limited_tenant", "payload_type_closes")
+
+# The three limits of a tenant-profile level, as DefaultTransportRateLimitService names them
+# (and getSessionLimits reports them).
+RATE_KINDS = ("messages", "telemetryMessages", "telemetryDataPoints")
 
 # MQTT control packet types
 CONNECT, PUBLISH, PUBACK, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 1, 3, 4, 8, 10, 12, 14
@@ -237,6 +251,51 @@ def java_json(value):
     if isinstance(value, (list, tuple)):
         return "[%s]" % ",".join(java_json(v) for v in value)
     raise TypeError("not JSON-serialisable: %r" % (value,))
+
+
+_PARSABLE_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+
+
+class _NumText(str):
+    """A JSON number's text, as Gson hands it to JsonConverter."""
+
+
+def tb_number_type(text):
+    """The type JsonConverter.buildNumericKeyValueProto gives a number written as text:
+    BigDecimal of the text; whole (stripped scale <= 0) and not a plain decimal with '.' ->
+    LONG, or STRING beyond a long; otherwise DOUBLE if the scale is at most 16, else STRING."""
+    t = decimal.Decimal(text).as_tuple()
+    digits = "".join(map(str, t.digits)).lstrip("0")
+    stripped = 0 if not digits else -(t.exponent + len(digits) - len(digits.rstrip("0")))
+    simple = "." in text and "e" not in text and "E" not in text
+    if stripped <= 0 and not simple:
+        value = int(decimal.Decimal(text))
+        return "LONG" if -(1 << 63) <= value < (1 << 63) else "STRING"
+    return "DOUBLE" if -t.exponent <= 16 else "STRING"
+
+
+def tb_value_types(text):
+    """{key: type} of the values of one JSON object's text (telemetry values or client
+    attributes), as JsonConverter.parseProtoValues stores them; null values are skipped.
+    Strings that NumberUtils.isParsable accepts are typed as numbers (type cast on)."""
+    doc = json.loads(text, parse_float=_NumText, parse_int=_NumText)
+    return _types_of(doc)
+
+
+def _types_of(obj):
+    out = {}
+    for key, v in obj.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            out[key] = "BOOLEAN"
+        elif isinstance(v, _NumText):
+            out[key] = tb_number_type(v)
+        elif isinstance(v, str):
+            out[key] = tb_number_type(v) if _PARSABLE_RE.match(v) else "STRING"
+        else:
+            out[key] = "JSON"
+    return out
 
 
 def _json_payload(payload):
@@ -589,6 +648,10 @@ class _Device:
         self.hold_puback = False
         self.close_on = None
         self.rate = None               # {"messages": _RateLimit, …} while limits are set
+        self.usage = dict.fromkeys(RATE_KINDS, 0)   # what ThingsBoard counted for it
+        self.protobuf = False          # device profile payload type PROTOBUF
+        self.key_types = {}            # telemetry / client attribute key -> stored type
+        self.type_changes = []         # (key, old type, new type)
         self.counts = dict.fromkeys(COUNTER_NAMES, 0)
         self.telemetry = []
         self.claims = []
@@ -699,6 +762,8 @@ class _Session:
             dev = self.device
             if dev is not None and dev.session is self:
                 dev.session = None
+            if dev is not None and self.connected:
+                emu._consume_quietly(dev)                   # SessionEventMsg CLOSED
             emu._sessions.discard(self)
             emu._cond.notify_all()
         if self.connected:
@@ -765,6 +830,7 @@ class _Session:
         body = rpc.raw if rpc.raw is not None else java_json({"method": rpc.method,
                                                                  "params": rpc.params})
         self.publish(self.rpc_request_base + str(rpc.id), body)
+        self.emu._consume_quietly(self.device)              # RpcStatus.SENT or DELIVERED
 
     def later(self, delay, fn):
         """Run fn(), under the lock, after delay seconds unless the session has closed."""
@@ -786,7 +852,9 @@ class _Session:
         elif ptype == PUBLISH:
             self._publish(first, body)
         elif ptype == PUBACK:
-            self.inflight.pop(_Reader(body).u16(), None)
+            topic = self.inflight.pop(_Reader(body).u16(), None)
+            if topic and self.rpc_request_base and topic.startswith(self.rpc_request_base):
+                self.emu._consume_quietly(self.device)      # RpcStatus.DELIVERED
         elif ptype == SUBSCRIBE:
             self._subscribe(body)
         elif ptype == UNSUBSCRIBE:
@@ -836,6 +904,14 @@ class _Session:
                        % (client_id, username, code))
             self.close("refused")
             return
+        if dev is not None and emu._consume(dev, 0, _now_ms()) is not None:
+            # SessionEventMsg OPEN is a regular message: refused, the CONNACK says
+            # CONNECTION_RATE_EXCEEDED, which MQTT 3.1.1 can only say as 3.
+            dev.counts["rate_limited"] += 1
+            self.write(bytes((0x20, 2, sp, RC_SERVER_UNAVAILABLE)))
+            emu._event(dev.name, "refused CONNECT: rate limit exceeded")
+            self.close("rate limited")
+            return
         self.connected = True
         if dev is not None:
             if dev.session is not None:          # one session per device (§2)
@@ -873,9 +949,11 @@ class _Session:
                     granted = 0x80
             elif filt in ATTR_PUSH_FILTERS:
                 self.attr_push_topic = ATTR_PUSH_FILTERS[filt]
+                self.emu._consume_quietly(self.device)
             elif filt in RPC_REQUEST_FILTERS:
                 self.rpc_request_base = RPC_REQUEST_FILTERS[filt]
                 rpc_subscribed = True
+                self.emu._consume_quietly(self.device)
             elif filt not in QOS_ONLY_FILTERS:
                 granted = 0x80
             if granted != 0x80:
@@ -918,10 +996,21 @@ class _Session:
             else:
                 if dev.close_on is not None and dev.close_on(topic, payload):
                     raise Invalid("close_on matched")
-                if self.emu._limits is not None and not self.emu._rate_ok(dev, topic, payload, now):
-                    dev.counts["rate_limited"] += 1
-                    raise Invalid("rate limit exceeded")
                 handler, arg = self._route(topic)
+                if dev.protobuf and handler in _PAYLOAD_ADAPTOR_HANDLERS \
+                        and topic.startswith("v1/"):
+                    # The v1 topics go through the profile's payload adaptor
+                    # (processDevicePublish): ProtoMqttAdaptor cannot parse JSON, an
+                    # AdaptorException, and MQTT 3.1.1 without sendAckOnValidationException
+                    # closes the session (no PUBACK). getSessionLimits too: it is parsed first.
+                    dev.counts["payload_type_closes"] += 1
+                    raise Invalid("the device profile expects protobuf payloads")
+                points = self._rate_points(handler, topic, payload)
+                if points is not None:
+                    level = self.emu._consume(dev, points, now)
+                    if level is not None:
+                        dev.counts["rate_limited"] += 1
+                        raise Invalid("%s rate limit exceeded" % level)
                 after = handler(self, topic, payload, now, arg)
         except Invalid as e:
             self.emu._add_message(dev, topic, payload, qos, now, True)
@@ -934,6 +1023,30 @@ class _Session:
             self.puback(pid)
         if after is not None:
             after()
+
+    def _rate_points(self, handler, topic, payload):
+        """How DefaultTransportService counts an uplink against the rate limits: the number
+        of data points for telemetry and attribute posts (0 = one regular message, as for
+        every other kind), or None for what it does not count (getSessionLimits, answered
+        in MqttTransportHandler itself; unknown topics; what is rejected before)."""
+        if handler is _Session._telemetry:
+            return sum(1 for _, values in parse_telemetry(_json_payload(payload))
+                       for v in values.values() if v is not None)
+        if handler is _Session._attributes:
+            doc = _json_payload(payload)
+            if not isinstance(doc, dict):
+                raise Invalid("attributes are not a JSON object")
+            return sum(1 for v in doc.values() if v is not None)
+        if handler is _Session._client_rpc and topic.startswith("v1/devices/me/rpc/request/"):
+            doc = _json_payload(payload)
+            if (isinstance(doc, dict) and doc.get("method") == "getSessionLimits"
+                    and self.emu._limits_report):
+                return None
+            return 0
+        if handler in (_Session._attribute_request, _Session._rpc_response,
+                       _Session._client_rpc, _Session._claim, _Session._ota):
+            return 0
+        return None
 
     # ---- uplink routing, in ThingsBoard's order (MqttTransportHandler.processDevicePublish) ----
 
@@ -973,7 +1086,19 @@ class _Session:
                 emu._latency.append((ts, now))
         dev.counts["telemetry_msgs"] += 1
         dev.counts["telemetry_values"] += count
+        text = payload.decode("utf-8", "replace")
+        doc = json.loads(text, parse_float=_NumText, parse_int=_NumText)
+        for ts, values in parse_telemetry(doc):
+            self._record_types(_types_of(values))
         return None
+
+    def _record_types(self, types):
+        dev = self.device
+        for key, t in types.items():
+            old = dev.key_types.get(key)
+            if old is not None and old != t:
+                dev.type_changes.append((key, old, t))
+            dev.key_types[key] = t
 
     def _attributes(self, topic, payload, now, _):
         doc = _json_payload(payload)
@@ -982,6 +1107,7 @@ class _Session:
         dev = self.device
         dev.client.update((k, v) for k, v in doc.items() if v is not None)
         dev.counts["attributes_msgs"] += 1
+        self._record_types(tb_value_types(payload.decode("utf-8", "replace")))
         return None
 
     def _attribute_request(self, topic, payload, now, arg):
@@ -1141,6 +1267,9 @@ _EXACT_ROUTES = {
     "v2/a/j": _Session._attributes,
     "v2/a/p": _Session._proto,
 }
+# What MqttTransportHandler parses with the device profile's payload adaptor on v1 topics.
+_PAYLOAD_ADAPTOR_HANDLERS = (_Session._telemetry, _Session._attributes, _Session._attribute_request,
+                             _Session._rpc_response, _Session._client_rpc, _Session._claim)
 # (prefix, handler, reply topic base); the /j and /p forms before the plain v2 forms.
 _PREFIX_ROUTES = (
     ("v1/devices/me/attributes/request/", _Session._attribute_request,
@@ -1206,6 +1335,8 @@ class Emulator:
         self._refuse_tcp = False
         self._client_rpc_fn = None
         self._limits = None
+        self._tenant_limits = {}
+        self._tenant_rate = None
         self._limits_inflight = None
         self._limits_report = True
         self._loop = None
@@ -1367,12 +1498,17 @@ class Emulator:
     # ---- registry ----
 
     def add_device(self, name, token=None, client_id=None, username=None, password=None,
-                   cert_pem=None):
+                   cert_pem=None, protobuf=False):
         """Register a device with one kind of credentials: token; or MQTT basic (client_id
         and/or username, optional password); or an X.509 certificate (PEM). Adding an
         existing name replaces its credentials and, as ThingsBoard does, closes its session.
-        ValueError for combinations ThingsBoard rejects or credentials already in use."""
-        return self._call(self._register, name, token, client_id, username, password, cert_pem)
+        ValueError for combinations ThingsBoard rejects or credentials already in use.
+        protobuf: the device's profile has the MQTT transport with payload type PROTOBUF,
+        so a JSON upload on a v1 topic (telemetry, attributes, attribute requests, RPC)
+        closes the session."""
+        dev = self._call(self._register, name, token, client_id, username, password, cert_pem)
+        self._call(setattr, dev, "protobuf", bool(protobuf))
+        return dev
 
     def _register(self, name, token, client_id, username, password, cert_pem):
         basic = client_id or username or password
@@ -1754,37 +1890,84 @@ class Emulator:
             self._client_rpc_fn = fn
 
     def set_rate_limits(self, messages=None, telemetry_messages=None, telemetry_datapoints=None,
-                        max_inflight=None, report=True):
-        """Tenant-profile transport rate limits for every device (§2), "capacity:seconds,…"
-        each, None for none. A device that exceeds one has its session closed (counted as
-        rate_limited). report: answer the built-in client RPC getSessionLimits (ThingsBoard
-        3.8+, answered by default, with no limits until this is called); False plays an older
-        ThingsBoard, where it goes to the rule chain."""
+                        max_inflight=None, report=True, tenant_messages=None,
+                        tenant_telemetry_messages=None, tenant_telemetry_datapoints=None):
+        """Tenant-profile transport rate limits (§2), "capacity:seconds,…" each, None for
+        none: per device (messages, …) and for the whole tenant, shared by every device
+        (tenant_…). Counted as ThingsBoard's transport counts them (see _consume): a refused
+        publish closes the session (counted as rate_limited), a refused session open gets
+        CONNACK 3, refused subscribes and RPC status updates change nothing. report: answer
+        the built-in client RPC getSessionLimits (ThingsBoard 3.8+, answered by default,
+        with no limits until this is called; the answer has the device limits only, as
+        ThingsBoard's); False plays an older ThingsBoard, where it goes to the rule chain."""
         def op():
             self._limits = {"messages": messages, "telemetryMessages": telemetry_messages,
                             "telemetryDataPoints": telemetry_datapoints}
+            self._tenant_limits = {"messages": tenant_messages,
+                                   "telemetryMessages": tenant_telemetry_messages,
+                                   "telemetryDataPoints": tenant_telemetry_datapoints}
+            self._tenant_rate = None
             self._limits_inflight = max_inflight
             self._limits_report = report
             for dev in self._devices.values():
                 dev.rate = None
         self._call(op)
 
-    def _rate_ok(self, dev, topic, payload, now):
-        if dev.rate is None:
-            dev.rate = {k: _RateLimit(v) for k, v in self._limits.items() if v}
-        r = dev.rate
-        if "messages" in r and not r["messages"].take(1, now):
-            return False
-        if topic not in ("v1/devices/me/telemetry", "v2/t", "v2/t/j"):
-            return True
-        if "telemetryMessages" in r and not r["telemetryMessages"].take(1, now):
-            return False
-        try:
-            n = sum(1 for _, values in parse_telemetry(_json_payload(payload))
-                    for v in values.values() if v is not None)
-        except Invalid:
-            return True                  # the handler rejects it for what it is
-        return "telemetryDataPoints" not in r or r["telemetryDataPoints"].take(n, now)
+    @staticmethod
+    def _entity_ok(rate, points, now):
+        """DefaultTransportRateLimitService.checkEntityRateLimit: with data points, one
+        telemetry message and then (only if that passed) the points; else one message.
+        What one bucket took stays taken when the next refuses."""
+        if points > 0:
+            return ((rate.get("telemetryMessages") is None
+                     or rate["telemetryMessages"].take(1, now))
+                    and (rate.get("telemetryDataPoints") is None
+                         or rate["telemetryDataPoints"].take(points, now)))
+        return rate.get("messages") is None or rate["messages"].take(1, now)
+
+    def _consume(self, dev, points, now):
+        """Count one message of dev (points data points; 0 = a regular message) as
+        DefaultTransportRateLimitService.checkLimits does: the tenant's limits first (shared
+        by every device), then the device's. None when admitted, else "tenant"/"device"."""
+        if self._limits is not None:
+            if self._tenant_rate is None:
+                self._tenant_rate = {k: _RateLimit(v) for k, v in self._tenant_limits.items() if v}
+            if not self._entity_ok(self._tenant_rate, points, now):
+                dev.counts["rate_limited_tenant"] += 1
+                return "tenant"
+            if dev.rate is None:
+                dev.rate = {k: _RateLimit(v) for k, v in self._limits.items() if v}
+            if not self._entity_ok(dev.rate, points, now):
+                return "device"
+        if points > 0:
+            dev.usage["telemetryMessages"] += 1
+            dev.usage["telemetryDataPoints"] += points
+        else:
+            dev.usage["messages"] += 1
+        return None
+
+    def _consume_quietly(self, dev):
+        """A regular message whose refusal has no consequence for the session (subscribes,
+        RPC status updates, the session's close: their callbacks are null or EMPTY)."""
+        if dev is not None:
+            self._consume(dev, 0, _now_ms())
+
+    def rate_usage(self, device):
+        """What ThingsBoard's transport counted for device so far, by limit (RATE_KINDS),
+        admitted messages only."""
+        with self._cond:
+            return dict(self._dev(device).usage)
+
+    def key_types(self, device):
+        """{key: type} ThingsBoard stored for the device's telemetry and client attribute
+        keys (the latest value's type, as JsonConverter decides it)."""
+        with self._cond:
+            return dict(self._dev(device).key_types)
+
+    def type_changes(self, device):
+        """(key, old type, new type) each time a key's stored type changed."""
+        with self._cond:
+            return list(self._dev(device).type_changes)
 
     def session_limits(self):
         """The getSessionLimits answer, as ThingsBoard's transport builds it."""
@@ -1960,7 +2143,7 @@ _CONTROL_COMMANDS = {
     "add_device": lambda e, r: e.add_device(
         r["name"], token=r.get("token"), client_id=r.get("client_id"),
         username=r.get("username"), password=r.get("password"),
-        cert_pem=r.get("cert_pem")) and None,
+        cert_pem=r.get("cert_pem"), protobuf=r.get("protobuf", False)) and None,
     "add_provision_profile": lambda e, r: e.add_provision_profile(
         r["key"], r["secret"], r.get("allow_create", True)),
     "set_shared": lambda e, r: e.set_shared(r["device"], r["data"]),
@@ -1976,6 +2159,8 @@ _CONTROL_COMMANDS = {
     "hold_puback": lambda e, r: e.hold_puback(r["device"], r.get("on", True)),
     "stall": lambda e, r: {"stalled": e.stall(r["device"], r.get("on", True))},
     "counts": lambda e, r: {"counts": _per_device(e, r, e.counts)},
+    "key_types": lambda e, r: {"key_types": e.key_types(r["device"])},
+    "rate_usage": lambda e, r: {"rate_usage": e.rate_usage(r["device"])},
     "connected": lambda e, r: {"connected": _per_device(e, r, e.connected)},
     "connect_count": lambda e, r: {"connect_count": _per_device(e, r, e.connect_count)},
     "telemetry": _telemetry_since,

@@ -4,6 +4,7 @@ a corrupted image, a connection lost mid-download, a failing and a hanging comma
 port released for an exclusive bus, no ota block, and packages announced twice."""
 import json
 import os
+import signal
 import time
 
 import harness
@@ -23,6 +24,7 @@ fi
 case "$TBGW_OTA_VERSION" in
     *fail*) echo "flashing..." ; echo "flash failed: bad magic" >&2 ; exit 3 ;;
     *hang*) sleep 300 & echo $! > "$HOOK_DIR/child" ; wait ;;
+    *once*) [ -e "$HOOK_DIR/failed-once" ] || { touch "$HOOK_DIR/failed-once"; echo "flash busy" >&2; exit 4; } ;;
 esac
 exit 0
 """
@@ -136,6 +138,20 @@ class Ota(harness.TestCase):
         self.assertIn("resuming the download", self.proc.output())
         self.stop_tbgw(self.proc)
 
+    def test_download_stays_below_the_message_limit(self):
+        # Each chunk request is a message to ThingsBoard's rate limits: a download at full
+        # speed gets its session closed again and again.
+        emu = self.start()
+        emu.set_rate_limits(messages="6:1")
+        emu.drop("dev")
+        emu.wait(lambda: emu.connect_count("dev") >= 2, 10)
+        data = os.urandom(16384 * 20)
+        emu.set_ota("dev", "fw", "fw", "6.0", data, "SHA256")
+        self.wait_state("UPDATED", timeout=60)
+        self.assertEqual(emu.counts("dev")["rate_limited"], 0)
+        self.assertEqual(emu.connect_count("dev"), 2)
+        self.stop_tbgw(self.proc)
+
     def test_failing_command(self):
         emu = self.start()
         emu.set_ota("dev", "fw", "fw", "3.0-fail", b"image", "MD5")
@@ -187,19 +203,72 @@ class Ota(harness.TestCase):
         self.stop_tbgw(self.proc)
 
     def test_announced_twice_runs_once(self):
+        # Each assignment makes ThingsBoard show INITIATED until the device says otherwise
+        # (DefaultOtaPackageStateService): every push of the same package is answered with
+        # what tbgw does about it, and the command still runs once.
         emu = self.start()
         data = os.urandom(16384 * 8)
         emu.set_ota("dev", "fw", "fw", "7.0", data, "SHA256")
         emu.wait(lambda: len(emu.ota_requests("dev")) >= 2, 10)
         emu.set_ota("dev", "fw", "fw", "7.0", data, "SHA256")  # again, during the download
         self.wait_state("UPDATED")
+        self.assertGreaterEqual(self.states().count("DOWNLOADING"), 2)  # the download went on
+        self.assertIn("announced again; continuing the download", self.proc.output())
         emu.set_ota("dev", "fw", "fw", "7.0", data, "SHA256")  # and after it
+        emu.wait(lambda: self.states().count("UPDATED") == 2, 10, "UPDATED again")
         emu.drop("dev")                                        # and at the next connect's sync
         emu.wait(lambda: emu.connect_count("dev") >= 2, 10)
         time.sleep(1.5)
         self.assertEqual(len(self.calls()), 1)
-        self.assertEqual(self.states().count("UPDATED"), 1)
+        self.assertEqual(self.states().count("UPDATED"), 2)
         self.stop_tbgw(self.proc)
+
+    def test_failed_package_assigned_again_is_retried(self):
+        emu = self.start()
+        data = os.urandom(5000)
+        emu.set_ota("dev", "fw", "fw", "8.0-once", data, "SHA256")
+        self.wait_state("FAILED")
+        self.assertEqual(len(self.calls()), 1)
+        # A reconnect's sync announces it again: no retry at every reconnect.
+        emu.drop("dev")
+        emu.wait(lambda: emu.connect_count("dev") >= 2, 10)
+        time.sleep(1.5)
+        self.assertEqual(len(self.calls()), 1)
+        # Assigned again by the user: tried again, without restarting tbgw.
+        emu.set_ota("dev", "fw", "fw", "8.0-once", data, "SHA256")
+        self.wait_state("UPDATED")
+        self.assertEqual(len(self.calls()), 2)
+        self.assertEqual(self.last("current_fw_version"), "8.0-once")
+        self.assertIn("assigned again after it failed; trying again", self.proc.output())
+        self.stop_tbgw(self.proc)
+
+    def restart_mid_download(self, sig):
+        emu = self.start()
+        data = os.urandom(16384 * 30 + 100)
+        emu.set_ota("dev", "fw", "fw", "9.0", data, "SHA256")
+        emu.wait(lambda: len(emu.ota_requests("dev")) >= 10, 20)
+        self.proc.kill(sig)
+        self.proc.wait(10)
+        before = len(self.states())
+        self.proc, _, _ = self.start_tbgw(self.cfg, env={"HOOK_DIR": self.tmp}, name="tbgw2")
+        self.wait_state("UPDATED", timeout=60)
+        with open(self.path("image.9.0"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        # What it said after the restart matches what it did: DOWNLOADING, going on.
+        after = self.states()[before:]
+        self.assertEqual(after[0], "DOWNLOADING")
+        self.assertEqual(after[-1], "UPDATED")
+        self.assertRegex(self.proc.output(), r"the download of fw 9\.0 goes on from byte [1-9]")
+        chunks = [n for _, _, n, _ in emu.ota_requests("dev")]
+        self.assertLess(len(chunks), 31 + 12)  # resumed, not restarted from chunk 0
+        self.assertEqual(len(self.calls()), 1)
+        self.stop_tbgw(self.proc)
+
+    def test_restart_mid_download_resumes(self):
+        self.restart_mid_download(signal.SIGTERM)
+
+    def test_sigkill_mid_download_resumes(self):
+        self.restart_mid_download(signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,37 @@ class Spool(harness.TestCase):
         st = json.loads(self.tbgwctl("status", "--json").stdout)["gateway"]["spool"]
         self.assertGreaterEqual(st["quarantined"], 1)
         self.assertNotIn(666, [v for _, k, v in emu.telemetry("a")])
+        # Kept for inspection: tbgwctl spool shows the batch, and why.
+        q = json.loads(self.tbgwctl("spool", "--json").stdout)
+        self.assertEqual(q["quarantined"], st["quarantined"])
+        self.assertIn(":666", q["batches"][0]["payload"])
+        self.assertEqual(q["batches"][0]["device"], "a")
+        text = self.tbgwctl("spool").stdout
+        self.assertIn("quarantined batch", text)
+        self.assertIn("closed the session twice when it was sent alone", text)
+        self.stop_tbgw(self.proc)
+
+    def test_closes_never_quarantine_valid_data(self):
+        # An outage's backlog drains into an Edge whose rate limits tbgw does not know: the
+        # Edge closes session after session with valid batches in flight. None of them is
+        # to blame, and none is quarantined.
+        emu = self.emulator(devices=[("a", "T-a")])
+        emu.set_rate_limits(telemetry_messages="10:1", report=False)
+        emu.client_rpc_timeout_s = None
+        self.start(emu=emu, poll_ms=200)
+        emu.wait(lambda: len(self.stamps()) > 3, 15)
+        start = self.stamps()[-1]
+        self.outage(True)
+        time.sleep(3)
+        self.outage(False)
+        end = int(time.time() * 1000) - 500
+        emu.wait(lambda: self.stamps()[-1] > end + 500, 60, "the backlog")
+        self.assertGreater(emu.counts("a")["rate_limited"], 0)
+        self.assert_complete(self.stamps(), start, end, poll_ms=200)
+        st = json.loads(self.tbgwctl("status", "--json").stdout)["gateway"]["spool"]
+        self.assertEqual(st["quarantined"], 0)
+        self.assertEqual(json.loads(self.tbgwctl("spool", "--json").stdout)["batches"], [])
+        self.assertNotIn("quarantine table", self.proc.output())
         self.stop_tbgw(self.proc)
 
 

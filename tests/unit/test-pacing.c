@@ -116,12 +116,91 @@ static void test_no_window_is_ever_exceeded(void **state)
     assert_true(got >= 240);
 }
 
+static void level(struct pace_level *v, const char *msgs, const char *tmsgs, const char *points)
+{
+    char err[128];
+
+    assert_int_equal(pace_parse(msgs, &v->msgs, err, sizeof(err)), 0);
+    assert_int_equal(pace_parse(tmsgs, &v->tmsgs, err, sizeof(err)), 0);
+    assert_int_equal(pace_parse(points, &v->points, err, sizeof(err)), 0);
+}
+
+/* As DefaultTransportRateLimitService.checkEntityRateLimit: a message with data points
+ * costs a telemetry message and its points and nothing against "messages"; one without
+ * costs a message only. */
+static void test_level_counts_by_kind(void **state)
+{
+    struct pace_level dev, none;
+    uint64_t at;
+
+    memset(&none, 0, sizeof(none));
+    level(&dev, "10:1", "10:1", "100:1");
+    assert_true(pace_level_set(&dev));
+    assert_false(pace_level_set(&none));
+    /* 9 messages (10 less the margin) fill "messages" ... */
+    for (int i = 0; i < 9; i++)
+        assert_true(pace_admit(&dev, &none, 0, 1000, &at));
+    assert_false(pace_admit(&dev, &none, 0, 1000, &at));
+    assert_true(at > 1000 && at <= 2100);
+    /* ... and leave telemetry alone: the old code counted telemetry as a message too. */
+    for (int i = 0; i < 9; i++)
+        assert_true(pace_admit(&dev, &none, 10, 1000, &at));
+    assert_false(pace_admit(&dev, &none, 1, 1000, &at));
+    /* Nor does telemetry use up "messages". */
+    level(&dev, "10:1", "", "");
+    for (int i = 0; i < 50; i++)
+        assert_true(pace_admit(&dev, &none, 5, 1000, &at));
+    assert_true(pace_admit(&dev, &none, 0, 1000, &at));
+}
+
+/* The tenant's level is shared: two devices with room of their own are held back by it. */
+static void test_tenant_level_is_shared(void **state)
+{
+    struct pace_level a, b, tenant;
+    uint64_t at;
+    int sent = 0;
+
+    level(&a, "", "100:1", "");
+    level(&b, "", "100:1", "");
+    level(&tenant, "", "10:1", "");
+    for (int i = 0; i < 20; i++) {
+        sent += pace_admit(&a, &tenant, 1, 5000, &at);
+        sent += pace_admit(&b, &tenant, 1, 5000, &at);
+    }
+    assert_int_equal(sent, 9);
+    assert_true(at > 5000);
+    /* A refusal counts against neither level. */
+    assert_true(pace_level_allows(&a, 1, 5000));
+    /* Messages sent regardless still count against both. */
+    level(&tenant, "3:1", "", "");
+    for (int i = 0; i < 5; i++)
+        pace_count(&a, &tenant, 0, 7000);
+    assert_false(pace_level_allows(&tenant, 0, 7000));
+    assert_true(pace_level_allows(&tenant, 1, 7000));
+}
+
+/* After ThingsBoard closed a session, a full window passes before more is sent. */
+static void test_fill_waits_a_whole_window(void **state)
+{
+    struct pace_level v;
+
+    level(&v, "", "100:1,1000:10", "");
+    assert_int_equal(pace_level_period_ms(&v), 10000);
+    pace_level_fill(&v, 20000);
+    assert_false(pace_level_allows(&v, 1, 20000));
+    assert_false(pace_level_allows(&v, 1, 29000));
+    assert_true(pace_level_allows(&v, 1, 31001));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_window_boundaries),
         cmocka_unit_test(test_no_window_is_ever_exceeded),
+        cmocka_unit_test(test_level_counts_by_kind),
+        cmocka_unit_test(test_tenant_level_is_shared),
+        cmocka_unit_test(test_fill_waits_a_whole_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

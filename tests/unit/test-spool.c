@@ -22,6 +22,7 @@
 #include "spool/spool.h"
 #include "util/log.h"
 #include "util/macros.h"
+#include "util/time-util.h"
 
 struct fx {
     char dir[64];
@@ -127,7 +128,7 @@ static void test_order_and_acks(void **state)
     /* PUBACKs may come in any order. */
     assert_ptr_equal(spool_find_token(s, 0, 12), b);
     spool_ack(s, b);
-    spool_requeue(s, 0, 0); /* session lost: a goes again, first */
+    spool_requeue(s, 0, 0, true); /* session lost: a goes again, first */
     assert_ptr_equal(spool_next(s, 0), a);
     assert_int_equal(spool_pending(s, 0), 4);
     assert_int_equal(spool_stats(s).batches, 5);
@@ -264,29 +265,87 @@ static void test_size_limit_drops_oldest(void **state)
     f->cfg.storage.max_size_mb = 64;
 }
 
+/* A session close never blames the data by itself: only a batch that closed the session
+ * twice while it was sent alone, first after a CONNACK, is quarantined. */
+/* A new session starts: later than anything sent in the one before. */
+static uint64_t new_session(void)
+{
+    usleep(2000);
+    return now_ms();
+}
+
 static void test_quarantine(void **state)
 {
     struct fx *f = *state;
     struct spool *s = spool_open(&f->cfg);
     struct batch *b;
+    uint64_t session;
 
     add(s, 0, 0);
     add(s, 0, 1);
-    for (int round = 0; round < 3; round++) {
+    /* An outage or a rate limit: sessions close with valid batches in flight, many times
+     * (the old rule quarantined the first after three). */
+    for (int round = 0; round < 6; round++) {
+        session = new_session();
         b = spool_next(s, 0);
         assert_int_equal(payload_n(b), 0);
         spool_sent(s, b, round);
         spool_sent(s, spool_next(s, 0), 100 + round);
         /* paho may fail the publish before it reports the lost session */
         b->inflight = false;
-        spool_requeue(s, 0, 0); /* the session closed right after */
+        spool_requeue(s, 0, session, true); /* the session closed right after */
     }
-    /* The first batch is out of the way; the innocent second goes on. */
-    assert_int_equal(payload_n(spool_next(s, 0)), 1);
+    assert_int_equal(spool_stats(s).quarantined, 0);
+    /* The first one is now a suspect: the sender sends it alone. */
+    b = spool_next(s, 0);
+    assert_true(spool_batch_alone(b));
+    assert_false(spool_batch_alone(b->next));
+    /* A close that is not the data's fault (judge false) counts for nothing. */
+    for (int round = 0; round < 3; round++) {
+        session = new_session();
+        spool_sent(s, spool_next(s, 0), 200 + round);
+        spool_requeue(s, 0, session, false);
+    }
+    assert_int_equal(spool_stats(s).quarantined, 0);
+    /* Alone, first after the CONNACK, and the session closes: once is not yet proof. */
+    session = new_session();
+    spool_sent(s, spool_next(s, 0), 300);
+    spool_requeue(s, 0, session, true);
+    assert_int_equal(spool_stats(s).quarantined, 0);
+    session = new_session();
+    spool_sent(s, spool_next(s, 0), 301);
+    spool_requeue(s, 0, session, true);
+    /* Twice is: it is out of the way and kept; the innocent second goes on. */
     assert_int_equal(spool_stats(s).quarantined, 1);
+    assert_int_equal(payload_n(spool_next(s, 0)), 1);
+    assert_false(spool_batch_alone(spool_next(s, 0)));
     spool_close(s);
     assert_int_equal(rows(f, "quarantine"), 1);
     assert_int_equal(rows(f, "batches"), 1);
+}
+
+/* A batch alone in a session in which another was acknowledged was not first after the
+ * CONNACK: the close proves nothing against it. */
+static void test_no_quarantine_after_an_ack(void **state)
+{
+    struct fx *f = *state;
+    struct spool *s = spool_open(&f->cfg);
+    struct batch *b;
+
+    add(s, 0, 0);
+    for (int i = 1; i < 8; i++)
+        add(s, 0, i);
+    for (int round = 0; round < 6; round++) {
+        uint64_t session = new_session();
+
+        b = spool_next(s, 0);
+        spool_sent(s, b, 2 * round);
+        spool_ack(s, b);
+        spool_sent(s, spool_next(s, 0), 2 * round + 1);
+        spool_requeue(s, 0, session, true);
+    }
+    assert_int_equal(spool_stats(s).quarantined, 0);
+    spool_close(s);
 }
 
 static void test_damaged_file_moved_aside(void **state)
@@ -446,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_with_long_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_limit_drops_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_quarantine_after_an_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_file_moved_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_moved_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rows_out_of_range_moved_aside, setup, teardown),

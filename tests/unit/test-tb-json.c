@@ -51,11 +51,20 @@ static void test_unrepresentable_values(void **state)
     struct tb_batch b;
     struct value big = {.kind = VK_UINT, .u = UINT64_MAX};
     struct value nan = {.kind = VK_DOUBLE, .d = NAN};
+    struct value mega = {.kind = VK_FLOAT, .d = 1e6};
+    size_t len;
+    char *text;
 
     tb_batch_init(&b);
-    assert_false(tb_batch_add(&b, 1, "big", &big));
     assert_false(tb_batch_add(&b, 1, "nan", &nan));
     assert_true(tb_batch_empty(&b));
+    /* Beyond int64: the exact integer, which ThingsBoard keeps as a STRING. */
+    assert_true(tb_batch_add(&b, 1, "big", &big));
+    assert_true(tb_batch_add(&b, 1, "mega", &mega));
+    text = tb_batch_finish(&b, &len);
+    assert_string_equal(text, "[{\"ts\":1,\"values\":{\"big\":18446744073709551615,"
+                              "\"mega\":1000000.0}}]");
+    free(text);
     tb_batch_clear(&b);
 }
 
