@@ -49,7 +49,7 @@ int rpc_topic_id(const char *topic, const char *prefix, int *ret_id)
     return 0;
 }
 
-static json_object *parse_object(const char *payload, size_t len)
+json_object *rpc_parse_object(const char *payload, size_t len)
 {
     json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
     json_object *o;
@@ -78,7 +78,7 @@ static json_object *parse_object(const char *payload, size_t len)
 int rpc_parse_request(const char *payload, size_t len, struct rpc_request *ret, char *err,
                       size_t err_size)
 {
-    json_object *o = parse_object(payload, len), *m, *p;
+    json_object *o = rpc_parse_object(payload, len), *m, *p;
 
     memset(ret, 0, sizeof(*ret));
     if (!o)
@@ -350,7 +350,7 @@ char *rpc_answer_error(const char *msg)
 
 json_object *attributes_parse(const char *payload, size_t len)
 {
-    return parse_object(payload, len);
+    return rpc_parse_object(payload, len);
 }
 
 json_object *attributes_response_shared(json_object *resp)

@@ -28,6 +28,10 @@ struct rpc_request {
  * ThingsBoard parses it (a Java int). -EINVAL if it is not one. */
 int rpc_topic_id(const char *topic, const char *prefix, int *ret_id);
 
+/* payload as a JSON object (owned), or NULL for anything else: invalid JSON, another
+ * type, trailing bytes other than whitespace, nesting deeper than 16. */
+json_object *rpc_parse_object(const char *payload, size_t len);
+
 /* Parse {"method": "...", "params": ...}. -EBADMSG with err filled on anything else. */
 int rpc_parse_request(const char *payload, size_t len, struct rpc_request *ret, char *err,
                       size_t err_size);

@@ -55,6 +55,10 @@ char *tb_batch_finish(struct tb_batch *b, size_t *ret_len);
 /* {"k":v,…} of a json object (attributes), malloc'd. */
 char *tb_json_text(json_object *o, size_t *ret_len);
 
+/* s as a JSON string literal, quotes included, escaped exactly as keys and string values
+ * are in every payload above (malloc'd). */
+char *tb_json_quote(const char *s, size_t *ret_len);
+
 /* ---- provisioning (thingsboard-device-api.md §9) ---- */
 
 char *tb_provision_request(const char *device_name, const char *key, const char *secret);
