@@ -12,7 +12,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,18 +218,12 @@ char *gw_attribute_request_body(const char *device, int id, bool client,
     return s;
 }
 
-char *gw_claim_body(const char *device, const char *secret, uint64_t duration_ms)
+char *gw_claim_body(const char *device, const char *claim, size_t len)
 {
-    json_object *o = json_object_new_object(), *c = json_object_new_object();
-    char *s;
+    char *name = tb_json_quote(device, NULL);
+    char *s = len ? xasprintf("{%s:%.*s}", name, (int)MIN(len, (size_t)INT32_MAX), claim)
+                  : xasprintf("{%s:{}}", name);
 
-    if (secret)
-        json_object_object_add(c, "secretKey", json_object_new_string(secret));
-    if (duration_ms)
-        json_object_object_add(c, "durationMs",
-                               json_object_new_int64((int64_t)MIN(duration_ms, (uint64_t)INT64_MAX)));
-    json_object_object_add(o, device, c);
-    s = tb_json_text(o, NULL);
-    json_object_put(o);
+    free(name);
     return s;
 }

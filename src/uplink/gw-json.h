@@ -20,7 +20,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #define GW_TOPIC_CONNECT "v1/gateway/connect"
 #define GW_TOPIC_DISCONNECT "v1/gateway/disconnect"
@@ -76,7 +75,8 @@ char *gw_rpc_reply_body(const char *device, int id, const char *data);
 /* {"id","device","client":false|true,"key"|"keys"}: one key gives "key". */
 char *gw_attribute_request_body(const char *device, int id, bool client,
                                 const char *const *keys, size_t n_keys);
-/* {"A":{"secretKey","durationMs"}} (secret may be NULL: no key; duration 0: no duration) */
-char *gw_claim_body(const char *device, const char *secret, uint64_t duration_ms);
+/* {"A":<claim>}: claim is the device-mode claiming body the control socket builds
+ * ({"secretKey","durationMs"}, either optional); an empty one becomes {}. */
+char *gw_claim_body(const char *device, const char *claim, size_t len);
 
 #endif

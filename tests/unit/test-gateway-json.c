@@ -60,6 +60,27 @@ static void test_groups_devices_and_keeps_order(void **state)
     free(text);
 }
 
+/* The per-device writer is device mode's: a finished tb_batch is a gateway member as is. */
+static void test_device_mode_batches_are_members(void **state)
+{
+    struct tb_batch b;
+    struct gw_msg m;
+    struct value d = {.kind = VK_DOUBLE, .d = 25.0}, i = {.kind = VK_INT, .i = 3};
+    size_t len;
+    char *batch, *text;
+
+    tb_batch_init(&b);
+    tb_batch_add(&b, 1700000000000, "t", &d);
+    tb_batch_add(&b, 1700000000000, "n", &i);
+    batch = tb_batch_finish(&b, &len);
+    gw_msg_init(&m, GW_MSG_ARRAYS, TB_PAYLOAD_MAX);
+    assert_int_equal(gw_msg_add(&m, "boiler", batch, len), 0);
+    text = gw_msg_finish(&m, &len);
+    assert_string_equal(text, "{\"boiler\":[{\"ts\":1700000000000,\"values\":{\"t\":25.0,\"n\":3}}]}");
+    free(text);
+    free(batch);
+}
+
 /* Hundreds of devices in one message (the name index grows several times): each keeps one
  * member holding its batches in order. */
 static void test_many_devices_one_member_each(void **state)
@@ -196,6 +217,7 @@ static void test_split_keeps_every_sample_in_order(void **state)
 static void test_bodies(void **state)
 {
     const char *one[] = {"sp"}, *two[] = {"sp", "mode"};
+    const char *claim = "{\"secretKey\":\"s3cret\",\"durationMs\":60000}";
     char *s, *err;
 
     s = gw_connect_body("boiler \"1\"", "meter");
@@ -218,10 +240,10 @@ static void test_bodies(void **state)
     s = gw_attribute_request_body("A", 2, true, two, 2);
     assert_string_equal(s, "{\"id\":2,\"device\":\"A\",\"client\":true,\"keys\":[\"sp\",\"mode\"]}");
     free(s);
-    s = gw_claim_body("A", "s3cret", 60000);
+    s = gw_claim_body("A", claim, strlen(claim));
     assert_string_equal(s, "{\"A\":{\"secretKey\":\"s3cret\",\"durationMs\":60000}}");
     free(s);
-    s = gw_claim_body("A", NULL, 0);
+    s = gw_claim_body("A", "", 0);
     assert_string_equal(s, "{\"A\":{}}");
     free(s);
 }
@@ -352,6 +374,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_groups_devices_and_keeps_order),
+        cmocka_unit_test(test_device_mode_batches_are_members),
         cmocka_unit_test(test_many_devices_one_member_each),
         cmocka_unit_test(test_refuses_bad_parts),
         cmocka_unit_test(test_exact_limit_and_refusal_is_final),
