@@ -82,15 +82,30 @@ static void grow_index(struct gw_msg *m)
         m->index[find_slot(m, m->members[k].name, m->members[k].name_len)] = k + 1;
 }
 
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 int gw_msg_add(struct gw_msg *m, const char *device, const char *text, size_t len)
 {
     char open = m->kind == GW_MSG_ARRAYS ? '[' : '{';
     char close = m->kind == GW_MSG_ARRAYS ? ']' : '}';
     struct gw_member *mb = NULL;
-    size_t slot = 0, name_len, inner_len = len >= 2 ? len - 2 : 0, need;
+    size_t slot = 0, name_len, inner_len, need, i;
     char *name;
 
+    /* JSON whitespace around the part is not part of it (tb-json writes none). */
+    while (len && is_ws(text[0]))
+        text++, len--;
+    while (len && is_ws(text[len - 1]))
+        len--;
+    inner_len = len >= 2 ? len - 2 : 0;
     if (!device || !*device || len < 3 || text[0] != open || text[len - 1] != close)
+        return -EINVAL;
+    for (i = 1; i <= inner_len && is_ws(text[i]); i++)
+        ;
+    if (i > inner_len) /* [ ]: an empty batch is nothing to send */
         return -EINVAL;
     if (m->full)
         return -ENOSPC;

@@ -57,7 +57,7 @@ static inline bool gw_msg_empty(const struct gw_msg *m)
 }
 
 /* Add one device's batch (text of len bytes: "[…]" for GW_MSG_ARRAYS, "{…}" for
- * GW_MSG_OBJECTS, as tb-json writes them). 0 when taken; -ENOSPC when it does not fit
+ * GW_MSG_OBJECTS, as tb-json writes them; whitespace around it is dropped). 0 when taken; -ENOSPC when it does not fit
  * (nothing taken, and nothing more will be until gw_msg_finish()); -EMSGSIZE when it could
  * not fit even alone in an empty message; -EINVAL for an empty name or a text that is not
  * a non-empty array / object. */

@@ -33,7 +33,7 @@ static void test_groups_devices_and_keeps_order(void **state)
     gw_msg_init(&m, GW_MSG_ARRAYS, TB_PAYLOAD_MAX);
     assert_true(gw_msg_empty(&m));
     assert_null(gw_msg_finish(&m, &len));
-    assert_int_equal(add(&m, "A", "[{\"ts\":1,\"values\":{\"t\":1.5}}]"), 0);
+    assert_int_equal(add(&m, "A", "[{\"ts\":1,\"values\":{\"t\":1.5}}]\n"), 0);
     assert_int_equal(add(&m, "B", "[{\"ts\":1,\"values\":{\"x\":2}}]"), 0);
     assert_int_equal(add(&m, "A", "[{\"ts\":2,\"values\":{\"t\":1.0}},{\"ts\":3,\"values\":{\"t\":7}}]"), 0);
     assert_int_equal(add(&m, "q\"uote", "[{\"ts\":4,\"values\":{\"s\":\"v\"}}]"), 0);
@@ -117,6 +117,7 @@ static void test_refuses_bad_parts(void **state)
     assert_int_equal(add(&m, "A", "[]"), -EINVAL);
     assert_int_equal(add(&m, "A", "{\"a\":1}"), -EINVAL);
     assert_int_equal(add(&m, "A", "[1"), -EINVAL);
+    assert_int_equal(add(&m, "A", " [ ]\n"), -EINVAL);
     assert_int_equal(add(&m, "", "[1]"), -EINVAL);
     assert_int_equal(gw_msg_add(&m, NULL, "[1]", 3), -EINVAL);
     /* {"A":[…]} alone would be 41 bytes: it can never be sent with this limit */
