@@ -12,24 +12,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "downlink/gw-parse.h"
 #include "util/macros.h"
-
-PRINTF_LIKE(3, 4)
-static int fail(char *err, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-    return -EBADMSG;
-}
 
 void gw_downlink_clear(struct gw_downlink *g)
 {
@@ -50,13 +37,13 @@ static json_object *envelope(const char *payload, size_t len, struct gw_downlink
     ret->id = -1;
     o = rpc_parse_object(payload, len);
     if (!o) {
-        fail(err, err_size, "the message is not a JSON object");
+        rpc_fail(err, err_size, "the message is not a JSON object");
         return NULL;
     }
     if (!json_object_object_get_ex(o, "device", &d) || !json_object_is_type(d, json_type_string) ||
         json_object_get_string_len(d) == 0) {
         json_object_put(o);
-        fail(err, err_size, "the message names no device");
+        rpc_fail(err, err_size, "the message names no device");
         return NULL;
     }
     ret->device = xstrdup(json_object_get_string(d));
@@ -87,7 +74,7 @@ int gw_parse_attribute_push(const char *payload, size_t len, struct gw_downlink 
         return -EBADMSG;
     if (!json_object_object_get_ex(o, "data", &data) || !json_object_is_type(data, json_type_object)) {
         json_object_put(o);
-        return fail(err, err_size, "attributes for '%.60s' carry no data object", ret->device);
+        return rpc_fail(err, err_size, "attributes for '%.60s' carry no data object", ret->device);
     }
     ret->data = json_object_get(data);
     json_object_put(o);
@@ -97,30 +84,21 @@ int gw_parse_attribute_push(const char *payload, size_t len, struct gw_downlink 
 int gw_parse_rpc(const char *payload, size_t len, struct gw_downlink *ret, char *err,
                  size_t err_size)
 {
-    json_object *o = envelope(payload, len, ret, err, err_size), *data, *m, *p;
+    json_object *o = envelope(payload, len, ret, err, err_size), *data;
     int r = -EBADMSG;
 
     if (!o)
         return -EBADMSG;
     if (!json_object_object_get_ex(o, "data", &data) || !json_object_is_type(data, json_type_object)) {
-        fail(err, err_size, "the request carries no data object");
+        rpc_fail(err, err_size, "the request carries no data object");
         goto out;
     }
     if (get_id(data, &ret->id) < 0) {
         ret->id = -1;
-        fail(err, err_size, "the request has no id");
+        rpc_fail(err, err_size, "the request has no id");
         goto out;
     }
-    /* Same rules as rpc_parse_request() for the body inside the envelope. */
-    if (!json_object_object_get_ex(data, "method", &m) || !json_object_is_type(m, json_type_string) ||
-        json_object_get_string_len(m) == 0) {
-        fail(err, err_size, "the request has no method");
-        goto out;
-    }
-    ret->rpc.method = xstrdup(json_object_get_string(m));
-    if (json_object_object_get_ex(data, "params", &p) && p)
-        ret->rpc.params = json_object_get(p);
-    r = 0;
+    r = rpc_request_from(data, &ret->rpc, err, err_size);
 out:
     json_object_put(o);
     return r;
@@ -136,18 +114,18 @@ int gw_parse_attribute_response(const char *payload, size_t len, const char *sin
         return -EBADMSG;
     if (get_id(o, &ret->id) < 0) {
         ret->id = -1;
-        fail(err, err_size, "the response has no id");
+        rpc_fail(err, err_size, "the response has no id");
         goto out;
     }
     if (json_object_object_get_ex(o, "values", &v)) {
         if (!json_object_is_type(v, json_type_object)) {
-            fail(err, err_size, "'values' is not an object");
+            rpc_fail(err, err_size, "'values' is not an object");
             goto out;
         }
         ret->data = json_object_get(v);
     } else if (json_object_object_get_ex(o, "value", &v)) {
         if (!single_key) {
-            fail(err, err_size, "a single 'value' answers a request for several keys");
+            rpc_fail(err, err_size, "a single 'value' answers a request for several keys");
             goto out;
         }
         ret->data = json_object_new_object();
