@@ -20,6 +20,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+
+#include "uplink/tb-json.h"
 
 #define GW_TOPIC_CONNECT "v1/gateway/connect"
 #define GW_TOPIC_DISCONNECT "v1/gateway/disconnect"
@@ -29,6 +32,14 @@
 #define GW_TOPIC_ATTRIBUTES_RESPONSE "v1/gateway/attributes/response"
 #define GW_TOPIC_RPC "v1/gateway/rpc"
 #define GW_TOPIC_CLAIM "v1/gateway/claim"
+
+/* The most payload a QoS 1 PUBLISH on topic may carry. ThingsBoard gives its
+ * max_payload_size (TB_PAYLOAD_MAX) to Netty's MqttDecoder, which compares it with the
+ * packet's remaining length: topic (2 + its length) and packet id (2) count too. */
+static inline size_t gw_payload_limit(const char *topic)
+{
+    return TB_PAYLOAD_MAX - 2 - strlen(topic) - 2;
+}
 
 enum gw_msg_kind {
     GW_MSG_ARRAYS,  /* telemetry: each member a JSON array */

@@ -16,7 +16,7 @@ numbers in the comments below (§1 … §10) refer to that file. In short:
   min(requested, 1); anything else gets 0x80. No session state survives a reconnect.
 - Uplinks are validated like ThingsBoard does: a malformed payload on a known topic closes
   the connection without PUBACK (§2, §4, §5, §7, §8), an unknown topic is PUBACKed and
-  dropped, a payload over 65 536 bytes closes the connection, `v1/gateway/*` from a device
+  dropped, a message over 65 536 bytes (topic, packet id and payload) closes the connection, `v1/gateway/*` from a device
   that is not a gateway is never acknowledged (§11).
 - Gateway API (§11): a device flagged as gateway (set_gateway, read at CONNECT) announces
   sub-devices on v1/gateway/connect (created by name, with their type as device profile)
@@ -79,7 +79,11 @@ from collections import deque
 # ---------------------------------------------------------------------------------------------
 # ThingsBoard constants
 
-MAX_PAYLOAD = 65536                # transport.mqtt.netty.max_payload_size (§2)
+# transport.mqtt.netty.max_payload_size (§2). ThingsBoard hands it to Netty's MqttDecoder as
+# maxBytesInMessage, which Netty compares with the packet's remaining length: the variable
+# header (topic, packet id) counts, so a QoS 1 PUBLISH on topic T carries at most
+# MAX_PAYLOAD - 2 - len(T) - 2 bytes of payload.
+MAX_PAYLOAD = 65536
 # The most a packet can carry besides a maximal payload: a 65 535-byte topic and a packet id.
 MAX_PACKET = MAX_PAYLOAD + 2 + 65535 + 2
 OTA_MAX_CHUNK = MAX_PAYLOAD        # larger chunk sizes get PAYLOAD_TOO_LARGE (§10)
@@ -925,8 +929,9 @@ class _Session:
         now = _now_ms()
         dev = self.device
         try:
-            if len(payload) > MAX_PAYLOAD:
-                raise Invalid("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+            if len(body) > MAX_PAYLOAD:
+                raise Invalid("message of %d bytes (topic, packet id and payload) exceeds %d"
+                              % (len(body), MAX_PAYLOAD))
             if self.provision:
                 after = self._provision_publish(topic, payload)
             else:

@@ -785,13 +785,15 @@ class Telemetry(EmuTest):
         r = self.raw_session()
         r.publish("v1/devices/me/unknown", "whatever", pid=1)
         self.assertEqual(r.packet(), (4, 0, b"\x00\x01"))
-        r.publish("v1/devices/me/unknown", b"x" * 65536, pid=2)
+        # The limit counts topic and packet id too (Netty's MqttDecoder, remaining length).
+        fits = tb_emulator.MAX_PAYLOAD - 2 - len("v1/devices/me/unknown") - 2
+        r.publish("v1/devices/me/unknown", b"x" * fits, pid=2)
         self.assertEqual(r.packet(), (4, 0, b"\x00\x02"))
         # A device that is not a gateway: never acknowledged, the session stays.
         r.publish("v1/gateway/telemetry", '{"A":[{"x":1}]}', pid=3)
         r.send(b"\xc0\x00")
         self.assertEqual(r.packet(), (13, 0, b""))
-        r.publish("v1/devices/me/telemetry", "x" * 65537, pid=4)
+        r.publish("v1/devices/me/telemetry", "x" * (fits + 1), pid=4)
         self.assertEqual(r.packets_until_closed(), [])
         counts = self.emu.counts("dev")
         self.assertEqual((counts["unknown_msgs"], counts["gateway_msgs"]), (2, 1))
@@ -1292,13 +1294,15 @@ class Gateway(EmuTest):
         self.assertFalse(c.gone.is_set())
 
     def test_payload_limit(self):
+        # Topic and packet id count against the limit: 65 512 bytes of payload here.
+        limit = tb_emulator.MAX_PAYLOAD - 2 - len("v1/gateway/telemetry") - 2
         frame = len('{"A":[{"v":""}]}')
-        big = '{"A":[{"v":"%s"}]}' % ("x" * (tb_emulator.MAX_PAYLOAD - frame + 1))
-        self.assertEqual(len(big), tb_emulator.MAX_PAYLOAD + 1)
+        big = '{"A":[{"v":"%s"}]}' % ("x" * (limit - frame + 1))
+        self.assertEqual(len(big), limit + 1)
         self.rejected("v1/gateway/telemetry", big, False)
         c = self.gw()
         fits = big[:-5] + '"}]}'
-        self.assertEqual(len(fits), tb_emulator.MAX_PAYLOAD)
+        self.assertEqual(len(fits), limit)
         self.acked(c, "v1/gateway/telemetry", fits)
 
     def test_rate_limits(self):

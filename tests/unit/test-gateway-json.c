@@ -109,6 +109,13 @@ static void test_many_devices_one_member_each(void **state)
     free(text);
 }
 
+static void test_payload_limit_counts_the_topic(void **state)
+{
+    /* 65 536 - 2 - 20 ("v1/gateway/telemetry") - 2 */
+    assert_int_equal(gw_payload_limit(GW_TOPIC_TELEMETRY), 65512);
+    assert_int_equal(gw_payload_limit(GW_TOPIC_ATTRIBUTES), 65536 - 2 - 21 - 2);
+}
+
 static void test_refuses_bad_parts(void **state)
 {
     struct gw_msg m;
@@ -377,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_groups_devices_and_keeps_order),
         cmocka_unit_test(test_device_mode_batches_are_members),
         cmocka_unit_test(test_many_devices_one_member_each),
+        cmocka_unit_test(test_payload_limit_counts_the_topic),
         cmocka_unit_test(test_refuses_bad_parts),
         cmocka_unit_test(test_exact_limit_and_refusal_is_final),
         cmocka_unit_test(test_split_keeps_every_sample_in_order),
