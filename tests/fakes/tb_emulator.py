@@ -1427,6 +1427,22 @@ class _Gateway:
             rpc.response = java_json(data).encode()
         return None
 
+    @staticmethod
+    def rpc_answers(messages, device, rid):
+        """The "data" of every accepted v1/gateway/rpc reply for device's RPC rid."""
+        out = []
+        for m in messages:
+            if m.rejected:
+                continue
+            try:
+                doc = m.json()
+            except ValueError:
+                continue
+            if (isinstance(doc, dict) and doc.get("device") == device and doc.get("id") == rid
+                    and "data" in doc):
+                out.append(doc["data"])
+        return out
+
     # ---- rate limits (gatewayRateLimits, and the per-device gateway limits) ----
 
     @staticmethod
@@ -2132,6 +2148,10 @@ class Emulator(_GatewayControl):
 
     def rpc_answers(self, device, rid):
         """Every answer the device published for RPC rid (repeats included), parsed."""
+        with self._cond:
+            parent = self._dev(device).parent
+        if parent is not None:
+            return _Gateway.rpc_answers(self.messages(parent.name, GW_RPC), device, rid)
         suffix = str(rid)
         return [m.json() for m in self.messages(device)
                 if not m.rejected and any(m.topic == p + suffix for p in _RPC_RESPONSE_PREFIXES)]

@@ -1219,6 +1219,10 @@ class Gateway(EmuTest):
                                        b'{"id":0,"method":"setValve","params":{"open":true}}}'))
         self.acked(c, "v1/gateway/rpc", '{"device":"A","id":0,"data":{"ok":1}}')
         self.assertEqual(self.emu.rpc_response("A", 0), {"ok": 1})
+        self.acked(c, "v1/gateway/rpc", '{"device":"A","id":0,"data":{"ok":2}}')
+        self.emu.wait(lambda: len(self.emu.rpc_answers("A", 0)) == 2, TIMEOUT)
+        self.assertEqual(self.emu.rpc_answers("A", 0), [{"ok": 1}, {"ok": 2}])
+        self.assertEqual(self.emu.rpc_response("A", 0), {"ok": 1})   # the first one counts
         # Disconnected: nothing flows, pending RPCs wait for the next connect.
         self.acked(c, "v1/gateway/disconnect", '{"device":"A"}')
         self.emu.set_shared("A", {"sp": 22})
