@@ -1337,6 +1337,9 @@ class _Gateway:
     def telemetry(sess, payload, now):
         emu = sess.emu
         parsed = []
+        # ThingsBoard converts each device's array in its own callback, so the devices before
+        # a bad one may or may not be stored when the connection closes; here none is, and a
+        # client must not count on either (it sends the whole message again).
         for name, arr in _Gateway._per_device(sess, payload, list, "array"):
             parsed.append((name, parse_telemetry(arr)))   # Invalid: close, no PUBACK
         for name, entries in parsed:
