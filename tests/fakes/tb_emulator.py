@@ -1057,7 +1057,8 @@ class _Session:
         if (method == "getSessionLimits" and prefix == "v1/devices/me/rpc/request/"
                 and emu._limits_report):
             # Built into the transport since 3.8 (v1 topic only): never reaches the rule chain.
-            answer = java_json(emu.session_limits())
+            answer = java_json(emu.gateway_session_limits() if self.gateway
+                               else emu.session_limits())
             return lambda: self.publish(reply_topic, answer)
         return lambda: emu._answer_client_rpc(self, reply_topic, method, params)
 
@@ -1545,6 +1546,14 @@ class _GatewayControl:
         with self._cond:
             sess = self._dev(gateway).session
             return list(sess.gw_devices) if sess is not None and sess.gateway else []
+
+    def gateway_session_limits(self):
+        """The getSessionLimits answer of a gateway session (GatewaySessionLimits):
+        rateLimits are each sub-device's limits, gatewayRateLimits the session's."""
+        limits = self.session_limits()
+        limits["rateLimits"] = {k: v for k, v in (self._gw_device_limits or {}).items() if v}
+        limits["gatewayRateLimits"] = {k: v for k, v in (self._gw_limits or {}).items() if v}
+        return limits
 
     def set_gateway_rate_limits(self, messages=None, telemetry_messages=None,
                                 telemetry_datapoints=None, device_messages=None,

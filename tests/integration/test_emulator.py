@@ -1319,6 +1319,19 @@ class Gateway(EmuTest):
         self.assertTrue(c.gone.wait(TIMEOUT))
         self.assertEqual(self.emu.counts("gw")["rate_limited"], 1)
 
+    def test_session_limits(self):
+        self.emu.set_rate_limits(messages="1:60")
+        self.emu.set_gateway_rate_limits(messages="100:1", telemetry_datapoints="5:60",
+                                         device_messages="2:60")
+        c = self.gw()
+        c.pub("v1/devices/me/rpc/request/1", '{"method":"getSessionLimits","params":{}}')
+        topic, body, _ = c.msg()
+        self.assertEqual(topic, "v1/devices/me/rpc/response/1")
+        self.assertEqual(json.loads(body), {
+            "maxPayloadSize": 65536, "maxInflightMessages": 100,
+            "rateLimits": {"messages": "2:60"},
+            "gatewayRateLimits": {"messages": "100:1", "telemetryDataPoints": "5:60"}})
+
     def test_rate_limits_per_device(self):
         self.emu.set_gateway_rate_limits(device_messages="2:60")
         c = self.gw()
