@@ -18,8 +18,7 @@
 
 #define MAX_DEPTH 16
 
-PRINTF_LIKE(3, 4)
-static int fail(char *err, size_t size, const char *fmt, ...)
+int rpc_fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
 
@@ -49,7 +48,7 @@ int rpc_topic_id(const char *topic, const char *prefix, int *ret_id)
     return 0;
 }
 
-static json_object *parse_object(const char *payload, size_t len)
+json_object *rpc_parse_object(const char *payload, size_t len)
 {
     json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
     json_object *o;
@@ -75,24 +74,32 @@ static json_object *parse_object(const char *payload, size_t len)
     return o;
 }
 
-int rpc_parse_request(const char *payload, size_t len, struct rpc_request *ret, char *err,
-                      size_t err_size)
+int rpc_request_from(json_object *o, struct rpc_request *ret, char *err, size_t err_size)
 {
-    json_object *o = parse_object(payload, len), *m, *p;
+    json_object *m, *p;
 
     memset(ret, 0, sizeof(*ret));
-    if (!o)
-        return fail(err, err_size, "the request is not a JSON object");
     if (!json_object_object_get_ex(o, "method", &m) || !json_object_is_type(m, json_type_string) ||
-        json_object_get_string_len(m) == 0) {
-        json_object_put(o);
-        return fail(err, err_size, "the request has no method");
-    }
+        json_object_get_string_len(m) == 0)
+        return rpc_fail(err, err_size, "the request has no method");
     ret->method = xstrdup(json_object_get_string(m));
     if (json_object_object_get_ex(o, "params", &p) && p)
         ret->params = json_object_get(p);
-    json_object_put(o);
     return 0;
+}
+
+int rpc_parse_request(const char *payload, size_t len, struct rpc_request *ret, char *err,
+                      size_t err_size)
+{
+    json_object *o = rpc_parse_object(payload, len);
+    int r;
+
+    memset(ret, 0, sizeof(*ret));
+    if (!o)
+        return rpc_fail(err, err_size, "the request is not a JSON object");
+    r = rpc_request_from(o, ret, err, err_size);
+    json_object_put(o);
+    return r;
 }
 
 void rpc_request_clear(struct rpc_request *r)
@@ -122,10 +129,10 @@ static int get_int(json_object *o, const char *name, long long min, long long ma
     if (!json_object_object_get_ex(o, name, &m) || !m)
         return -ENOENT;
     if (!json_object_is_type(m, json_type_int) && !json_object_is_type(m, json_type_double))
-        return fail(err, size, "'%s' must be a number", name);
+        return rpc_fail(err, size, "'%s' must be a number", name);
     d = json_object_get_double(m);
     if (d != floor(d) || d < (double)min || d > (double)max)
-        return fail(err, size, "'%s' must be a whole number from %lld to %lld", name, min, max);
+        return rpc_fail(err, size, "'%s' must be a whole number from %lld to %lld", name, min, max);
     *ret = (int)d;
     return 0;
 }
@@ -139,14 +146,14 @@ static int get_enum(json_object *o, const char *name, const char *const *names, 
     if (!json_object_object_get_ex(o, name, &m) || !m)
         return -ENOENT;
     if (!json_object_is_type(m, json_type_string))
-        return fail(err, size, "'%s' must be a string", name);
+        return rpc_fail(err, size, "'%s' must be a string", name);
     s = json_object_get_string(m);
     for (int i = 0; names[i]; i++)
         if (strcmp(names[i], s) == 0) {
             *ret = i;
             return 0;
         }
-    return fail(err, size, "unknown %s '%.40s'", name, s);
+    return rpc_fail(err, size, "unknown %s '%.40s'", name, s);
 }
 
 int rpc_raw_tag(json_object *params, bool write, const struct device_config *dev,
@@ -167,10 +174,10 @@ int rpc_raw_tag(json_object *params, bool write, const struct device_config *dev
     json_object *m;
 
     if (!params || !json_object_is_type(params, json_type_object))
-        return fail(err, err_size, "params must be an object with table, address and type");
+        return rpc_fail(err, err_size, "params must be an object with table, address and type");
     r = get_enum(params, "table", table_names, &v, err, err_size);
     if (r == -ENOENT)
-        return fail(err, err_size, "params need 'table' (coil, discrete, input or holding)");
+        return rpc_fail(err, err_size, "params need 'table' (coil, discrete, input or holding)");
     if (r < 0)
         return r;
     t.table = (enum mb_table)v;
@@ -180,8 +187,8 @@ int rpc_raw_tag(json_object *params, bool write, const struct device_config *dev
     r = get_int(params, "address", dev->address_base, 65535 + dev->address_base, &t.address, err,
                 err_size);
     if (r == -ENOENT)
-        return fail(err, err_size, "params need 'address' (%d..%d)", dev->address_base,
-                    65535 + dev->address_base);
+        return rpc_fail(err, err_size, "params need 'address' (%d..%d)", dev->address_base,
+                        65535 + dev->address_base);
     if (r < 0)
         return r;
     t.address -= dev->address_base;
@@ -191,25 +198,25 @@ int rpc_raw_tag(json_object *params, bool write, const struct device_config *dev
     if (r == 0)
         t.type = (enum value_type)v;
     if (!value_type_allowed(t.table, t.type))
-        return fail(err, err_size, "type '%s' cannot be used with table '%s'",
+        return rpc_fail(err, err_size, "type '%s' cannot be used with table '%s'",
                     value_type_to_string(t.type), table_to_string(t.table));
     r = get_int(params, "count", 1, 125, &t.count, err, err_size);
     if (r < 0 && r != -ENOENT)
         return r;
     has_count = r == 0;
     if (t.type == VT_STRING && !has_count)
-        return fail(err, err_size, "type 'string' needs 'count' (registers, 1..125)");
+        return rpc_fail(err, err_size, "type 'string' needs 'count' (registers, 1..125)");
     if (t.type != VT_STRING) {
         /* count 1 is what a generic client sends for single values: accept it when it matches */
         if (has_count && t.count != (int)value_type_width(t.type, 0))
-            return fail(err, err_size, "'count' applies only to type 'string'");
+            return rpc_fail(err, err_size, "'count' applies only to type 'string'");
         t.count = (int)value_type_width(t.type, 0);
     }
     r = get_int(params, "bit", 0, 15, &t.bit, err, err_size);
     if (r < 0 && r != -ENOENT)
         return r;
     if (t.type == VT_BIT && r == -ENOENT)
-        return fail(err, err_size, "type 'bit' needs 'bit' (0..15)");
+        return rpc_fail(err, err_size, "type 'bit' needs 'bit' (0..15)");
     r = get_enum(params, "byte_order", orders, &v, err, err_size);
     if (r < 0 && r != -ENOENT)
         return r;
@@ -221,11 +228,11 @@ int rpc_raw_tag(json_object *params, bool write, const struct device_config *dev
     if (r == 0)
         t.word_order = (enum byte_order)v;
     if (json_object_object_get_ex(params, "scale", &m) || json_object_object_get_ex(params, "offset", &m))
-        return fail(err, err_size, "raw access takes no scale or offset");
+        return rpc_fail(err, err_size, "raw access takes no scale or offset");
     if (t.address + t.count - 1 > 65535)
-        return fail(err, err_size, "the value runs past address 65535");
+        return rpc_fail(err, err_size, "the value runs past address 65535");
     if (write && !table_is_writable(t.table))
-        return fail(err, err_size, "table '%s' is read-only", table_to_string(t.table));
+        return rpc_fail(err, err_size, "table '%s' is read-only", table_to_string(t.table));
     *ret = t;
     return 0;
 }
@@ -238,7 +245,7 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
 
     memset(ret, 0, sizeof(*ret));
     if (!v)
-        return fail(err, err_size, "no value given");
+        return rpc_fail(err, err_size, "no value given");
 
     switch (t->type) {
     case VT_BOOL:
@@ -253,15 +260,15 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
                     strcmp(json_object_get_string(v), "false") == 0)) {
             ret->b = strcmp(json_object_get_string(v), "true") == 0;
         } else {
-            return fail(err, err_size, "'%s' needs true or false", t->key);
+            return rpc_fail(err, err_size, "'%s' needs true or false", t->key);
         }
         ret->kind = VK_BOOL;
         return 0;
     case VT_STRING:
         if (!json_object_is_type(v, json_type_string))
-            return fail(err, err_size, "'%s' needs a string", t->key);
+            return rpc_fail(err, err_size, "'%s' needs a string", t->key);
         if ((size_t)json_object_get_string_len(v) > (size_t)t->count * 2)
-            return fail(err, err_size, "'%s' holds at most %d characters", t->key, t->count * 2);
+            return rpc_fail(err, err_size, "'%s' holds at most %d characters", t->key, t->count * 2);
         ret->kind = VK_STRING;
         ret->s = xstrdup(json_object_get_string(v));
         return 0;
@@ -274,7 +281,7 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
         /* json-c turns an integer beyond its range into INT64_MIN or UINT64_MAX without a
          * word: the number that was sent is unknown, and the limit is not it. */
         if (json_object_get_int64(v) == INT64_MIN || json_object_get_uint64(v) == UINT64_MAX)
-            return fail(err, err_size, "'%s': %s is out of range", t->key,
+            return rpc_fail(err, err_size, "'%s': %s is out of range", t->key,
                         json_object_to_json_string(v));
         ret->kind = VK_DOUBLE;
         ret->d = json_object_get_double(v);
@@ -287,19 +294,19 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
         errno = 0;
         ret->d = strtod(s, &end);
         if (!*s || *end || errno)
-            return fail(err, err_size, "'%s' needs a number, got \"%.40s\"", t->key, s);
+            return rpc_fail(err, err_size, "'%s' needs a number, got \"%.40s\"", t->key, s);
         ret->kind = VK_DOUBLE;
     } else {
-        return fail(err, err_size, "'%s' needs a number", t->key);
+        return rpc_fail(err, err_size, "'%s' needs a number", t->key);
     }
     if (!isfinite(ret->d))
-        return fail(err, err_size, "'%s' needs a finite number", t->key);
+        return rpc_fail(err, err_size, "'%s' needs a finite number", t->key);
     /* Integers above 2^53 lose precision as doubles: take them exactly when they are ints.
      * Beyond INT64_MAX json-c holds a uint64, which a write cannot carry exactly. */
     if (json_object_is_type(v, json_type_int) && t->type <= VT_UINT64 && t->scale == 1.0 &&
         t->offset == 0.0) {
         if (json_object_get_uint64(v) > (uint64_t)INT64_MAX)
-            return fail(err, err_size, "'%s': %s is out of range (tbgw writes integers up to "
+            return rpc_fail(err, err_size, "'%s': %s is out of range (tbgw writes integers up to "
                         "9223372036854775807)", t->key, json_object_to_json_string(v));
         ret->kind = VK_INT;
         ret->i = json_object_get_int64(v);
@@ -308,12 +315,12 @@ int rpc_value_for_tag(const struct tag_config *t, json_object *v, struct value *
         r = encode_number(t, ret->d, regs);
     }
     if (r == -ERANGE)
-        return fail(err, err_size, "%.17g does not fit '%s' (%s%s)",
+        return rpc_fail(err, err_size, "%.17g does not fit '%s' (%s%s)",
                     ret->kind == VK_INT ? (double)ret->i : ret->d, t->key,
                     value_type_to_string(t->type),
                     t->scale != 1.0 || t->offset != 0.0 ? " after scale and offset" : "");
     if (r < 0)
-        return fail(err, err_size, "'%s' cannot take that value", t->key);
+        return rpc_fail(err, err_size, "'%s' cannot take that value", t->key);
     return 0;
 }
 
@@ -354,7 +361,7 @@ char *rpc_answer_error(const char *msg)
 
 json_object *attributes_parse(const char *payload, size_t len)
 {
-    return parse_object(payload, len);
+    return rpc_parse_object(payload, len);
 }
 
 json_object *attributes_response_shared(json_object *resp)

@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "core/value.h"
+#include "util/macros.h"
 
 #define RPC_ERROR_MAX 200
 
@@ -28,9 +29,18 @@ struct rpc_request {
  * ThingsBoard parses it (a Java int). -EINVAL if it is not one. */
 int rpc_topic_id(const char *topic, const char *prefix, int *ret_id);
 
+/* Write the refusal text to err; returns -EBADMSG. */
+int rpc_fail(char *err, size_t size, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+/* payload as a JSON object (owned), or NULL for anything else: invalid JSON, another
+ * type, trailing bytes other than whitespace, nesting deeper than 16. */
+json_object *rpc_parse_object(const char *payload, size_t len);
+
 /* Parse {"method": "...", "params": ...}. -EBADMSG with err filled on anything else. */
 int rpc_parse_request(const char *payload, size_t len, struct rpc_request *ret, char *err,
                       size_t err_size);
+/* The same from a parsed object (borrowed), e.g. the "data" of a gateway RPC. */
+int rpc_request_from(json_object *o, struct rpc_request *ret, char *err, size_t err_size);
 void rpc_request_clear(struct rpc_request *r);
 
 /* The value a "write" RPC carries: params {"value": v}, or params itself. Borrowed. */

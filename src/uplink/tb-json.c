@@ -130,6 +130,15 @@ char *tb_json_text(json_object *o, size_t *ret_len)
     return out;
 }
 
+char *tb_json_quote(const char *s, size_t *ret_len)
+{
+    json_object *o = json_object_new_string(s);
+    char *text = tb_json_text(o, ret_len);
+
+    json_object_put(o);
+    return text;
+}
+
 char *tb_batch_finish(struct tb_batch *b, size_t *ret_len)
 {
     char *s = tb_json_text(b->root, ret_len);

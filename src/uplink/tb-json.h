@@ -59,6 +59,10 @@ char *tb_json_text(json_object *o, size_t *ret_len);
  * non-null values, of {"ts","values"} entries or of a plain object, arrays summed). */
 uint32_t tb_json_points(json_object *o);
 
+/* s as a JSON string literal, quotes included, escaped exactly as keys and string values
+ * are in every payload above (malloc'd). */
+char *tb_json_quote(const char *s, size_t *ret_len);
+
 /* ---- provisioning (thingsboard-device-api.md §9) ---- */
 
 char *tb_provision_request(const char *device_name, const char *key, const char *secret);

@@ -16,8 +16,14 @@ numbers in the comments below (§1 … §10) refer to that file. In short:
   min(requested, 1); anything else gets 0x80. No session state survives a reconnect.
 - Uplinks are validated like ThingsBoard does: a malformed payload on a known topic closes
   the connection without PUBACK (§2, §4, §5, §7, §8), an unknown topic is PUBACKed and
-  dropped, a payload over 65 536 bytes closes the connection, `v1/gateway/*` from a device
+  dropped, a message over 65 536 bytes (topic, packet id and payload) closes the connection, `v1/gateway/*` from a device
   that is not a gateway is never acknowledged (§11).
+- Gateway API (§11): a device flagged as gateway (set_gateway, read at CONNECT) announces
+  sub-devices on v1/gateway/connect (created by name, with their type as device profile)
+  and posts telemetry, attributes, attribute requests, RPC replies and claims for many of
+  them per message; shared-attribute pushes and RPC reach a sub-device on v1/gateway/*
+  only while it is connected in the gateway's current session. Conversion errors close the
+  gateway's connection; the gateway rate limits govern the session.
 - Downlinks: shared-attribute pushes and deletions (§5), server-side RPC with per-device ids
   from 0 and the BURST re-send of pending requests on every RPC (re)subscription (§6),
   attribute responses (§5), client-side RPC answers (§7), provisioning answers (§9), OTA
@@ -36,7 +42,8 @@ numbers in the comments below (§1 … §10) refer to that file. In short:
 
 What it does not emulate: MQTT 5, protobuf payloads themselves (`…/p` topics are granted on
 SUBSCRIBE but an uplink there closes the session), Gson's lenient JSON extensions (comments,
-single quotes), the inactivity timeout, URL-based OTA packages and gateway mode.
+single quotes), the inactivity timeout, URL-based OTA packages, the gateway API's
+protobuf form and MQTT 5 sub-device disconnect notices.
 
 Use it in-process (see tests/fakes/README.md):
 
@@ -82,7 +89,11 @@ from collections import deque
 # ---------------------------------------------------------------------------------------------
 # ThingsBoard constants
 
-MAX_PAYLOAD = 65536                # transport.mqtt.netty.max_payload_size (§2)
+# transport.mqtt.netty.max_payload_size (§2). ThingsBoard hands it to Netty's MqttDecoder as
+# maxBytesInMessage, which Netty compares with the packet's remaining length: the variable
+# header (topic, packet id) counts, so a QoS 1 PUBLISH on topic T carries at most
+# MAX_PAYLOAD - 2 - len(T) - 2 bytes of payload.
+MAX_PAYLOAD = 65536
 # The most a packet can carry besides a maximal payload: a 65 535-byte topic and a packet id.
 MAX_PACKET = MAX_PAYLOAD + 2 + 65535 + 2
 OTA_MAX_CHUNK = MAX_PAYLOAD        # larger chunk sizes get PAYLOAD_TOO_LARGE (§10)
@@ -657,6 +668,9 @@ class _Device:
         self.claims = []
         self.ota_requests = []
         self.downlinks = []
+        self.gateway = False           # additionalInfo "gateway": true, read at CONNECT (§11)
+        self.parent = None             # sub-devices: the gateway that created them
+        self.type = None               # sub-devices: their device profile
 
     def credentials(self):
         """(credentialsType, credentialsValue) as ThingsBoard reports them (§9)."""
@@ -700,6 +714,10 @@ class _Session:
         self.chunk_sizes = {}          # OTA reqId -> last chunk size (§10)
         self.ota_bound = {}            # OTA reqId -> package bound at its first request
         self.timers = []
+        self.gateway = False           # the device was a gateway when it connected (§11)
+        self.gw_devices = {}           # sub-devices "connected" in this session: name -> _Device
+        self.gw_rate = None            # gateway rate limits of this session, once set
+        self.gw_device_rate = {}       # per sub-device gateway limits: name -> limits
 
     # ---- I/O ----
 
@@ -919,6 +937,7 @@ class _Session:
             self.device = dev
             dev.session = self
             dev.subs = self.subs
+            self.gateway = dev.gateway
             dev.counts["connects"] += 1
         self.write(bytes((0x20, 2, sp, RC_ACCEPTED)))
         emu._event(dev.name if dev else "(provision)",
@@ -989,13 +1008,17 @@ class _Session:
         now = _now_ms()
         dev = self.device
         try:
-            if len(payload) > MAX_PAYLOAD:
-                raise Invalid("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+            if len(body) > MAX_PAYLOAD:
+                raise Invalid("message of %d bytes (topic, packet id and payload) exceeds %d"
+                              % (len(body), MAX_PAYLOAD))
             if self.provision:
                 after = self._provision_publish(topic, payload)
             else:
                 if dev.close_on is not None and dev.close_on(topic, payload):
                     raise Invalid("close_on matched")
+                if self.gateway and not _Gateway.rate_ok(self, topic, payload, now):
+                    dev.counts["rate_limited"] += 1
+                    raise Invalid("gateway rate limit exceeded")
                 handler, arg = self._route(topic)
                 if dev.protobuf and handler in _PAYLOAD_ADAPTOR_HANDLERS \
                         and topic.startswith("v1/"):
@@ -1005,7 +1028,8 @@ class _Session:
                     # closes the session (no PUBACK). getSessionLimits too: it is parsed first.
                     dev.counts["payload_type_closes"] += 1
                     raise Invalid("the device profile expects protobuf payloads")
-                points = self._rate_points(handler, topic, payload)
+                # A gateway's session is governed by its own limits (checked above).
+                points = None if self.gateway else self._rate_points(handler, topic, payload)
                 if points is not None:
                     level = self.emu._consume(dev, points, now)
                     if level is not None:
@@ -1160,7 +1184,8 @@ class _Session:
         if (method == "getSessionLimits" and prefix == "v1/devices/me/rpc/request/"
                 and emu._limits_report):
             # Built into the transport since 3.8 (v1 topic only): never reaches the rule chain.
-            answer = java_json(emu.session_limits())
+            answer = java_json(emu.gateway_session_limits() if self.gateway
+                               else emu.session_limits())
             return lambda: self.publish(reply_topic, answer)
         return lambda: emu._answer_client_rpc(self, reply_topic, method, params)
 
@@ -1215,9 +1240,11 @@ class _Session:
         return lambda: self.publish(reply, data)
 
     def _gateway(self, topic, payload, now, _):
-        # The device is not a gateway: ThingsBoard logs the message and never acknowledges it.
         self.device.counts["gateway_msgs"] += 1
-        return _NO_ACK
+        if not self.gateway:
+            # Not a gateway at CONNECT: ThingsBoard logs the message and never acknowledges it.
+            return _NO_ACK
+        return _Gateway.publish(self, topic, payload, now)
 
     def _proto(self, topic, payload, now, _):
         raise Invalid("protobuf payloads are not emulated")
@@ -1289,10 +1316,401 @@ _PREFIX_ROUTES = (
 
 
 # ---------------------------------------------------------------------------------------------
+# Gateway API (§11): one gateway session carries many devices, named in each message
+
+GW_CONNECT = "v1/gateway/connect"
+GW_DISCONNECT = "v1/gateway/disconnect"
+GW_TELEMETRY = "v1/gateway/telemetry"
+GW_ATTRIBUTES = "v1/gateway/attributes"
+GW_ATTRIBUTES_REQUEST = "v1/gateway/attributes/request"
+GW_ATTRIBUTES_RESPONSE = "v1/gateway/attributes/response"
+GW_RPC = "v1/gateway/rpc"
+GW_CLAIM = "v1/gateway/claim"
+GW_DEFAULT_TYPE = "default"
+GW_LIMIT_NAMES = ("messages", "telemetryMessages", "telemetryDataPoints")
+
+
+class _AckAndClose(Exception):
+    """A RuntimeException in MqttTransportHandler.handleGatewayPublishMsg: ThingsBoard
+    PUBACKs the message (IMPLEMENTATION_SPECIFIC, a plain PUBACK in MQTT 3.1.1) and then
+    closes the gateway's connection."""
+
+
+def _gw_object(payload):
+    """The payload as a JSON object. Unparseable JSON is an AdaptorException (close, no
+    PUBACK); valid JSON of another shape is a JsonSyntaxException (PUBACK, then close)."""
+    doc = _json_payload(payload)
+    if not isinstance(doc, dict):
+        raise _AckAndClose("not a JSON object")
+    return doc
+
+
+def _gw_device_name(doc):
+    """The "device" member as getAsString() reads it; a missing or empty name throws."""
+    try:
+        name = gson_string(doc["device"])
+    except (KeyError, ValueError) as e:
+        raise _AckAndClose("device name: %s" % e) from None
+    if not name:
+        raise _AckAndClose("empty device name")
+    return name
+
+
+class _Gateway:
+    """The gateway side of a session (AbstractGatewaySessionHandler): every handler runs
+    on the loop thread under the emulator's lock and returns what _Session._publish
+    expects (None, a callable run after the PUBACK, or _NO_ACK)."""
+
+    @staticmethod
+    def publish(sess, topic, payload, now):
+        handler = _GATEWAY_ROUTES.get(topic)
+        if handler is None:
+            return None              # unknown v1/gateway/… topic: PUBACK (TOPIC_NAME_INVALID)
+        try:
+            return handler(sess, payload, now)
+        except _AckAndClose as e:
+            reason = "rejected %s: %s" % (topic, e)
+            return lambda: sess.later(0, lambda: sess.close(reason))
+
+    @staticmethod
+    def device(sess, name, dtype=GW_DEFAULT_TYPE):
+        """checkDeviceConnected: the sub-device, created (with its profile) if ThingsBoard
+        does not know it, and connected in this session if it was not. An existing
+        device keeps its profile."""
+        emu = sess.emu
+        dev = emu._devices.get(name)
+        if dev is None:
+            dev = emu._devices[name] = _Device(name)
+            dev.type = dtype
+            emu._event(sess.device.name, "created device %r (type %r)" % (name, dtype))
+        dev.parent = sess.device
+        if name not in sess.gw_devices:
+            sess.gw_devices[name] = dev
+            dev.counts["connects"] += 1
+            emu._event(name, "connected through gateway %s" % sess.device.name)
+            # Subscribing the sub-device's session re-sends pending RPCs (BURST, §6).
+            for rpc in sorted(dev.rpcs.values(), key=lambda x: x.id):
+                if rpc.pending():
+                    _Gateway.send_rpc(sess, dev, rpc)
+        return dev
+
+    @staticmethod
+    def send_rpc(sess, dev, rpc):
+        if rpc.raw is not None:
+            body = rpc.raw
+        else:
+            body = java_json({"device": dev.name, "data": {
+                "id": rpc.id, "method": rpc.method, "params": rpc.params}})
+        sess.publish(GW_RPC, body)
+        if sess.emu._record:
+            dev.downlinks.append((GW_RPC, body if isinstance(body, bytes) else body.encode(), 1))
+
+    @staticmethod
+    def session_of(dev):
+        """The gateway session the sub-device is connected in, or None: ThingsBoard holds a
+        session for a sub-device only between its connect and the end of that gateway
+        session (or its disconnect)."""
+        gw = dev.parent
+        sess = gw.session if gw is not None else None
+        if sess is None or not sess.gateway or dev.name not in sess.gw_devices:
+            return None
+        return sess
+
+    @staticmethod
+    def push_attributes(dev, data):
+        """A shared-attribute push (or {"deleted": […]}) to a connected sub-device."""
+        sess = _Gateway.session_of(dev)
+        if sess is not None:
+            body = java_json({"device": dev.name, "data": data})
+            sess.publish(GW_ATTRIBUTES, body)
+            if sess.emu._record:
+                dev.downlinks.append((GW_ATTRIBUTES, body.encode(), 1))
+
+    @staticmethod
+    def queue_rpc(dev, rpc):
+        sess = _Gateway.session_of(dev)
+        if sess is not None:
+            _Gateway.send_rpc(sess, dev, rpc)
+
+    # ---- uplinks ----
+
+    @staticmethod
+    def connect(sess, payload, now):
+        doc = _gw_object(payload)
+        name = _gw_device_name(doc)
+        dtype = doc.get("type", GW_DEFAULT_TYPE)
+        try:
+            dtype = gson_string(dtype) if dtype is not None else GW_DEFAULT_TYPE
+        except ValueError as e:
+            raise _AckAndClose("type: %s" % e) from None
+        _Gateway.device(sess, name, dtype or GW_DEFAULT_TYPE)
+        return None
+
+    @staticmethod
+    def disconnect(sess, payload, now):
+        name = _gw_device_name(_gw_object(payload))
+        if sess.gw_devices.pop(name, None) is not None:
+            sess.emu._event(name, "disconnected from gateway %s" % sess.device.name)
+        return None
+
+    @staticmethod
+    def _per_device(sess, payload, want, what):
+        """The {device: member} entries of a telemetry / attributes / claim message whose
+        member has the wanted JSON type; the others are skipped as ThingsBoard does. None
+        left: PUBACK and close."""
+        doc = _gw_object(payload)
+        entries = [(name, v) for name, v in doc.items() if isinstance(v, want)]
+        if not entries:
+            raise _AckAndClose("no device with a JSON %s" % what)
+        return entries
+
+    @staticmethod
+    def telemetry(sess, payload, now):
+        emu = sess.emu
+        parsed = []
+        # ThingsBoard converts each device's array in its own callback, so the devices before
+        # a bad one may or may not be stored when the connection closes; here none is, and a
+        # client must not count on either (it sends the whole message again).
+        for name, arr in _Gateway._per_device(sess, payload, list, "array"):
+            parsed.append((name, parse_telemetry(arr)))   # Invalid: close, no PUBACK
+        for name, entries in parsed:
+            dev = _Gateway.device(sess, name)
+            count = 0
+            for ts, values in entries:
+                t = now if ts is None else ts
+                for key, value in values.items():
+                    if value is None:
+                        continue
+                    count += 1
+                    if emu._record:
+                        dev.telemetry.append((t, key, value))
+                if ts is not None:
+                    emu._latency.append((ts, now))
+            dev.counts["telemetry_msgs"] += 1
+            dev.counts["telemetry_values"] += count
+        return None
+
+    @staticmethod
+    def attributes(sess, payload, now):
+        for name, attrs in _Gateway._per_device(sess, payload, dict, "object"):
+            dev = _Gateway.device(sess, name)
+            dev.client.update((k, v) for k, v in attrs.items() if v is not None)
+            dev.counts["attributes_msgs"] += 1
+        return None
+
+    @staticmethod
+    def claim(sess, payload, now):
+        for name, body in _Gateway._per_device(sess, payload, dict, "object"):
+            dev = _Gateway.device(sess, name)
+            try:
+                secret = gson_string(body["secretKey"]) if "secretKey" in body else ""
+                duration = gson_long(body["durationMs"]) if "durationMs" in body else 0
+            except ValueError as e:
+                # Logged by ThingsBoard; the message is still acknowledged.
+                emu = sess.emu
+                emu._event(name, "claim not converted: %s" % e)
+                continue
+            dev.claims.append((secret, duration))
+            dev.counts["claims"] += 1
+        return None
+
+    @staticmethod
+    def attribute_request(sess, payload, now):
+        doc = _gw_object(payload)
+        try:
+            rid = java_int(gson_string(doc["id"]))
+            name = _gw_device_name(doc)
+            client = doc["client"]
+            if not isinstance(client, (bool, str)):
+                raise ValueError("client is not a boolean")
+            client = client if isinstance(client, bool) else client.lower() == "true"
+            if "key" in doc:
+                keys = [gson_string(doc["key"])]
+            elif isinstance(doc.get("keys"), list):
+                keys = list(dict.fromkeys(gson_string(k) for k in doc["keys"]))
+            else:
+                raise ValueError("neither key nor keys")
+        except (KeyError, ValueError) as e:
+            raise _AckAndClose("attribute request: %s" % e) from None
+        dev = _Gateway.device(sess, name)
+        dev.counts["attribute_requests"] += 1
+        store = dev.client if client else dev.shared
+        found = {k: store[k] for k in keys if k in store}
+        answer = {"id": rid, "device": name}
+        if len(keys) == 1 and found:
+            answer["value"] = found[keys[0]]
+        elif found:
+            answer["values"] = found
+        return lambda: sess.publish(GW_ATTRIBUTES_RESPONSE, java_json(answer))
+
+    @staticmethod
+    def rpc_response(sess, payload, now):
+        doc = _gw_object(payload)
+        name = _gw_device_name(doc)
+        dev = _Gateway.device(sess, name)
+        try:
+            rid = java_int(gson_string(doc["id"]))
+            data = doc["data"]
+        except (KeyError, ValueError) as e:
+            # Thrown in the device's callback: logged, never acknowledged, session kept.
+            sess.emu._event(name, "RPC reply not converted: %s" % e)
+            return _NO_ACK
+        dev.counts["rpc_responses"] += 1
+        rpc = dev.rpcs.get(rid)
+        if rpc is not None and rpc.pending():
+            rpc.response = java_json(data).encode()
+        return None
+
+    @staticmethod
+    def rpc_answers(messages, device, rid):
+        """The "data" of every accepted v1/gateway/rpc reply for device's RPC rid."""
+        out = []
+        for m in messages:
+            if m.rejected:
+                continue
+            try:
+                doc = m.json()
+            except ValueError:
+                continue
+            if (isinstance(doc, dict) and doc.get("device") == device and doc.get("id") == rid
+                    and "data" in doc):
+                out.append(doc["data"])
+        return out
+
+    # ---- rate limits (gatewayRateLimits, and the per-device gateway limits) ----
+
+    @staticmethod
+    def rate_ok(sess, topic, payload, now):
+        emu = sess.emu
+        if emu._gw_limits is None:
+            return True
+        if sess.gw_rate is None:
+            sess.gw_rate = {k: _RateLimit(v) for k, v in emu._gw_limits.items() if v}
+        r = sess.gw_rate
+        if "messages" in r and not r["messages"].take(1, now):
+            return False
+        if topic == GW_TELEMETRY:
+            try:
+                per_device = [(name, sum(1 for _, values in parse_telemetry(arr)
+                                         for v in values.values() if v is not None))
+                              for name, arr in _json_payload(payload).items()
+                              if isinstance(arr, list)]
+            except (Invalid, AttributeError):
+                return True          # the handler rejects it for what it is
+        elif topic in ("v1/devices/me/telemetry", "v2/t", "v2/t/j"):
+            try:
+                per_device = [(None, sum(1 for _, values in parse_telemetry(_json_payload(payload))
+                                         for v in values.values() if v is not None))]
+            except Invalid:
+                return True
+        else:
+            per_device = None
+        if per_device is not None:
+            if "telemetryMessages" in r and not r["telemetryMessages"].take(1, now):
+                return False
+            n = sum(c for _, c in per_device)
+            if "telemetryDataPoints" in r and not r["telemetryDataPoints"].take(n, now):
+                return False
+        if emu._gw_device_limits is None or not topic.startswith("v1/gateway/"):
+            return True
+        names = [n for n, _ in per_device] if per_device is not None else []
+        if per_device is None:
+            try:
+                doc = _json_payload(payload)
+                names = ([doc["device"]] if "device" in doc else list(doc)) \
+                    if isinstance(doc, dict) else []
+            except Invalid:
+                return True
+        counts = dict(per_device or [])
+        for name in names:
+            if not isinstance(name, str):
+                continue
+            limits = sess.gw_device_rate.setdefault(name, {
+                k: _RateLimit(v) for k, v in emu._gw_device_limits.items() if v})
+            if "messages" in limits and not limits["messages"].take(1, now):
+                return False
+            if name in counts:
+                if ("telemetryMessages" in limits
+                        and not limits["telemetryMessages"].take(1, now)):
+                    return False
+                if ("telemetryDataPoints" in limits
+                        and not limits["telemetryDataPoints"].take(counts[name], now)):
+                    return False
+        return True
+
+
+_GATEWAY_ROUTES = {
+    GW_CONNECT: _Gateway.connect,
+    GW_DISCONNECT: _Gateway.disconnect,
+    GW_TELEMETRY: _Gateway.telemetry,
+    GW_ATTRIBUTES: _Gateway.attributes,
+    GW_ATTRIBUTES_REQUEST: _Gateway.attribute_request,
+    GW_RPC: _Gateway.rpc_response,
+    GW_CLAIM: _Gateway.claim,
+}
+
+
+class _GatewayControl:
+    """The Emulator's gateway-mode actions and observations (a mixin of Emulator)."""
+
+    _gw_limits = None
+    _gw_device_limits = None
+
+    def set_gateway(self, name, on=True):
+        """Flag a registered device as a gateway ("Is gateway", additionalInfo "gateway":
+        true). ThingsBoard reads the flag at CONNECT: a session already open keeps what it
+        had."""
+        def op():
+            self._dev(name).gateway = bool(on)
+        self._call(op)
+
+    def subdevices(self, gateway):
+        """{name: device profile} of every device the gateway created or announced."""
+        with self._cond:
+            gw = self._dev(gateway)
+            return {d.name: d.type for d in self._devices.values() if d.parent is gw}
+
+    def gateway_connected(self, gateway):
+        """Names of the sub-devices connected in the gateway's current session, in the order
+        they were announced (empty when the gateway is offline)."""
+        with self._cond:
+            sess = self._dev(gateway).session
+            return list(sess.gw_devices) if sess is not None and sess.gateway else []
+
+    def gateway_session_limits(self):
+        """The getSessionLimits answer of a gateway session (GatewaySessionLimits):
+        rateLimits are each sub-device's limits, gatewayRateLimits the session's."""
+        limits = self.session_limits()
+        limits["rateLimits"] = {k: v for k, v in (self._gw_device_limits or {}).items() if v}
+        limits["gatewayRateLimits"] = {k: v for k, v in (self._gw_limits or {}).items() if v}
+        return limits
+
+    def set_gateway_rate_limits(self, messages=None, telemetry_messages=None,
+                                telemetry_datapoints=None, device_messages=None,
+                                device_telemetry_messages=None,
+                                device_telemetry_datapoints=None):
+        """The tenant profile's gateway limits, "capacity:seconds,…" each, None for none:
+        transportGateway{Msg,TelemetryMsg,TelemetryDataPoints}RateLimit govern the whole
+        gateway session, transportGatewayDevice…RateLimit each sub-device's share of it.
+        A gateway that exceeds one has its session closed (counted as rate_limited on the
+        gateway). Device-mode limits (set_rate_limits) do not apply to a gateway session."""
+        def op():
+            g = dict(zip(GW_LIMIT_NAMES, (messages, telemetry_messages, telemetry_datapoints)))
+            d = dict(zip(GW_LIMIT_NAMES, (device_messages, device_telemetry_messages,
+                                          device_telemetry_datapoints)))
+            self._gw_limits = g if any(g.values()) or any(d.values()) else None
+            self._gw_device_limits = d if any(d.values()) else None
+            for sess in self._sessions:
+                sess.gw_rate = None
+                sess.gw_device_rate = {}
+        self._call(op)
+
+
+# ---------------------------------------------------------------------------------------------
 # The emulator
 
 
-class Emulator:
+class Emulator(_GatewayControl):
     """A ThingsBoard MQTT transport for tests (see the module docstring).
 
     host/port: plain MQTT listener (port 0 = pick a free one; read .port after start()).
@@ -1701,9 +2119,13 @@ class Emulator:
             return dict(self._dev(device).shared)
 
     def connected(self, device):
-        """True while the device has an open session."""
+        """True while the device has an open session (a sub-device: while it is connected in
+        its gateway's session)."""
         with self._cond:
-            return self._dev(device).session is not None
+            dev = self._dev(device)
+            if dev.parent is not None:
+                return _Gateway.session_of(dev) is not None
+            return dev.session is not None
 
     def connect_count(self, device):
         """Number of accepted CONNECTs of the device."""
@@ -1816,6 +2238,8 @@ class Emulator:
     def _set_shared(self, device, data):
         dev = self._dev(device)
         dev.shared.update(data)
+        if dev.parent is not None:
+            return _Gateway.push_attributes(dev, data)
         sess = dev.session
         if sess is not None and sess.attr_push_topic:
             sess.publish(sess.attr_push_topic, java_json(data))
@@ -1828,6 +2252,8 @@ class Emulator:
         dev = self._dev(device)
         for k in keys:
             dev.shared.pop(k, None)
+        if dev.parent is not None:
+            return _Gateway.push_attributes(dev, {"deleted": keys})
         sess = dev.session
         if sess is not None and sess.attr_push_topic:
             sess.publish(sess.attr_push_topic, java_json({"deleted": keys}))
@@ -1843,7 +2269,9 @@ class Emulator:
                        None if expire_s is None else time.monotonic() + expire_s)
             dev.rpc_next += 1
             dev.rpcs[rpc.id] = rpc
-            if dev.session is not None and dev.session.rpc_request_base is not None:
+            if dev.parent is not None:
+                _Gateway.queue_rpc(dev, rpc)
+            elif dev.session is not None and dev.session.rpc_request_base is not None:
                 dev.session.send_rpc(rpc)
             return rpc.id
         return self._call(op)
@@ -1869,6 +2297,10 @@ class Emulator:
 
     def rpc_answers(self, device, rid):
         """Every answer the device published for RPC rid (repeats included), parsed."""
+        with self._cond:
+            parent = self._dev(device).parent
+        if parent is not None:
+            return _Gateway.rpc_answers(self.messages(parent.name, GW_RPC), device, rid)
         suffix = str(rid)
         return [m.json() for m in self.messages(device)
                 if not m.rejected and any(m.topic == p + suffix for p in _RPC_RESPONSE_PREFIXES)]
@@ -2110,7 +2542,8 @@ class Emulator:
 
     def load_devices(self, path):
         """Register devices and provisioning profiles from a devices.json file:
-        {"devices": [{"name", "token" | "client_id"/"username"/"password" | "cert_file"}],
+        {"devices": [{"name", "token" | "client_id"/"username"/"password" | "cert_file",
+                      "gateway"?}],
          "provision": [{"key", "secret", "allow_create"?}]}."""
         with open(path) as f:
             conf = json.load(f)
@@ -2122,6 +2555,8 @@ class Emulator:
             self.add_device(d["name"], token=d.get("token"), client_id=d.get("client_id"),
                             username=d.get("username"), password=d.get("password"),
                             cert_pem=cert)
+            if d.get("gateway"):
+                self.set_gateway(d["name"])
         for p in conf.get("provision", []):
             self.add_provision_profile(p["key"], p["secret"], p.get("allow_create", True))
 
@@ -2170,6 +2605,13 @@ _CONTROL_COMMANDS = {
         r["device"], r["kind"], r["title"], r["version"], base64.b64decode(r["data"]),
         r.get("algorithm", "SHA256"), r.get("checksum"), r.get("tag")),
     "clear_ota": lambda e, r: e.clear_ota(r["device"], r["kind"]),
+    "set_gateway": lambda e, r: e.set_gateway(r["device"], r.get("on", True)),
+    "subdevices": lambda e, r: {"subdevices": e.subdevices(r["device"])},
+    "gateway_connected": lambda e, r: {"gateway_connected": e.gateway_connected(r["device"])},
+    "set_gateway_rate_limits": lambda e, r: e.set_gateway_rate_limits(
+        r.get("messages"), r.get("telemetry_messages"), r.get("telemetry_datapoints"),
+        r.get("device_messages"), r.get("device_telemetry_messages"),
+        r.get("device_telemetry_datapoints")),
 }
 
 

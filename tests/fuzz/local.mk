@@ -7,7 +7,7 @@
 # make fuzz FUZZ_SECONDS=N runs each libFuzzer program for N seconds on a scratch copy of
 # its corpus and prints what it did.
 
-fuzz_names = config downlink ota serial-parse spool control mei
+fuzz_names = config downlink ota serial-parse spool control mei gateway
 fuzz_programs = \
 	tests/fuzz/fuzz-config \
 	tests/fuzz/fuzz-downlink \
@@ -15,7 +15,8 @@ fuzz_programs = \
 	tests/fuzz/fuzz-serial-parse \
 	tests/fuzz/fuzz-spool \
 	tests/fuzz/fuzz-control \
-	tests/fuzz/fuzz-mei
+	tests/fuzz/fuzz-mei \
+	tests/fuzz/fuzz-gateway
 
 if FUZZING
 fuzz_main =
@@ -58,10 +59,14 @@ tests_fuzz_fuzz_control_SOURCES = tests/fuzz/fuzz-control.c $(fuzz_common)
 tests_fuzz_fuzz_control_CFLAGS = $(fuzz_cflags)
 tests_fuzz_fuzz_control_LDFLAGS = $(fuzz_ldflags)
 tests_fuzz_fuzz_control_LDADD = $(fuzz_ldadd)
+tests_fuzz_fuzz_gateway_SOURCES = tests/fuzz/fuzz-gateway.c $(fuzz_common)
+tests_fuzz_fuzz_gateway_CFLAGS = $(fuzz_cflags)
+tests_fuzz_fuzz_gateway_LDFLAGS = $(fuzz_ldflags)
+tests_fuzz_fuzz_gateway_LDADD = $(fuzz_ldadd)
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/run-fuzz tests/fuzz/corpus \
 	tests/fuzz/config.dict tests/fuzz/downlink.dict tests/fuzz/ota.dict \
-	tests/fuzz/serial-parse.dict tests/fuzz/control.dict
+	tests/fuzz/serial-parse.dict tests/fuzz/control.dict tests/fuzz/gateway.dict
 
 # make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="config spool"] [FUZZ_FLAGS=-use_value_profile=1]
 # make fuzz-merge: minimise tests/fuzz/corpus/<name>/ with the finds of the last make fuzz.

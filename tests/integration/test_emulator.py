@@ -785,13 +785,15 @@ class Telemetry(EmuTest):
         r = self.raw_session()
         r.publish("v1/devices/me/unknown", "whatever", pid=1)
         self.assertEqual(r.packet(), (4, 0, b"\x00\x01"))
-        r.publish("v1/devices/me/unknown", b"x" * 65536, pid=2)
+        # The limit counts topic and packet id too (Netty's MqttDecoder, remaining length).
+        fits = tb_emulator.MAX_PAYLOAD - 2 - len("v1/devices/me/unknown") - 2
+        r.publish("v1/devices/me/unknown", b"x" * fits, pid=2)
         self.assertEqual(r.packet(), (4, 0, b"\x00\x02"))
         # A device that is not a gateway: never acknowledged, the session stays.
         r.publish("v1/gateway/telemetry", '{"A":[{"x":1}]}', pid=3)
         r.send(b"\xc0\x00")
         self.assertEqual(r.packet(), (13, 0, b""))
-        r.publish("v1/devices/me/telemetry", "x" * 65537, pid=4)
+        r.publish("v1/devices/me/telemetry", "x" * (fits + 1), pid=4)
         self.assertEqual(r.packets_until_closed(), [])
         counts = self.emu.counts("dev")
         self.assertEqual((counts["unknown_msgs"], counts["gateway_msgs"]), (2, 1))
@@ -1136,6 +1138,225 @@ class Faults(EmuTest):
         # A device that does not exist yet counts as "not yet", not as an error.
         with self.assertRaises(TimeoutError):
             self.emu.wait(lambda: self.emu.telemetry("later"), 0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gateway API (§11)
+
+class Gateway(EmuTest):
+    def setUp(self):
+        super().setUp()
+        self.emu.add_device("gw", token="GW")
+        self.emu.set_gateway("gw")
+
+    def gw(self):
+        c = self.connected_client("GW", client_id="gw")
+        return c
+
+    def acked(self, c, topic, body):
+        self.assertTrue(c.wait_ack(c.pub(topic, body)), "no PUBACK for %s %r" % (topic, body))
+
+    def test_not_a_gateway_is_never_acked(self):
+        c = self.connected_client()                 # "dev" is a plain device
+        mid = c.pub("v1/gateway/connect", '{"device":"A"}')
+        self.assertFalse(c.wait_ack(mid, QUIET))
+        self.assertFalse(c.gone.is_set())
+        self.assertEqual(self.emu.subdevices("dev"), {})
+        # The flag is read at CONNECT: setting it later changes nothing for this session.
+        self.emu.set_gateway("dev")
+        self.assertFalse(c.wait_ack(c.pub("v1/gateway/connect", '{"device":"A"}'), QUIET))
+
+    def test_connect_telemetry_attributes(self):
+        c = self.gw()
+        self.acked(c, "v1/gateway/connect", '{"device":"A","type":"meter"}')
+        self.acked(c, "v1/gateway/connect", '{"device":"B"}')
+        self.assertEqual(self.emu.subdevices("gw"), {"A": "meter", "B": "default"})
+        self.assertEqual(self.emu.gateway_connected("gw"), ["A", "B"])
+        self.assertTrue(self.emu.connected("A"))
+        self.acked(c, "v1/gateway/telemetry", json.dumps({
+            "A": [{"ts": 1000, "values": {"t": 1.5, "n": None}}, {"ts": 2000, "values": {"t": 2}}],
+            "B": [{"x": "s"}, {"ts": 500, "values": {"y": 1}, "metadata": {"connector": "c"}}]}))
+        self.assertEqual(self.emu.telemetry("A"), [(1000, "t", 1.5), (2000, "t", 2)])
+        tb = self.emu.telemetry("B")
+        self.assertEqual((tb[0][1:], tb[1]), (("x", "s"), (500, "y", 1)))
+        self.assertEqual(self.emu.counts("A")["telemetry_values"], 2)
+        self.acked(c, "v1/gateway/attributes", '{"A":{"fw":"1.2","n":null},"B":{"k":3}}')
+        self.assertEqual(self.emu.attributes("A"), {"fw": "1.2"})
+        self.assertEqual(self.emu.attributes("B"), {"k": 3})
+        # A device ThingsBoard does not know is created with the default profile and
+        # connected by its first data.
+        self.acked(c, "v1/gateway/telemetry", '{"C":[{"v":1}]}')
+        self.assertEqual(self.emu.subdevices("gw")["C"], "default")
+        self.assertIn("C", self.emu.gateway_connected("gw"))
+        # An existing device keeps its profile.
+        self.acked(c, "v1/gateway/connect", '{"device":"A","type":"other"}')
+        self.assertEqual(self.emu.subdevices("gw")["A"], "meter")
+        self.acked(c, "v1/gateway/disconnect", '{"device":"A"}')
+        self.assertFalse(self.emu.connected("A"))
+        self.assertEqual(self.emu.gateway_connected("gw"), ["B", "C"])
+        self.acked(c, "v1/gateway/disconnect", '{"device":"nobody"}')
+        # Non-array members are skipped, the rest is stored.
+        self.acked(c, "v1/gateway/telemetry", '{"B":{"ts":1,"values":{"z":1}},"C":[{"w":2}]}')
+        self.assertEqual(self.emu.telemetry("C")[-1][1:], ("w", 2))
+        self.assertNotIn("z", [k for _, k, _ in self.emu.telemetry("B")])
+        # Unknown v1/gateway topics are acknowledged and dropped.
+        self.acked(c, "v1/gateway/nothing", "{}")
+        self.assertFalse(c.gone.is_set())
+
+    def test_downlinks_only_while_connected(self):
+        c = self.gw()
+        self.assertEqual(c.sub("v1/gateway/attributes", "v1/gateway/rpc",
+                               "v1/gateway/attributes/response"), (1, 1, 1))
+        self.acked(c, "v1/gateway/connect", '{"device":"A"}')
+        self.emu.set_shared("A", {"sp": 21.0})
+        self.assertEqual(c.msg()[:2], ("v1/gateway/attributes",
+                                       b'{"device":"A","data":{"sp":21.0}}'))
+        self.emu.delete_shared("A", ["sp"])
+        self.assertEqual(c.msg()[1], b'{"device":"A","data":{"deleted":["sp"]}}')
+        rid = self.emu.rpc("A", "setValve", {"open": True})
+        self.assertEqual(rid, 0)
+        self.assertEqual(c.msg()[:2], ("v1/gateway/rpc", b'{"device":"A","data":'
+                                       b'{"id":0,"method":"setValve","params":{"open":true}}}'))
+        self.acked(c, "v1/gateway/rpc", '{"device":"A","id":0,"data":{"ok":1}}')
+        self.assertEqual(self.emu.rpc_response("A", 0), {"ok": 1})
+        self.acked(c, "v1/gateway/rpc", '{"device":"A","id":0,"data":{"ok":2}}')
+        self.emu.wait(lambda: len(self.emu.rpc_answers("A", 0)) == 2, TIMEOUT)
+        self.assertEqual(self.emu.rpc_answers("A", 0), [{"ok": 1}, {"ok": 2}])
+        self.assertEqual(self.emu.rpc_response("A", 0), {"ok": 1})   # the first one counts
+        # Disconnected: nothing flows, pending RPCs wait for the next connect.
+        self.acked(c, "v1/gateway/disconnect", '{"device":"A"}')
+        self.emu.set_shared("A", {"sp": 22})
+        rid = self.emu.rpc("A", "later", None)
+        c.no_msg()
+        self.acked(c, "v1/gateway/connect", '{"device":"A"}')
+        self.assertEqual(json.loads(c.msg()[1]),
+                         {"device": "A", "data": {"id": rid, "method": "later", "params": None}})
+        # A new gateway session starts with no sub-device connected.
+        c.close()
+        self.emu.wait(lambda: not self.emu.connected("gw"), TIMEOUT)
+        c = self.gw()
+        self.assertEqual(self.emu.gateway_connected("gw"), [])
+        self.assertFalse(self.emu.connected("A"))
+        self.emu.set_shared("A", {"sp": 23})
+        c.no_msg()
+        self.assertEqual(self.emu.shared("A"), {"sp": 23})
+
+    def test_attribute_request(self):
+        c = self.gw()
+        self.acked(c, "v1/gateway/attributes", '{"A":{"c1":1,"c2":"x"}}')
+        self.emu.set_shared("A", {"s1": 2.5})
+        # A is connected by its attributes: the push needs no subscription.
+        self.assertEqual(c.msg()[:2], ("v1/gateway/attributes",
+                                       b'{"device":"A","data":{"s1":2.5}}'))
+        for req, answer in (
+                ({"id": 1, "device": "A", "client": True, "key": "c1"},
+                 {"id": 1, "device": "A", "value": 1}),
+                ({"id": 2, "device": "A", "client": True, "keys": ["c1", "c2", "no"]},
+                 {"id": 2, "device": "A", "values": {"c1": 1, "c2": "x"}}),
+                ({"id": 3, "device": "A", "client": False, "keys": ["s1"]},
+                 {"id": 3, "device": "A", "value": 2.5}),
+                ({"id": 4, "device": "A", "client": False, "key": "c1"},
+                 {"id": 4, "device": "A"})):
+            c.pub("v1/gateway/attributes/request", json.dumps(req))
+            topic, body, _ = c.msg()
+            self.assertEqual((topic, json.loads(body)), ("v1/gateway/attributes/response", answer))
+
+    def test_claim(self):
+        c = self.gw()
+        self.acked(c, "v1/gateway/claim",
+                   '{"A":{"secretKey":"s","durationMs":60000},"B":{"durationMs":"x"},"C":1}')
+        self.assertEqual(self.emu.claims("A"), [("s", 60000)])
+        self.assertEqual(self.emu.claims("B"), [])       # not converted: logged only
+        self.assertFalse(c.gone.is_set())
+
+    def rejected(self, topic, payload, puback):
+        """The gateway's connection closes; PUBACK first or not, as ThingsBoard does."""
+        r = self.raw_session("GW")
+        r.publish(topic, payload, qos=1, pid=9)
+        got = [p[0] for p in r.packets_until_closed()]
+        self.assertEqual(4 in got, puback, "%s %r: packets %r" % (topic, payload, got))
+
+    def test_conversion_errors_close_the_gateway(self):
+        # Unparseable JSON (an AdaptorException): closed, no PUBACK.
+        self.rejected("v1/gateway/telemetry", "{nope", False)
+        self.rejected("v1/gateway/connect", "", False)
+        # A value that does not convert (ts, values) closes the whole connection.
+        self.rejected("v1/gateway/telemetry", '{"A":[{"ts":"soon","values":{"x":1}}]}', False)
+        self.rejected("v1/gateway/telemetry", '{"A":[{"v":1}],"B":[{"ts":1,"values":3}]}', False)
+        self.assertNotIn("A", self.emu.devices)              # nothing of it was taken
+        # Valid JSON of the wrong shape (RuntimeException): PUBACK, then close.
+        self.rejected("v1/gateway/telemetry", "[1]", True)
+        self.rejected("v1/gateway/telemetry", '{"A":{"v":1}}', True)   # no array left
+        self.rejected("v1/gateway/connect", '{"type":"x"}', True)
+        self.rejected("v1/gateway/connect", '{"device":""}', True)
+        self.rejected("v1/gateway/attributes/request", '{"id":1,"device":"A","key":"k"}', True)
+        self.rejected("v1/gateway/attributes/request", '{"id":1,"device":"A","client":true}',
+                      True)
+        # An RPC reply without id is dropped unacknowledged; the session stays.
+        c = self.gw()
+        self.assertFalse(c.wait_ack(c.pub("v1/gateway/rpc", '{"device":"A","data":1}'), QUIET))
+        self.assertFalse(c.gone.is_set())
+
+    def test_payload_limit(self):
+        # Topic and packet id count against the limit: 65 512 bytes of payload here.
+        limit = tb_emulator.MAX_PAYLOAD - 2 - len("v1/gateway/telemetry") - 2
+        frame = len('{"A":[{"v":""}]}')
+        big = '{"A":[{"v":"%s"}]}' % ("x" * (limit - frame + 1))
+        self.assertEqual(len(big), limit + 1)
+        self.rejected("v1/gateway/telemetry", big, False)
+        c = self.gw()
+        fits = big[:-5] + '"}]}'
+        self.assertEqual(len(fits), limit)
+        self.acked(c, "v1/gateway/telemetry", fits)
+
+    def test_rate_limits(self):
+        self.emu.set_rate_limits(messages="1:60")             # device limits: not for gateways
+        self.emu.set_gateway_rate_limits(telemetry_datapoints="5:60")
+        c = self.gw()
+        self.acked(c, "v1/gateway/telemetry", '{"A":[{"a":1,"b":2}],"B":[{"c":3,"d":4}]}')
+        self.acked(c, "v1/gateway/connect", '{"device":"C"}')
+        self.assertFalse(c.wait_ack(c.pub("v1/gateway/telemetry", '{"A":[{"a":1,"b":2}]}')))
+        self.assertTrue(c.gone.wait(TIMEOUT))
+        self.assertEqual(self.emu.counts("gw")["rate_limited"], 1)
+
+    def test_session_limits(self):
+        self.emu.set_rate_limits(messages="1:60")
+        self.emu.set_gateway_rate_limits(messages="100:1", telemetry_datapoints="5:60",
+                                         device_messages="2:60")
+        c = self.gw()
+        c.pub("v1/devices/me/rpc/request/1", '{"method":"getSessionLimits","params":{}}')
+        topic, body, _ = c.msg()
+        self.assertEqual(topic, "v1/devices/me/rpc/response/1")
+        self.assertEqual(json.loads(body), {
+            "maxPayloadSize": 65536, "maxInflightMessages": 100,
+            "rateLimits": {"messages": "2:60"},
+            "gatewayRateLimits": {"messages": "100:1", "telemetryDataPoints": "5:60"}})
+
+    def test_rate_limits_per_device(self):
+        self.emu.set_gateway_rate_limits(device_messages="2:60")
+        c = self.gw()
+        for _ in range(2):
+            self.acked(c, "v1/gateway/telemetry", '{"A":[{"a":1}],"B":[{"b":1}]}')
+        self.acked(c, "v1/gateway/telemetry", '{"C":[{"c":1}]}')
+        self.assertFalse(c.wait_ack(c.pub("v1/gateway/attributes", '{"A":{"k":1}}')))
+        self.assertTrue(c.gone.wait(TIMEOUT))
+
+    def test_control_port(self):
+        for line, want in (
+                ({"cmd": "set_gateway", "device": "dev"}, {"ok": True}),
+                ({"cmd": "subdevices", "device": "gw"}, {"ok": True, "subdevices": {}}),
+                ({"cmd": "gateway_connected", "device": "gw"},
+                 {"ok": True, "gateway_connected": []}),
+                ({"cmd": "set_gateway_rate_limits", "messages": "100:1"}, {"ok": True})):
+            self.assertEqual(self.emu.control_command(json.dumps(line)), want)
+        c = self.gw()
+        self.acked(c, "v1/gateway/connect", '{"device":"A","type":"meter"}')
+        self.assertEqual(self.emu.control_command('{"cmd":"subdevices","device":"gw"}'),
+                         {"ok": True, "subdevices": {"A": "meter"}})
+        self.assertEqual(self.emu.control_command('{"cmd":"connected","device":"A"}'),
+                         {"ok": True, "connected": True})
+        c2 = self.connected_client()              # "dev" flagged above: a gateway now
+        self.assertTrue(c2.wait_ack(c2.pub("v1/gateway/connect", '{"device":"D"}')))
 
 
 # ---------------------------------------------------------------------------------------------
