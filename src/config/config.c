@@ -14,7 +14,7 @@
  * template is validated once on its own, so its errors appear once, at its own line, with
  * the devices that use it named.
  *
- * Scopes: a row is valid for some drivers (modbus-rtu, modbus-tcp, serial-line) and some
+ * Scopes: a row is valid for some drivers (modbus-rtu, modbus-tcp, …) and some
  * contexts (a device, a template, a telemetry tag, an RPC method, …). A known setting in
  * the wrong place says where it does belong instead of "unknown".
  *
@@ -24,6 +24,7 @@
 #include "config/config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
@@ -163,6 +164,37 @@ static void parse_devices(struct load *ld, const config_setting_t *bs, const cha
     }
 }
 
+/* Where a TCP bus's connection comes from: host/port, or listen = { bind; port; }. */
+static void parse_tcp_endpoint(struct load *ld, const config_setting_t *bs, const char *path,
+                               struct bus_config *b)
+{
+    const config_setting_t *ls = cf_member(bs, "listen");
+    char sub[80];
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (!ls || config_setting_type(ls) != CONFIG_TYPE_GROUP) {
+        if (!b->host && !ls)
+            ERR(ld, bs, path, "missing required setting 'host' (or listen = { port = …; } for "
+                              "a device server that connects to tbgw)");
+        return;
+    }
+    cf_path_join(sub, sizeof(sub), path, "listen");
+    b->listen = true;
+    cf_apply_defaults(listen_keys, BUS(D_NET), b);
+    cf_check_required(ld, ls, sub, listen_keys, BUS(D_NET),
+                      cf_walk(ld, ls, sub, listen_keys, BUS(D_NET), "a TCP bus", "", b));
+    if (b->host)
+        ERR(ld, cf_at(bs, "host"), path, "'host' and 'listen' exclude each other: tbgw either "
+                                         "connects to the device or waits for it to connect");
+    if (b->listen_bind && inet_pton(AF_INET, b->listen_bind, addr) != 1 &&
+        inet_pton(AF_INET6, b->listen_bind, addr) != 1) {
+        cf_path_join(sub, sizeof(sub), path, "listen.bind");
+        ERR(ld, cf_at(ls, "bind"), sub,
+            "bind '%s' is not an IP address of this host (e.g. \"0.0.0.0\" for all)",
+            b->listen_bind);
+    }
+}
+
 static void parse_buses(struct load *ld, const config_setting_t *root, const struct tmpls *tmpls)
 {
     const config_setting_t *list = cf_member(root, "buses");
@@ -204,8 +236,8 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
             if (ds)
                 cf_parse_value(ld, &bus_keys[1], ds, sub, &scratch);
             else
-                ERR(ld, bs, path, "missing required setting 'driver' (modbus-rtu, modbus-tcp or "
-                                  "serial-line)");
+                ERR(ld, bs, path, "missing required setting 'driver' (modbus-rtu, modbus-ascii, "
+                                  "modbus-tcp, modbus-rtu-tcp or serial-line)");
             continue;
         }
         b->driver = (enum driver_kind)d;
@@ -225,7 +257,9 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
             cf_apply_defaults(rs485_keys, BUS(D_RTU), b);
             cf_walk(ld, rs, sub, rs485_keys, BUS(D_RTU), "a modbus-rtu bus", "", b);
         }
-        if (b->driver != DRIVER_MODBUS_TCP) {
+        if (driver_scope[b->driver] & D_NET)
+            parse_tcp_endpoint(ld, bs, path, b);
+        if (driver_scope[b->driver] & D_SERIAL) {
             bool std = false;
             for (size_t k = 0; k < ARRAY_SIZE(standard_bauds); k++)
                 std |= standard_bauds[k] == b->baud;
@@ -246,6 +280,20 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
         parse_devices(ld, bs, path, b, tmpls);
         c->n_buses++;
     }
+}
+
+/* /dev/ttyUSB3, /dev/ttyACM0: names handed out in order of appearance. */
+static bool unstable_port_name(const char *dev)
+{
+    const char *p = NULL;
+
+    if (strncmp(dev, "/dev/ttyUSB", 11) == 0)
+        p = dev + 11;
+    else if (strncmp(dev, "/dev/ttyACM", 11) == 0)
+        p = dev + 11;
+    if (!p || !*p)
+        return false;
+    return strspn(p, "0123456789") == strlen(p);
 }
 
 /* Cross-bus rules: unique device names, one device per streaming serial-line bus, one
@@ -298,6 +346,18 @@ static void check_global(struct load *ld)
                          "port '%s' is already used by bus '%s'; devices on one port belong on "
                          "one bus",
                          b->device, c->buses[j].name);
+        if (b->device && unstable_port_name(b->device))
+            diag_add(ld->diag, true, b->origin.file, b->origin.line, path,
+                     "port '%s' is numbered by the order USB adapters appear in and may name "
+                     "another adapter after a replug or reboot; prefer its /dev/serial/by-id/ "
+                     "path",
+                     b->device);
+        snprintf(path, sizeof(path), "buses.[%zu].listen.port", i);
+        for (size_t j = 0; j < i; j++)
+            if (b->listen && c->buses[j].listen && b->listen_port == c->buses[j].listen_port)
+                diag_add(ld->diag, false, b->origin.file, b->origin.line, path,
+                         "port %d is already listened on by bus '%s'", b->listen_port,
+                         c->buses[j].name);
     }
 }
 
@@ -412,6 +472,7 @@ struct config *config_free(struct config *c)
         free(b->name);
         free(b->device);
         free(b->host);
+        free(b->listen_bind);
     }
     free(c->buses);
     free(c->devices);

@@ -15,8 +15,10 @@
  * Failures: a device that does not answer (after the driver's retries) is backed off
  * exponentially from max(1 s, poll_ms) to 60 s and marked inactive; the other devices
  * keep their schedule. A lost link (port vanished, connection refused) is reconnected
- * with the same backoff; it counts as back at the first answer on it. Each state change
- * is logged once, not once per poll.
+ * with backoff from 1 s to 5 s: a device server or USB adapter that comes back is polled
+ * again within seconds, and a retry is one cheap open() or connect(). The link counts as
+ * back at the first answer on it. A bus whose peer dials in (listen) waits for it,
+ * looking every second. Each state change is logged once, not once per poll.
  *
  * Hand-off: values are decoded here, filtered by the report strategy, and pushed into this
  * bus's SPSC ring; the uplink is woken once per poll through its eventfd.
@@ -47,6 +49,7 @@
 
 #define BACKOFF_MIN_MS 1000u
 #define BACKOFF_MAX_MS 60000u
+#define LINK_BACKOFF_MAX_MS 5000u
 #define WAIT_MAX_MS 1000u   /* wake at least this often, to show the watchdog we are alive */
 #define RING_SAMPLES 8192u
 #define CMDQ_MAX 64u
@@ -66,6 +69,8 @@ struct bus {
     _Atomic bool stop;
     _Atomic uint64_t alive_ms;
     _Atomic bool connected;
+    _Atomic bool waiting; /* listen: no peer has dialled in yet */
+    char wait_text[96];
     _Atomic uint64_t requests, errors;
     uint64_t link_retry_ms, link_backoff_ms;
     struct complain link;
@@ -79,6 +84,11 @@ static uint64_t next_backoff(uint64_t cur, int poll_ms)
     if (!cur)
         return MAX((uint64_t)BACKOFF_MIN_MS, (uint64_t)poll_ms);
     return MIN(cur * 2, (uint64_t)BACKOFF_MAX_MS);
+}
+
+static uint64_t next_link_backoff(uint64_t cur)
+{
+    return MIN(next_backoff(cur, 0), (uint64_t)LINK_BACKOFF_MAX_MS);
 }
 
 /* ---- per-device setup ------------------------------------------------------------------ */
@@ -131,6 +141,9 @@ struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_
     b->cfg = cfg;
     b->drv = driver_for(cfg->driver);
     b->wake_fd = wake_fd;
+    if (cfg->listen)
+        snprintf(b->wait_text, sizeof(b->wait_text), "waiting for a connection on %s:%d",
+                 cfg->listen_bind, cfg->listen_port);
     b->ring = ring_new(RING_SAMPLES);
     schedule_init(&b->sched);
     r = cmdq_init(&b->cmdq, CMDQ_MAX);
@@ -213,6 +226,11 @@ uint64_t bus_alive_ms(const struct bus *b)
 bool bus_connected(const struct bus *b)
 {
     return atomic_load(&b->connected);
+}
+
+const char *bus_waiting(const struct bus *b)
+{
+    return atomic_load(&b->waiting) ? b->wait_text : NULL;
 }
 
 uint64_t bus_requests(const struct bus *b)
@@ -395,7 +413,7 @@ static void link_lost(struct bus *b, int err)
 {
     b->drv->disconnect(b->drv_state);
     atomic_store(&b->connected, false);
-    b->link_backoff_ms = next_backoff(b->link_backoff_ms, 0);
+    b->link_backoff_ms = next_link_backoff(b->link_backoff_ms);
     b->link_retry_ms = now_ms() + b->link_backoff_ms;
     complain(&b->link, LOG_WARNING, err, "bus '%s': %m; reconnecting with backoff", b->cfg->name);
 }
@@ -426,8 +444,16 @@ static bool ensure_connected(struct bus *b)
         return false;
     r = b->drv->connect(b->drv_state);
     atomic_store_explicit(&b->alive_ms, now_ms(), memory_order_relaxed);
+    if (r == -EAGAIN && b->cfg->listen) {
+        /* Nobody has dialled in yet: not a failure, and no reason to look less often. */
+        atomic_store(&b->waiting, true);
+        b->link_retry_ms = now_ms() + BACKOFF_MIN_MS;
+        complain(&b->link, LOG_INFO, 0, "bus '%s': %s", b->cfg->name, b->wait_text);
+        return false;
+    }
+    atomic_store(&b->waiting, false);
     if (r < 0) {
-        b->link_backoff_ms = next_backoff(b->link_backoff_ms, 0);
+        b->link_backoff_ms = next_link_backoff(b->link_backoff_ms);
         b->link_retry_ms = now_ms() + b->link_backoff_ms;
         complain(&b->link, LOG_WARNING, r, "bus '%s': cannot connect: %m; retrying with backoff",
                  b->cfg->name);
