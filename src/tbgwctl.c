@@ -213,6 +213,8 @@ static void print_status(json_object *st)
         json_object *b = json_object_array_get_idx(buses, i);
         printf("%-16s %-12s %-13s %8.1f %8lld\n", str(b, "name"), str(b, "driver"),
                str(b, "state"), dbl(b, "requests_per_s"), num(b, "errors"));
+        if (str(b, "status"))
+            printf("%-16s %s\n", "", str(b, "status"));
     }
     printf("\n%-20s %-12s %-13s %-8s %-11s %-28s %10s %8s\n", "DEVICE", "BUS", "EDGE", "POLLING",
            "LAST POLL", "LAST ERROR", "DELIVERED", "BACKLOG");
