@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Modbus ASCII on a serial port: ':' then unit, PDU and LRC in hex, then CR LF; commonly
- * 7E1 on older meters and PLCs, 8N1 works too. The serial settings are modbus-rtu's.
+ * 7E1 on older meters and PLCs, 8N1 works too. The serial settings are modbus-rtu's,
+ * RS-485 direction control through RTS included (modbus-link.c drives it).
  *
  * libmodbus has no ASCII backend, so the frames are ours (modbus-frame.c, modbus-link.c);
  * retries, plans and commands are modbus-common.c's like for every Modbus driver. A port
@@ -32,6 +33,10 @@ static int ascii_open(struct bus *bus, void **ret_state)
         return -ENOMEM;
     mb_init_framed(mb, bus, true);
     mb->open_link = open_port;
+    if (mb->cfg->rs485) {
+        mb->link.rts = mb->cfg->rs485_rts;
+        mb->link.rts_delay_us = mb->cfg->rs485_delay_us;
+    }
     *ret_state = mb;
     return 0;
 }

@@ -15,6 +15,8 @@
 #include <modbus.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "drivers/modbus-link.h"
@@ -107,6 +109,33 @@ static int send_all(struct mb_link *l, const void *p, size_t n, uint64_t deadlin
     return 0;
 }
 
+/* Best effort, as libmodbus does for RTU: a port without modem lines (a pty, some USB
+ * adapters with automatic direction control) still carries the frame. */
+static void set_rts(int fd, bool on)
+{
+    int bit = TIOCM_RTS;
+
+    (void)ioctl(fd, on ? TIOCMBIS : TIOCMBIC, &bit);
+}
+
+/* RS-485 half duplex with the driver enable on RTS (as libmodbus does for RTU): RTS at its
+ * sending level while the frame leaves, back once the last bit is out of the UART. */
+static int send_frame(struct mb_link *l, const void *p, size_t n, uint64_t deadline_ms)
+{
+    int r;
+
+    if (!l->rts)
+        return send_all(l, p, n, deadline_ms);
+    set_rts(l->fd, l->rts == 1);
+    usleep((useconds_t)l->rts_delay_us);
+    r = send_all(l, p, n, deadline_ms);
+    if (r == 0 && tcdrain(l->fd) < 0)
+        r = io_error(errno);
+    usleep((useconds_t)l->rts_delay_us);
+    set_rts(l->fd, l->rts != 1);
+    return r;
+}
+
 static bool match(struct mb_link *l, const struct mbf_expect *e, uint8_t *pdu, size_t *pdu_len)
 {
     size_t used;
@@ -136,9 +165,9 @@ static int transact(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t 
     e->unit = unit;
     len = l->ascii ? mbf_ascii_encode(unit, req, req_len, (char *)frame)
                    : mbf_rtu_encode(unit, req, req_len, frame);
-    r = send_all(l, frame, len, deadline);
+    r = send_frame(l, frame, len, deadline);
     if (r < 0)
-        return r == -ETIMEDOUT ? -ETIMEDOUT : r;
+        return r;
 
     for (;;) {
         ssize_t got;

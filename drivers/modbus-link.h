@@ -27,6 +27,8 @@ struct mb_link {
     int fd;          /* -1: not open; owned by whoever opened it */
     bool ascii;      /* ASCII frames, else RTU frames */
     int timeout_ms;
+    int rts;          /* serial RS-485 direction through RTS: 0 none, 1 high / 2 low while sending */
+    int rts_delay_us; /* before and after sending, with rts */
     size_t n;        /* bytes waiting in buf */
     uint8_t buf[2 * MBF_ASCII_MAX];
 };

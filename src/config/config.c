@@ -250,12 +250,13 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
             cf_check_required(ld, bs, path, bus_keys, BUS(driver_scope[d]), seen);
         }
         rs = cf_member(bs, "rs485");
-        if (rs && config_setting_type(rs) == CONFIG_TYPE_GROUP && b->driver == DRIVER_MODBUS_RTU) {
+        if (rs && config_setting_type(rs) == CONFIG_TYPE_GROUP &&
+            (driver_scope[b->driver] & (D_RTU | D_ASCII))) {
             char sub[80];
             cf_path_join(sub, sizeof(sub), path, "rs485");
             b->rs485 = true;
-            cf_apply_defaults(rs485_keys, BUS(D_RTU), b);
-            cf_walk(ld, rs, sub, rs485_keys, BUS(D_RTU), "a modbus-rtu bus", "", b);
+            cf_apply_defaults(rs485_keys, BUS(driver_scope[b->driver]), b);
+            cf_walk(ld, rs, sub, rs485_keys, BUS(driver_scope[b->driver]), "a serial bus", "", b);
         }
         if (driver_scope[b->driver] & D_NET)
             parse_tcp_endpoint(ld, bs, path, b);

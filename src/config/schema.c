@@ -155,7 +155,7 @@ const struct key bus_keys[] = {
      .off = offsetof(struct bus_config, data_bits), .min = 5, .max = 8, .idef = 8},
     {.name = "stop_bits", .type = KT_INT, .scope = BUS(D_SERIAL),
      .off = offsetof(struct bus_config, stop_bits), .min = 1, .max = 2, .idef = 1},
-    {.name = "rs485", .type = KT_GROUP, .scope = BUS(D_RTU), .off = NO_OFF},
+    {.name = "rs485", .type = KT_GROUP, .scope = BUS(D_RTU | D_ASCII), .off = NO_OFF},
     {.name = "timeout_ms", .type = KT_INT, .scope = BUS(D_ALL),
      .off = offsetof(struct bus_config, timeout_ms), .min = 1, .max = 60000, .idef = 500},
     {.name = "inter_frame_ms", .type = KT_INT, .scope = BUS(D_FRAMED),
@@ -173,9 +173,9 @@ const struct key bus_keys[] = {
 };
 
 const struct key rs485_keys[] = {
-    {.name = "rts", .type = KT_ENUM, .scope = BUS(D_RTU), .off = offsetof(struct bus_config, rs485_rts),
+    {.name = "rts", .type = KT_ENUM, .scope = BUS(D_RTU | D_ASCII), .off = offsetof(struct bus_config, rs485_rts),
      .names = rts_names, .idef = 1, .what = "rts mode"},
-    {.name = "delay_us", .type = KT_INT, .scope = BUS(D_RTU),
+    {.name = "delay_us", .type = KT_INT, .scope = BUS(D_RTU | D_ASCII),
      .off = offsetof(struct bus_config, rs485_delay_us), .min = 0, .max = 1000000, .idef = 0},
     END_KEYS,
 };

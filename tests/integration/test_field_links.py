@@ -194,7 +194,7 @@ class FieldLinks(harness.TestCase):
 
     # ---- Modbus ASCII ----
 
-    def ascii(self, parity, data_bits):
+    def ascii(self, parity, data_bits, bus_extra=""):
         a, b = self.socat_pair()
         emu = self.emulator(devices=[("m1", "T-m1"), ("m7", "T-m7")])
         fm = self.fake_modbus("--ascii", b, "--parity", parity[0].upper(), "--data-bits",
@@ -203,8 +203,8 @@ class FieldLinks(harness.TestCase):
         fm.set(7, "holding", 0, 77)
         writes = 'writes = ( { key = "sp"; table = "holding"; address = 20; type = "uint16"; } );'
         bus = ('{ name = "old"; driver = "modbus-ascii"; port = "%s"; parity = "%s"; data_bits = %d; '
-               'timeout_ms = 300; devices = ( %s, %s ); }'
-               % (a, parity, data_bits, device("m1", 1, extra=writes), device("m7", 7)))
+               'timeout_ms = 300; %s devices = ( %s, %s ); }'
+               % (a, parity, data_bits, bus_extra, device("m1", 1, extra=writes), device("m7", 7)))
         proc, _, _ = self.start_tbgw(self.config(emu.port, bus))
         self.wait_value(emu, "m1", 11)
         self.wait_value(emu, "m7", 77)
@@ -220,7 +220,7 @@ class FieldLinks(harness.TestCase):
         self.stop_tbgw(proc)
 
     def test_ascii_7e1(self):
-        self.ascii("even", 7)
+        self.ascii("even", 7, 'rs485 = { rts = "up"; delay_us = 100; };')
 
     def test_ascii_8n1(self):
         self.ascii("none", 8)
