@@ -54,7 +54,7 @@
  * read and a write; `exceptions` counts exception answers sent, from libmodbus or from a
  * fault; a request for a silent or unserved unit is not executed (`ignored`); garbage, crc
  * and drop act on the answer after the request was executed (a write whose answer is lost
- * still wrote); `fault crc` is refused on TCP and `fault drop` on RTU; in `fault silent`,
+ * still wrote); `fault crc` is refused on TCP and `fault drop` on a serial line; in `fault silent`,
  * `exception` and `hole`, unit 0 or * means every unit; `log` answers "ok N", N lines, "end".
  * `min_gap_us` runs from the moment write() of an answer returns to the moment the first
  * byte of the next request is read (so it errs long, never short: what a pty relays late
@@ -924,7 +924,7 @@ static void deliver_answer(struct fake *f, struct peer *p, const uint8_t *req)
     if (ans[hl] & 0x80)
         f->counters.exceptions++;
 
-    if (!f->rtu && f->faults.drop > 0) {
+    if (on_socket(f) && f->faults.drop > 0) {
         f->faults.drop--;
         f->counters.damaged++;
         peer_kill(p, "fault drop");
