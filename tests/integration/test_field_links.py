@@ -225,13 +225,19 @@ class FieldLinks(harness.TestCase):
     def test_ascii_8n1(self):
         self.ascii("none", 8)
 
-    def test_vanished_serial_adapter_is_reopened(self):
+    def test_vanished_serial_adapter_is_reopened_ascii(self):
+        self.vanished_serial_adapter("ascii")
+
+    def test_vanished_serial_adapter_is_reopened_rtu(self):
+        self.vanished_serial_adapter("rtu")
+
+    def vanished_serial_adapter(self, kind):
         a, b = self.socat_pair("usb")
         emu = self.emulator(devices=[("m1", "T-m1")])
-        fm = self.fake_modbus("--ascii", b)
+        fm = self.fake_modbus("--" + kind, b)
         fm.set(1, "holding", 0, 5)
-        bus = ('{ name = "usb"; driver = "modbus-ascii"; port = "%s"; timeout_ms = 200; '
-               'devices = ( %s ); }' % (a, device("m1", 1)))
+        bus = ('{ name = "usb"; driver = "modbus-%s"; port = "%s"; timeout_ms = 200; '
+               'devices = ( %s ); }' % (kind, a, device("m1", 1)))
         proc, _, _ = self.start_tbgw(self.config(emu.port, bus))
         self.wait_value(emu, "m1", 5)
         # Unplugged: the pty pair goes away (and the slave with it).
@@ -242,7 +248,7 @@ class FieldLinks(harness.TestCase):
         time.sleep(1)
         a2, b2 = self.socat_pair("usb")
         self.assertEqual(a2, a)
-        fm = self.fake_modbus("--ascii", b2, name="fake-modbus-2")
+        fm = self.fake_modbus("--" + kind, b2, name="fake-modbus-2")
         fm.set(1, "holding", 0, 6)
         self.wait_value(emu, "m1", 6, 20)
         self.stop_tbgw(proc)
