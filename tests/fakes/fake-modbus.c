@@ -495,6 +495,23 @@ static int bound_port(int fd)
     return ntohs(sa.sin_port);
 }
 
+/* A non-blocking listening socket on 127.0.0.1:port (0: any) in *ret_fd. Returns the port
+ * it got, or -errno. */
+static int listen_loopback(int port, int backlog, int *ret_fd)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int one = 1;
+
+    *ret_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*ret_fd < 0)
+        return -errno;
+    setsockopt(*ret_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(*ret_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(*ret_fd, backlog) < 0)
+        return -errno;
+    return bound_port(*ret_fd);
+}
+
 /* ---- units and their tables ---- */
 
 static modbus_mapping_t *mapping_new(void)
@@ -1384,17 +1401,8 @@ static int open_stream(struct fake *f)
         return 0;
     }
 
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)arg_rtu_tcp_port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    int one = 1, port;
+    int port = listen_loopback(arg_rtu_tcp_port, 64, &f->listen_fd);
 
-    f->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (f->listen_fd < 0)
-        return -errno;
-    setsockopt(f->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(f->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(f->listen_fd, 64) < 0)
-        return -errno;
-    port = bound_port(f->listen_fd);
     if (port < 0)
         return port;
     f->tcp_port = port;
@@ -1775,19 +1783,8 @@ static void ctl_readable(struct fake *f, struct ctl *c)
 
 static int open_control(struct fake *f)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    int one = 1, port;
+    int port = listen_loopback(arg_control_port, 16, &f->control_fd);
 
-    f->control_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (f->control_fd < 0)
-        return -errno;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t)arg_control_port);
-    setsockopt(f->control_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(f->control_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(f->control_fd, 16) < 0)
-        return -errno;
-    port = bound_port(f->control_fd);
     if (port < 0)
         return port;
     f->control_port = port;
