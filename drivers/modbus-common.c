@@ -215,13 +215,12 @@ static int after_failure(struct mb *mb, int err)
 {
     if (is_exception(err))
         return -err;
-    if (driver_link_error(-err) || err == ECONNABORTED ||
-        (!mb->framed && !mb->rtu && tcp_socket_dead(mb))) {
+    if (driver_link_error(-err) || (!mb->framed && !mb->rtu && tcp_socket_dead(mb))) {
         mb_disconnect(mb);
         return -ENOTCONN;
     }
     /* Flush, never re-open: see the top of this file. */
-    if (mb->framed ? mb_link_flush(&mb->link) < 0 : modbus_flush(mb->ctx) < 0 && !mb->rtu) {
+    if (mb->framed ? mb_link_flush(&mb->link) < 0 : (modbus_flush(mb->ctx) < 0 && !mb->rtu)) {
         mb_disconnect(mb);
         return -ENOTCONN;
     }

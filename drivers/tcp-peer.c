@@ -49,8 +49,12 @@ int tcp_listener_open(struct tcp_listener *ls, const char *addr, int port)
         freeaddrinfo(ai);
         return r;
     }
-    /* A restart of tbgw must not wait out TIME_WAIT of the previous run's connection. */
+    /* A restart of tbgw must not wait out TIME_WAIT of the previous run's connection; and
+     * a reload builds the new buses while the old ones still listen (SO_REUSEPORT admits
+     * only sockets of the same user that ask for it: another program on the port is still
+     * an error). */
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4) < 0) {
         r = -errno;
         close(fd);

@@ -161,6 +161,23 @@ class FieldLinks(harness.TestCase):
         self.assertEqual(st["buses"][0]["state"], "connected")
         self.stop_tbgw(proc)
 
+    def test_reload_keeps_listening(self):
+        port = harness.free_port()
+        emu = self.emulator(devices=[("u1", "T-u1")])
+        bus = ('{ name = "dtu"; driver = "modbus-rtu-tcp"; listen = { bind = "127.0.0.1"; port = %d; }; '
+               'timeout_ms = 200; devices = ( %s ); }' % (port, device("u1", 1)))
+        proc, notify, _ = self.start_tbgw(self.config(emu.port, bus))
+        fm = self.fake_modbus("--rtu-tcp-dial", str(port), "--units", "1")
+        fm.set(1, "holding", 0, 41)
+        self.wait_value(emu, "u1", 41)
+        proc.kill(signal.SIGHUP)
+        emu.wait(lambda: "configuration reloaded" in proc.output(), 10, "the reload")
+        # The old bus's connection went with it; the DTU dials the new listener.
+        fm.cmd("redial")
+        fm.set(1, "holding", 0, 42)
+        self.wait_value(emu, "u1", 42, 15)
+        self.stop_tbgw(proc)
+
     def test_modbus_tcp_listen_mode(self):
         port = harness.free_port()
         emu = self.emulator(devices=[("u1", "T-u1")])
