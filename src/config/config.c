@@ -19,12 +19,14 @@
  * the wrong place says where it does belong instead of "unknown".
  *
  * Thread: main. Pure apart from reading the files it is given (and checking that the
- * files named inside are readable).
+ * files named inside are readable, and that a listen address is one of this host's).
  */
 #include "config/config.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
@@ -164,13 +166,40 @@ static void parse_devices(struct load *ld, const config_setting_t *bs, const cha
     }
 }
 
+/* True when s is a numeric address this host can listen on. Whether the port is free is
+ * not known here (tbgw itself may hold it); start-up says so. */
+static bool local_address(const char *s)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *in = (struct sockaddr_in *)(void *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&ss;
+    socklen_t len;
+    int fd, r;
+
+    if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        len = sizeof(*in6);
+    } else {
+        return false;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; /* cannot tell: start-up will */
+    /* Port 0: any free one, only to learn whether the address is ours. */
+    r = bind(fd, (struct sockaddr *)&ss, len);
+    close(fd);
+    return r == 0 || errno != EADDRNOTAVAIL;
+}
+
 /* Where a TCP bus's connection comes from: host/port, or listen = { bind; port; }. */
 static void parse_tcp_endpoint(struct load *ld, const config_setting_t *bs, const char *path,
                                struct bus_config *b)
 {
     const config_setting_t *ls = cf_member(bs, "listen");
     char sub[80];
-    unsigned char addr[sizeof(struct in6_addr)];
 
     if (!ls || config_setting_type(ls) != CONFIG_TYPE_GROUP) {
         if (!b->host && !ls)
@@ -186,8 +215,7 @@ static void parse_tcp_endpoint(struct load *ld, const config_setting_t *bs, cons
     if (b->host)
         ERR(ld, cf_at(bs, "host"), path, "'host' and 'listen' exclude each other: tbgw either "
                                          "connects to the device or waits for it to connect");
-    if (b->listen_bind && inet_pton(AF_INET, b->listen_bind, addr) != 1 &&
-        inet_pton(AF_INET6, b->listen_bind, addr) != 1) {
+    if (b->listen_bind && !local_address(b->listen_bind)) {
         cf_path_join(sub, sizeof(sub), path, "listen.bind");
         ERR(ld, cf_at(ls, "bind"), sub,
             "bind '%s' is not an IP address of this host (e.g. \"0.0.0.0\" for all)",

@@ -99,6 +99,7 @@ class ConfigCheck(harness.TestCase):
             '{ name = "c"; driver = "modbus-tcp"; listen = { bind = "eth0"; port = 5020; }; ' + dev % ("c", "c"),
             '{ name = "d"; driver = "modbus-ascii"; port = "/dev/serial/by-id/x"; listen = { port = 1; }; ' + dev % ("d", "d"),
             '{ name = "e"; driver = "modbus-rtu-tcp"; listen = { bind = "127.0.0.1"; }; ' + dev % ("e", "e"),
+            '{ name = "f"; driver = "modbus-rtu-tcp"; listen = { bind = "192.0.2.77"; port = 5030; }; ' + dev % ("f", "f"),
         ]) + "\n);\n"
         self.write("bad.conf", bad, 0o640)
         r = check("bad.conf", self.tmp)
@@ -113,6 +114,8 @@ class ConfigCheck(harness.TestCase):
             "bad.conf:5: buses.[2].listen.port: port 5020 is already listened on by bus 'b'",
             "bad.conf:6: buses.[3].listen: 'listen' does not apply to a modbus-ascii bus",
             "bad.conf:7: buses.[4].listen: missing required setting 'port'",
+            "bad.conf:8: buses.[5].listen.bind: bind '192.0.2.77' is not an IP address of this "
+            "host (e.g. \"0.0.0.0\" for all)",
         ])
 
     def test_world_readable_secrets_warn_with_the_fix(self):
