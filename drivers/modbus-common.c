@@ -227,6 +227,35 @@ static int after_failure(struct mb *mb, int err)
     return 0;
 }
 
+/* Between transactions the link is watched (the bus polls event_fd): bytes nobody asked
+ * for are late answers or noise and are dropped now, and the end of a connection is
+ * noticed now, not at the next request (which may be a long device backoff away). Not on
+ * modbus-rtu: libmodbus leaves its tty at VMIN 0, where "nothing" and "hung up" read
+ * alike; a vanished port shows at the next request there. */
+int mb_event_fd(void *state)
+{
+    struct mb *mb = state;
+
+    if (!mb->connected || (mb->rtu && !mb->framed))
+        return -1;
+    return mb->framed ? mb->link.fd : modbus_get_socket(mb->ctx);
+}
+
+int mb_on_event(void *state)
+{
+    struct mb *mb = state;
+    int r;
+
+    if (!mb->connected)
+        return 0;
+    r = mb->framed ? mb_link_flush(&mb->link) : mb_drain(modbus_get_socket(mb->ctx));
+    if (r < 0) {
+        mb_disconnect(mb);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
 /* The transactions, on libmodbus's framing or on ours, with libmodbus's return
  * convention (the count, or -1 and errno). */
 static int op_result(int r, int n)

@@ -58,6 +58,8 @@ void mb_close(void *state);
 int mb_connect(void *state);
 void mb_disconnect(void *state);
 int mb_poll(void *state, struct bus_device *bd);
+int mb_event_fd(void *state);
+int mb_on_event(void *state);
 int mb_execute(void *state, struct bus_device *bd, struct command *cmd);
 
 /* The Modbus RTU silent interval in microseconds for a serial line. */

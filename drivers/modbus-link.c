@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -48,21 +49,32 @@ static int io_error(int err)
     return err == ETIMEDOUT ? -ECONNABORTED : -err;
 }
 
-int mb_link_flush(struct mb_link *l)
+int mb_drain(int fd)
 {
     uint8_t junk[256];
+    bool sock = true;
 
-    l->n = 0;
     for (;;) {
-        ssize_t r = read(l->fd, junk, sizeof(junk));
+        /* MSG_DONTWAIT: libmodbus's sockets are blocking. */
+        ssize_t r = sock ? recv(fd, junk, sizeof(junk), MSG_DONTWAIT) : read(fd, junk, sizeof(junk));
         if (r > 0)
             continue;
         if (r == 0)
             return -ECONNRESET;
         if (errno == EINTR)
             continue;
+        if (errno == ENOTSOCK && sock) {
+            sock = false; /* a tty: non-blocking, VMIN 1 (serial-port.c) */
+            continue;
+        }
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : io_error(errno);
     }
+}
+
+int mb_link_flush(struct mb_link *l)
+{
+    l->n = 0;
+    return mb_drain(l->fd);
 }
 
 static int wait_fd(int fd, short events, uint64_t deadline_ms)

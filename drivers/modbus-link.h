@@ -51,4 +51,8 @@ int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint
 /* Drop pending input. 0, or -errno when the link turned out to be gone. */
 int mb_link_flush(struct mb_link *l);
 
+/* Read and drop what fd (a socket or a tty, blocking or not) has now, without waiting.
+ * 0, -ECONNRESET at end of stream, or the read error. */
+int mb_drain(int fd);
+
 #endif

@@ -48,4 +48,6 @@ const struct driver driver_modbus_tcp = {
     .disconnect = mb_disconnect,
     .poll = mb_poll,
     .execute = mb_execute,
+    .event_fd = mb_event_fd,
+    .on_event = mb_on_event,
 };

@@ -420,13 +420,15 @@ static void link_lost(struct bus *b, int err)
 
 /* After a link outage every device is due: poll each from now on, as after a device's own
  * backoff. The polls missed meanwhile were not overruns (nothing took longer than
- * poll_ms), and they are not made up in a burst. */
+ * poll_ms), and they are not made up in a burst. A device backed off meanwhile is due
+ * too: its silence was most likely the link's (a device server that power-cycled times
+ * out every unit before its connection is known to be dead). */
 static void rephase(struct bus *b, uint64_t now)
 {
     for (size_t i = 0; i < b->n_devs; i++) {
         struct bus_device *bd = &b->devs[i];
 
-        if (bd->next_due_ms >= now)
+        if (bd->next_due_ms >= now && !bd->backoff_ms)
             continue;
         schedule_remove(&b->sched, bd->id);
         bd->next_due_ms = now;

@@ -125,6 +125,26 @@ class FieldLinks(harness.TestCase):
         self.assertLess(time.monotonic() - t0, 10 * harness.SLOW)
         self.stop_tbgw(proc)
 
+    def test_units_backed_off_during_an_outage_resume_with_the_link(self):
+        # A device server that power-cycles keeps its old connection half open: every unit
+        # times out and backs off until the connection is known dead (here: the fake
+        # hangs up, as the kernel gives up on it). That is noticed while the bus is idle,
+        # and once the link is back every unit is polled at once, not when its backoff
+        # (8 s by then) runs out.
+        emu, fm, proc = self.start_rtu_tcp([1, 2])
+        self.wait_value(emu, "u1", 101)
+        fm.fault("silent", 0)
+        time.sleep(10)
+        fm.fault("clear")
+        fm.set(1, "holding", 0, 301)
+        fm.set(2, "holding", 0, 302)
+        fm.cmd("hangup")
+        t0 = time.monotonic()
+        self.wait_value(emu, "u1", 301, 20)
+        self.wait_value(emu, "u2", 302, 20)
+        self.assertLess(time.monotonic() - t0, 4 * harness.SLOW)
+        self.stop_tbgw(proc)
+
     # ---- listen mode ----
 
     def test_listen_mode_with_a_redialling_dtu(self):
