@@ -44,7 +44,9 @@ struct driver {
     int (*execute)(void *state, struct bus_device *bd, struct command *cmd);
 
     /* Optional: a fd that becomes readable when the peer talks unasked (a streaming
-     * serial sensor); -1 when there is none. on_event is then called on the bus thread. */
+     * serial sensor), or that the driver watches between requests (a Modbus connection,
+     * to drop stray bytes and notice its end); -1 when there is none. on_event is then
+     * called on the bus thread; -ENOTCONN from it: the link is gone. */
     int (*event_fd)(void *state);
     int (*on_event)(void *state);
 };
