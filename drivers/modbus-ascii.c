@@ -44,11 +44,5 @@ static int ascii_open(struct bus *bus, void **ret_state)
 const struct driver driver_modbus_ascii = {
     .kind = DRIVER_MODBUS_ASCII,
     .open = ascii_open,
-    .close = mb_close,
-    .connect = mb_connect,
-    .disconnect = mb_disconnect,
-    .poll = mb_poll,
-    .execute = mb_execute,
-    .event_fd = mb_event_fd,
-    .on_event = mb_on_event,
+    MB_DRIVER_OPS,
 };

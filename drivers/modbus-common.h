@@ -62,6 +62,11 @@ int mb_event_fd(void *state);
 int mb_on_event(void *state);
 int mb_execute(void *state, struct bus_device *bd, struct command *cmd);
 
+/* The driver callbacks of a Modbus driver that only sets its link up in open(). */
+#define MB_DRIVER_OPS                                                                        \
+    .close = mb_close, .connect = mb_connect, .disconnect = mb_disconnect, .poll = mb_poll,  \
+    .execute = mb_execute, .event_fd = mb_event_fd, .on_event = mb_on_event
+
 /* The Modbus RTU silent interval in microseconds for a serial line. */
 uint32_t mb_rtu_silent_interval_us(int baud, int data_bits, int parity, int stop_bits);
 

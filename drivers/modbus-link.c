@@ -203,39 +203,46 @@ static int transact(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t 
     return r ? -(MODBUS_ENOBASE + r) : 0;
 }
 
+/* One request and its checked reply; regs or bits take a read's data. */
+static int request(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t n,
+                   struct mbf_expect *e, uint16_t *regs, uint8_t *bits)
+{
+    uint8_t rsp[MBF_PDU_MAX];
+    size_t rn;
+    int r = transact(l, unit, req, n, e, rsp, &rn);
+
+    return r < 0 ? r : mbf_pdu_reply(req, rsp, rn, regs, bits);
+}
+
 int mb_link_read(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t addr,
                  uint16_t count, uint16_t *regs, uint8_t *bits)
 {
-    uint8_t req[5], rsp[MBF_PDU_MAX];
+    uint8_t req[5];
     struct mbf_expect e;
-    size_t n = mbf_pdu_read(function, addr, count, req, &e), rn;
-    int r = transact(l, unit, req, n, &e, rsp, &rn);
+    size_t n = mbf_pdu_read(function, addr, count, req, &e);
 
-    return r < 0 ? r : mbf_pdu_reply(req, rsp, rn, regs, bits);
+    return request(l, unit, req, n, &e, regs, bits);
 }
 
 int mb_link_write_single(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t addr,
                          uint16_t value)
 {
-    uint8_t req[5], rsp[MBF_PDU_MAX];
+    uint8_t req[5];
     struct mbf_expect e;
-    size_t n = mbf_pdu_write_single(function, addr, value, req, &e), rn;
-    int r = transact(l, unit, req, n, &e, rsp, &rn);
+    size_t n = mbf_pdu_write_single(function, addr, value, req, &e);
 
-    return r < 0 ? r : mbf_pdu_reply(req, rsp, rn, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL);
 }
 
 int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
                             const uint16_t *regs)
 {
-    uint8_t req[MBF_PDU_MAX], rsp[MBF_PDU_MAX];
+    uint8_t req[MBF_PDU_MAX];
     struct mbf_expect e;
-    size_t n, rn;
-    int r;
+    size_t n;
 
     if (count < 1 || count > 123)
         return -EINVAL;
     n = mbf_pdu_write_registers(addr, count, regs, req, &e);
-    r = transact(l, unit, req, n, &e, rsp, &rn);
-    return r < 0 ? r : mbf_pdu_reply(req, rsp, rn, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL);
 }

@@ -43,11 +43,5 @@ static int tcp_open(struct bus *bus, void **ret_state)
 const struct driver driver_modbus_tcp = {
     .kind = DRIVER_MODBUS_TCP,
     .open = tcp_open,
-    .close = mb_close,
-    .connect = mb_connect,
-    .disconnect = mb_disconnect,
-    .poll = mb_poll,
-    .execute = mb_execute,
-    .event_fd = mb_event_fd,
-    .on_event = mb_on_event,
+    MB_DRIVER_OPS,
 };
