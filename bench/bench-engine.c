@@ -3,7 +3,8 @@
  * bench-engine: how close the polling engine comes to the Modbus round trip itself, and
  * how fast the decode -> report -> ring path is.
  *
- *   bench-engine PORT [SECONDS]     PORT: a fake-modbus --tcp slave on 127.0.0.1
+ *   bench-engine PORT [SECONDS [RTU_PORT]]
+ *       PORT: a fake-modbus --tcp slave on 127.0.0.1; RTU_PORT: a fake-modbus --rtu-tcp one
  *
  * 1. raw: a plain libmodbus client reads back to back on one connection (the ceiling).
  * 2. engine: one real bus thread (src/core/bus.c) with devices whose plans need more
@@ -11,6 +12,9 @@
  *    drains the ring as the uplink would. Requests/s and registers/s are compared with the
  *    raw rate, for 1-register and 125-register reads.
  * 3. decode + report + ring, on one core: samples/s.
+ * 4. with RTU_PORT: the engine over modbus-rtu-tcp (RTU frames with CRC on TCP, our own
+ *    framing and reply matching, a flush before each request) against the same engine
+ *    over Modbus TCP (libmodbus).
  * Each figure is the median of RUNS runs.
  */
 #include "config.h"
@@ -38,7 +42,7 @@
 
 #define RUNS 3
 
-static int port;
+static int port, rtu_port;
 static double seconds = 2.0;
 
 static int cmp_double(const void *a, const void *b)
@@ -111,11 +115,12 @@ static void *consume(void *arg)
 
 /* A bus with 8 devices; each device's plan is `blocks` requests of `count` registers, more
  * than fits in its 10 ms period, so the bus thread never idles. */
-static double engine_rate(int count, int blocks, double *ret_samples_per_s)
+static double engine_rate(enum driver_kind driver, int tcp_port, int count, int blocks,
+                          double *ret_samples_per_s)
 {
     enum { DEVICES = 8 };
-    struct bus_config bc = {.name = (char *)"bench", .driver = DRIVER_MODBUS_TCP,
-                            .host = (char *)"127.0.0.1", .tcp_port = port, .timeout_ms = 1000,
+    struct bus_config bc = {.name = (char *)"bench", .driver = driver,
+                            .host = (char *)"127.0.0.1", .tcp_port = tcp_port, .timeout_ms = 1000,
                             .retries = 0};
     struct device_config dc[DEVICES];
     struct tag_config *tags[DEVICES];
@@ -224,22 +229,29 @@ static double pipeline_rate(void)
 int main(int argc, char **argv)
 {
     double raw1[RUNS], raw125[RUNS], eng1[RUNS], eng125[RUNS], smp1[RUNS], smp125[RUNS], pipe[RUNS];
+    double rtu1[RUNS], rtu125[RUNS], unused;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: bench-engine PORT [SECONDS]\n");
+        fprintf(stderr, "usage: bench-engine PORT [SECONDS [RTU_PORT]]\n");
         return 64;
     }
     port = atoi(argv[1]);
     if (argc > 2)
         seconds = atof(argv[2]);
+    if (argc > 3)
+        rtu_port = atoi(argv[3]);
     log_max_level = LOG_ERR; /* the overruns are the point here */
 
     for (int i = 0; i < RUNS; i++) {
         raw1[i] = raw_rate(1);
-        eng1[i] = engine_rate(1, 20, &smp1[i]);
+        eng1[i] = engine_rate(DRIVER_MODBUS_TCP, port, 1, 20, &smp1[i]);
         raw125[i] = raw_rate(125);
-        eng125[i] = engine_rate(125, 40, &smp125[i]);
+        eng125[i] = engine_rate(DRIVER_MODBUS_TCP, port, 125, 40, &smp125[i]);
         pipe[i] = pipeline_rate();
+        if (rtu_port) {
+            rtu1[i] = engine_rate(DRIVER_MODBUS_RTU_TCP, rtu_port, 1, 20, &unused);
+            rtu125[i] = engine_rate(DRIVER_MODBUS_RTU_TCP, rtu_port, 125, 40, &unused);
+        }
     }
     double r1 = median(raw1, RUNS), e1 = median(eng1, RUNS);
     double r125 = median(raw125, RUNS), e125 = median(eng125, RUNS);
@@ -249,5 +261,13 @@ int main(int argc, char **argv)
     printf("  125-register reads: raw libmodbus %8.0f req/s   engine %8.0f req/s (%5.1f%%)  %9.0f registers/s\n",
            r125, e125, 100.0 * e125 / r125, e125 * 125);
     printf("  decode + report + ring, one thread: %.2f M samples/s\n", median(pipe, RUNS) / 1e6);
+    if (rtu_port) {
+        double t1 = median(rtu1, RUNS), t125 = median(rtu125, RUNS);
+        printf("  engine over RTU over TCP vs Modbus TCP:\n");
+        printf("    1-register reads:   modbus-rtu-tcp %8.0f req/s   modbus-tcp %8.0f req/s (%5.1f%%)\n",
+               t1, e1, 100.0 * t1 / e1);
+        printf("    125-register reads: modbus-rtu-tcp %8.0f req/s   modbus-tcp %8.0f req/s (%5.1f%%)\n",
+               t125, e125, 100.0 * t125 / e125);
+    }
     return 0;
 }

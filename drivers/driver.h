@@ -29,13 +29,16 @@ struct driver {
     /* Release everything (also disconnects). Accepts NULL. */
     void (*close)(void *state);
 
-    /* Open the port / connect the socket. 0 or -errno; the bus retries with backoff. */
+    /* Open the port / connect the socket. 0 or -errno; the bus retries with backoff.
+     * -EAGAIN on a bus with listen = {…}: no peer has dialled in yet (the bus shows that it
+     * is waiting, and looks again every second). */
     int (*connect)(void *state);
     void (*disconnect)(void *state);
 
     /* Read what the device needs read now and hand the values to bus_emit_*(). Returns 0,
      * -errno for a failure of this device (it is backed off), or -ENOTCONN when the link
-     * itself is gone (the bus disconnects and reconnects with backoff). */
+     * itself is gone (the bus disconnects and reconnects with backoff). A device's timeout
+     * or exception must leave the link open: other devices share it. */
     int (*poll)(void *state, struct bus_device *bd);
 
     /* Execute a CMD_READ/CMD_WRITE for bd. Returns 0 or -errno (also stored in cmd). */
@@ -46,7 +49,9 @@ struct driver {
     int (*identify)(void *state, struct bus_device *bd, struct device_ident *id);
 
     /* Optional: a fd that becomes readable when the peer talks unasked (a streaming
-     * serial sensor); -1 when there is none. on_event is then called on the bus thread. */
+     * serial sensor), or that the driver watches between requests (a Modbus connection,
+     * to drop stray bytes and notice its end); -1 when there is none. on_event is then
+     * called on the bus thread; -ENOTCONN from it: the link is gone. */
     int (*event_fd)(void *state);
     int (*on_event)(void *state);
 };

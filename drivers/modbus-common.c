@@ -3,16 +3,20 @@
  * Modbus transactions for the bus thread.
  *
  * Error convention: libmodbus returns -1 with errno (timeouts as ETIMEDOUT, Modbus
- * exceptions as EMBX* above MODBUS_ENOBASE, framing problems as EMBBAD*); this file turns
- * them into -errno once, and decides what is a device problem (retry, then back off) and
- * what is a link problem (-ENOTCONN: the bus reconnects).
+ * exceptions as EMBX* above MODBUS_ENOBASE, framing problems as EMBBAD*); the framed links
+ * (modbus-link.c) follow it, and this file turns them into -errno once, and decides what
+ * is a device problem (retry, then back off) and what is a link problem (-ENOTCONN: the
+ * bus reconnects).
  *
  * Retries: `retries` more attempts after a timeout or a damaged answer. An exception is an
  * answer, not a failure to answer: it is never retried.
  *
- * TCP: after a timeout the connection is re-opened before the next request, because a late
- * answer would otherwise be taken for the answer to the next request, and because a peer
- * that vanished without closing (a rebooted PLC) is only noticed this way.
+ * Faults stay local: a timeout, a damaged answer or an exception concerns one unit, and
+ * the units behind a TCP gateway or on one RS-485 line share the link, so the link is
+ * never closed for them. Pending input is flushed instead (a late answer on TCP carries
+ * an old transaction id, on framed links it fails the match, modbus-frame.c). The link is
+ * re-opened only when it is gone: an I/O error, end of stream, or a TCP socket that gave
+ * up on its peer (tcp-peer.c: a device server that power-cycled never says goodbye).
  */
 #include "config.h"
 
@@ -29,6 +33,7 @@
 #include "drivers/driver.h"
 #include "drivers/mei.h"
 #include "drivers/modbus-common.h"
+#include "util/log.h"
 #include "util/macros.h"
 #include "util/time-util.h"
 
@@ -52,6 +57,7 @@ int mb_init(struct mb *mb, struct bus *bus, modbus_t *ctx, bool rtu)
     mb->cfg = cfg;
     mb->ctx = ctx;
     mb->rtu = rtu;
+    mb->listener.fd = -1;
     if (!ctx)
         return -errno ? -errno : -ENOMEM;
     /* Recovery (reconnects, retries) is ours: libmodbus would sleep and loop on its own. */
@@ -64,6 +70,39 @@ int mb_init(struct mb *mb, struct bus *bus, modbus_t *ctx, bool rtu)
     return 0;
 }
 
+void mb_init_framed(struct mb *mb, struct bus *bus, bool ascii)
+{
+    const struct bus_config *cfg = bus_config(bus);
+
+    memset(mb, 0, sizeof(*mb));
+    mb->bus = bus;
+    mb->cfg = cfg;
+    mb->framed = true;
+    mb->listener.fd = -1;
+    mb_link_init(&mb->link, ascii, cfg->timeout_ms);
+    /* A device server keeps the RS-485 silent interval itself; ASCII frames are
+     * delimited. What remains is the user's extra pause for slow devices. */
+    mb->gap_us = (uint32_t)cfg->inter_frame_ms * 1000u;
+}
+
+int mb_listen(struct mb *mb)
+{
+    const struct bus_config *c = mb->cfg;
+    int r;
+
+    if (!c->listen)
+        return 0;
+    r = tcp_listener_open(&mb->listener, c->listen_bind, c->listen_port);
+    if (r < 0)
+        log_error_errno(r, "bus '%s': cannot listen on %s: %m", c->name, mb->listener.where);
+    return r;
+}
+
+int mb_accept(struct mb *mb)
+{
+    return tcp_listener_accept(&mb->listener);
+}
+
 void mb_close(void *state)
 {
     struct mb *mb = state;
@@ -73,7 +112,17 @@ void mb_close(void *state)
     mb_disconnect(mb);
     if (mb->ctx)
         modbus_free(mb->ctx);
+    tcp_listener_close(&mb->listener);
     free(mb);
+}
+
+/* Poll through fd, a connection accepted in listen mode. */
+static void attach(struct mb *mb, int fd)
+{
+    if (mb->framed)
+        mb_link_attach(&mb->link, fd);
+    else
+        modbus_set_socket(mb->ctx, fd);
 }
 
 int mb_connect(void *state)
@@ -82,8 +131,21 @@ int mb_connect(void *state)
 
     if (mb->connected)
         return 0;
-    if (modbus_connect(mb->ctx) < 0)
+    if (mb->listener.fd >= 0) {
+        int fd = mb_accept(mb);
+        if (fd < 0)
+            return fd;
+        attach(mb, fd);
+    } else if (mb->framed) {
+        int fd = mb->open_link(mb);
+        if (fd < 0)
+            return fd;
+        mb_link_attach(&mb->link, fd);
+    } else if (modbus_connect(mb->ctx) < 0) {
         return -errno;
+    } else if (!mb->rtu) {
+        tcp_tune(modbus_get_socket(mb->ctx));
+    }
     mb->connected = true;
     mb->last_end_us = now_us();
     return 0;
@@ -93,18 +155,54 @@ void mb_disconnect(void *state)
 {
     struct mb *mb = state;
 
-    if (mb->connected)
-        modbus_close(mb->ctx);
+    if (mb->connected) {
+        if (mb->framed) {
+            close(mb->link.fd);
+            mb->link.fd = -1;
+        } else {
+            modbus_close(mb->ctx);
+        }
+    }
     mb->connected = false;
 }
 
-/* Keep the RTU silent interval: libmodbus sends as soon as it is asked, and many RS-485
- * slaves miss a request that follows the previous answer too closely. */
+/* Listen mode: a DTU that re-dialled has left its old connection dead; poll through the
+ * newest one. */
+static void take_newer_connection(struct mb *mb)
+{
+    int fd = mb_accept(mb);
+
+    if (fd < 0)
+        return;
+    log_info("bus '%s': a newer connection on %s replaces the current one", mb->cfg->name,
+             mb->listener.where);
+    mb_disconnect(mb);
+    attach(mb, fd);
+    mb->connected = true;
+}
+
+/* Keep the RTU silent interval (and inter_frame_ms): libmodbus sends as soon as it is
+ * asked, and many RS-485 slaves miss a request that follows the previous answer too
+ * closely. */
 static void before_transaction(struct mb *mb, int unit)
 {
-    if (mb->rtu)
+    if (mb->listener.fd >= 0 && mb->connected)
+        take_newer_connection(mb);
+    if (mb->gap_us)
         sleep_until_us(mb->last_end_us + mb->gap_us);
-    modbus_set_slave(mb->ctx, unit);
+    if (!mb->framed)
+        modbus_set_slave(mb->ctx, unit);
+}
+
+/* A TCP socket that the kernel has given up on (peer reset, TCP_USER_TIMEOUT): libmodbus
+ * reports only the timeout of its select(). */
+static bool tcp_socket_dead(struct mb *mb)
+{
+    struct pollfd p = {.fd = modbus_get_socket(mb->ctx), .events = POLLIN};
+
+    if (p.fd < 0)
+        return true;
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP));
 }
 
 static bool is_exception(int err)
@@ -118,19 +216,121 @@ static int after_failure(struct mb *mb, int err)
 {
     if (is_exception(err))
         return -err;
-    if (driver_link_error(-err)) {
+    if (driver_link_error(-err) || (!mb->framed && !mb->rtu && tcp_socket_dead(mb))) {
         mb_disconnect(mb);
         return -ENOTCONN;
     }
-    if (!mb->rtu && err == ETIMEDOUT) {
-        /* Re-open: see the top of this file. A failure to re-open is a link failure. */
+    /* Flush, never re-open: see the top of this file. */
+    if (mb->framed ? mb_link_flush(&mb->link) < 0 : (modbus_flush(mb->ctx) < 0 && !mb->rtu)) {
         mb_disconnect(mb);
-        if (mb_connect(mb) < 0)
-            return -ENOTCONN;
-    } else {
-        modbus_flush(mb->ctx);
+        return -ENOTCONN;
     }
     return 0;
+}
+
+/* Between transactions the link is watched (the bus polls event_fd): bytes nobody asked
+ * for are late answers or noise and are dropped now, and the end of a connection is
+ * noticed now, not at the next request (which may be a long device backoff away). Not on
+ * modbus-rtu: libmodbus leaves its tty at VMIN 0, where "nothing" and "hung up" read
+ * alike; a vanished port shows at the next request there. */
+int mb_event_fd(void *state)
+{
+    struct mb *mb = state;
+
+    if (!mb->connected || (mb->rtu && !mb->framed))
+        return -1;
+    return mb->framed ? mb->link.fd : modbus_get_socket(mb->ctx);
+}
+
+int mb_on_event(void *state)
+{
+    struct mb *mb = state;
+    int r;
+
+    if (!mb->connected)
+        return 0;
+    r = mb->framed ? mb_link_flush(&mb->link) : mb_drain(modbus_get_socket(mb->ctx));
+    if (r < 0) {
+        mb_disconnect(mb);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* The transactions, on libmodbus's framing or on ours, with libmodbus's return
+ * convention (the count, or -1 and errno). */
+static int op_result(int r, int n)
+{
+    if (r < 0) {
+        errno = r == -EPROTO ? EMBBADDATA : -r;
+        return -1;
+    }
+    return n;
+}
+
+static int op_read(struct mb *mb, int unit, enum mb_table table, int addr, int count,
+                   uint16_t *regs, uint8_t *bits)
+{
+    static const uint8_t function[] = {[TABLE_COIL] = 1, [TABLE_DISCRETE] = 2,
+                                       [TABLE_HOLDING] = 3, [TABLE_INPUT] = 4};
+
+    if (mb->framed)
+        return op_result(mb_link_read(&mb->link, (uint8_t)unit, function[table], (uint16_t)addr,
+                                      (uint16_t)count, regs, bits),
+                         count);
+    switch (table) {
+    case TABLE_COIL:
+        return modbus_read_bits(mb->ctx, addr, count, bits);
+    case TABLE_DISCRETE:
+        return modbus_read_input_bits(mb->ctx, addr, count, bits);
+    case TABLE_INPUT:
+        return modbus_read_input_registers(mb->ctx, addr, count, regs);
+    default:
+        return modbus_read_registers(mb->ctx, addr, count, regs);
+    }
+}
+
+static int op_write_bit(struct mb *mb, int unit, int addr, bool on)
+{
+    if (mb->framed)
+        return op_result(mb_link_write_single(&mb->link, (uint8_t)unit, 5, (uint16_t)addr, on), 1);
+    return modbus_write_bit(mb->ctx, addr, on);
+}
+
+static int op_write_register(struct mb *mb, int unit, int addr, uint16_t v)
+{
+    if (mb->framed)
+        return op_result(mb_link_write_single(&mb->link, (uint8_t)unit, 6, (uint16_t)addr, v), 1);
+    return modbus_write_register(mb->ctx, addr, v);
+}
+
+static int op_write_registers(struct mb *mb, int unit, int addr, int count, const uint16_t *regs)
+{
+    if (mb->framed)
+        return op_result(mb_link_write_registers(&mb->link, (uint8_t)unit, (uint16_t)addr,
+                                                 (uint16_t)count, regs),
+                         count);
+    return modbus_write_registers(mb->ctx, addr, count, regs);
+}
+
+static int op_write_bits(struct mb *mb, int unit, int addr, int count, const uint8_t *bits)
+{
+    if (mb->framed) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    (void)unit;
+    return modbus_write_bits(mb->ctx, addr, count, bits);
+}
+
+static int op_mask_write(struct mb *mb, int unit, int addr, uint16_t and_mask, uint16_t or_mask)
+{
+    if (mb->framed) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    (void)unit;
+    return modbus_mask_write_register(mb->ctx, addr, and_mask, or_mask);
 }
 
 /* Read count registers or bits at addr of table, with retries. */
@@ -148,20 +348,7 @@ static int mb_read(struct mb *mb, struct bus_device *bd, int unit, enum mb_table
         if (!mb->connected && mb_connect(mb) < 0)
             return -ENOTCONN;
         before_transaction(mb, unit);
-        switch (table) {
-        case TABLE_COIL:
-            n = modbus_read_bits(mb->ctx, addr, count, bits);
-            break;
-        case TABLE_DISCRETE:
-            n = modbus_read_input_bits(mb->ctx, addr, count, bits);
-            break;
-        case TABLE_INPUT:
-            n = modbus_read_input_registers(mb->ctx, addr, count, regs);
-            break;
-        default:
-            n = modbus_read_registers(mb->ctx, addr, count, regs);
-            break;
-        }
+        n = op_read(mb, unit, table, addr, count, regs, bits);
         err = n < 0 ? errno : EMBBADDATA;
         mb->last_end_us = now_us();
         bus_transaction(mb->bus, bd, n == count || (n < 0 && is_exception(err)));
@@ -249,7 +436,7 @@ static int write_once(struct mb *mb, struct bus_device *bd, int unit, const stru
         uint16_t bit = (uint16_t)(1u << t->bit);
         *fc = MODBUS_FC_MASK_WRITE_REGISTER;
         before_transaction(mb, unit);
-        return modbus_mask_write_register(mb->ctx, t->address, (uint16_t)~bit, d != 0 ? bit : 0);
+        return op_mask_write(mb, unit, t->address, (uint16_t)~bit, d != 0 ? bit : 0);
     }
     if (t->type == VT_BIT) {
         /* Read-modify-write of the one register: this thread is the only writer on our
@@ -257,7 +444,7 @@ static int write_once(struct mb *mb, struct bus_device *bd, int unit, const stru
         uint16_t cur;
         *fc = MODBUS_FC_READ_HOLDING_REGISTERS;
         before_transaction(mb, unit);
-        n = modbus_read_registers(mb->ctx, t->address, 1, &cur);
+        n = op_read(mb, unit, TABLE_HOLDING, t->address, 1, &cur, NULL);
         mb->last_end_us = now_us();
         bus_transaction(mb->bus, bd, n == 1);
         if (n != 1)
@@ -266,28 +453,28 @@ static int write_once(struct mb *mb, struct bus_device *bd, int unit, const stru
         before_transaction(mb, unit);
         if (dc->write_multiple) {
             *fc = MODBUS_FC_WRITE_MULTIPLE_REGISTERS;
-            return modbus_write_registers(mb->ctx, t->address, 1, &cur);
+            return op_write_registers(mb, unit, t->address, 1, &cur);
         }
         *fc = MODBUS_FC_WRITE_SINGLE_REGISTER;
-        return modbus_write_register(mb->ctx, t->address, cur);
+        return op_write_register(mb, unit, t->address, cur);
     }
     before_transaction(mb, unit);
     if (t->type == VT_BOOL) {
         uint8_t bit = d != 0;
         if (dc->write_multiple) {
             *fc = MODBUS_FC_WRITE_MULTIPLE_COILS;
-            return modbus_write_bits(mb->ctx, t->address, 1, &bit);
+            return op_write_bits(mb, unit, t->address, 1, &bit);
         }
         *fc = MODBUS_FC_WRITE_SINGLE_COIL;
-        return modbus_write_bit(mb->ctx, t->address, bit);
+        return op_write_bit(mb, unit, t->address, bit);
     }
     if (t->count == 1 && !dc->write_multiple) {
         *fc = MODBUS_FC_WRITE_SINGLE_REGISTER;
-        return modbus_write_register(mb->ctx, t->address, regs[0]);
+        return op_write_register(mb, unit, t->address, regs[0]);
     }
     *fc = MODBUS_FC_WRITE_MULTIPLE_REGISTERS;
     *expect = t->count;
-    return modbus_write_registers(mb->ctx, t->address, t->count, regs);
+    return op_write_registers(mb, unit, t->address, t->count, regs);
 }
 
 static int mb_write(struct mb *mb, struct bus_device *bd, int unit, const struct tag_config *t,
@@ -505,6 +692,8 @@ int mb_identify(void *state, struct bus_device *bd, struct device_ident *id)
     int unit = bd->dev->cfg->unit_id;
     uint8_t code = MEI_READ_REGULAR, obj = 0;
 
+    if (mb->framed)
+        return -ENOTSUP;
     /* An answer that does not fit one PDU comes in pieces ("more follows"); a device that
      * keeps saying "more" without moving on is cut off. */
     for (int i = 0; i < 8; i++) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Modbus TCP to one endpoint (host name or address, port). Everything else is in
- * modbus-common.c.
+ * Modbus TCP to one endpoint (host name or address, port), or through the connection a
+ * gateway dialled in on (listen = {…}: libmodbus is handed the accepted socket).
+ * Everything else is in modbus-common.c.
  */
 #include "config.h"
 
@@ -23,10 +24,15 @@ static int tcp_open(struct bus *bus, void **ret_state)
 
     if (!mb)
         return -ENOMEM;
-    snprintf(port, sizeof(port), "%d", c->tcp_port);
-    /* The _pi variant resolves host names, not only dotted addresses. */
-    r = mb_init(mb, bus, modbus_new_tcp_pi(c->host, port), false);
+    snprintf(port, sizeof(port), "%d", c->listen ? c->listen_port : c->tcp_port);
+    /* The _pi variant resolves host names, not only dotted addresses. In listen mode the
+     * context never connects: it is given each accepted socket. */
+    r = mb_init(mb, bus, modbus_new_tcp_pi(c->listen ? c->listen_bind : c->host, port), false);
+    if (r == 0)
+        r = mb_listen(mb);
     if (r < 0) {
+        if (mb->ctx)
+            modbus_free(mb->ctx);
         free(mb);
         return r;
     }
@@ -37,10 +43,5 @@ static int tcp_open(struct bus *bus, void **ret_state)
 const struct driver driver_modbus_tcp = {
     .kind = DRIVER_MODBUS_TCP,
     .open = tcp_open,
-    .close = mb_close,
-    .connect = mb_connect,
-    .disconnect = mb_disconnect,
-    .poll = mb_poll,
-    .execute = mb_execute,
-    .identify = mb_identify,
+    MB_DRIVER_OPS,
 };

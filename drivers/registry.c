@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The drivers tbgw has, by kind. A static table, not dlopen(): there are three in-tree
- * drivers and no ABI to version.
+ * The drivers tbgw has, by kind. A static table, not dlopen(): the drivers are all in
+ * tree and there is no ABI to version.
  */
 #include "config.h"
 
@@ -11,12 +11,15 @@
 
 #include "drivers/driver.h"
 
-extern const struct driver driver_modbus_rtu, driver_modbus_tcp, driver_serial_line;
+extern const struct driver driver_modbus_rtu, driver_modbus_tcp, driver_serial_line,
+    driver_modbus_ascii, driver_modbus_rtu_tcp;
 
 static const struct driver *const drivers[N_DRIVERS] = {
     [DRIVER_MODBUS_RTU] = &driver_modbus_rtu,
     [DRIVER_MODBUS_TCP] = &driver_modbus_tcp,
     [DRIVER_SERIAL_LINE] = &driver_serial_line,
+    [DRIVER_MODBUS_ASCII] = &driver_modbus_ascii,
+    [DRIVER_MODBUS_RTU_TCP] = &driver_modbus_rtu_tcp,
 };
 
 const struct driver *driver_for(enum driver_kind kind)

@@ -318,7 +318,10 @@ json_object *gateway_status_json(struct gateway *g)
         json_object *o = json_object_new_object();
         add_str(o, "name", bus_name(g->buses[b]));
         add_str(o, "driver", driver_kind_to_string(g->cfg->buses[b].driver));
-        add_str(o, "state", bus_connected(g->buses[b]) ? "connected" : "disconnected");
+        add_str(o, "state", bus_connected(g->buses[b]) ? "connected"
+                            : bus_waiting(g->buses[b])  ? "waiting"
+                                                        : "disconnected");
+        add_str(o, "status", bus_waiting(g->buses[b]));
         json_object_object_add(o, "requests_per_s", json_object_new_double(g->bus_rate[b]));
         add_int(o, "requests", (int64_t)bus_requests(g->buses[b]));
         add_int(o, "errors", (int64_t)bus_errors(g->buses[b]));
@@ -337,6 +340,7 @@ json_object *gateway_status_json(struct gateway *g)
         json_object *o = json_object_new_object();
         int err = atomic_load(&s->last_error);
         int64_t last = atomic_load(&s->last_poll_ms);
+        const char *bus_wait;
 
         uplink_device_status(g->uplink, i, &us);
         add_str(o, "name", d->cfg->name);
@@ -344,9 +348,13 @@ json_object *gateway_status_json(struct gateway *g)
         add_str(o, "edge", us.state);
         if (us.reason)
             add_str(o, "edge_reason", us.reason);
-        add_str(o, "polling", atomic_load(&s->active) ? "active" : last ? "failing" : "starting");
+        bus_wait = d->bus ? bus_waiting(d->bus) : NULL;
+        add_str(o, "polling", bus_wait                     ? "down"
+                              : atomic_load(&s->active) ? "active"
+                              : last                    ? "failing"
+                                                        : "starting");
         add_int(o, "last_poll_age_ms", last ? wall - last : -1);
-        add_str(o, "last_error", err ? driver_strerror(err) : NULL);
+        add_str(o, "last_error", bus_wait ? bus_wait : err ? driver_strerror(err) : NULL);
         add_int(o, "polls", (int64_t)atomic_load(&s->polls));
         add_int(o, "failures", (int64_t)atomic_load(&s->failures));
         add_int(o, "overruns", (int64_t)atomic_load(&s->overruns));

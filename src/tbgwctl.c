@@ -218,6 +218,8 @@ static void print_status(json_object *st)
         printf("%-16s %-12s %-13s %8.1f %8lld %5.0f%%\n", str(b, "name"), str(b, "driver"),
                str(b, "state"), dbl(b, "requests_per_s"), num(b, "errors"),
                100.0 * dbl(b, "load_estimate"));
+        if (str(b, "status"))
+            printf("%-16s %s\n", "", str(b, "status"));
     }
     printf("\n%-20s %-12s %-13s %-8s %-11s %-28s %10s %8s\n", "DEVICE", "BUS", "EDGE", "POLLING",
            "LAST POLL", "LAST ERROR", "DELIVERED", "BACKLOG");

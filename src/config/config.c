@@ -14,16 +14,19 @@
  * template is validated once on its own, so its errors appear once, at its own line, with
  * the devices that use it named.
  *
- * Scopes: a row is valid for some drivers (modbus-rtu, modbus-tcp, serial-line) and some
+ * Scopes: a row is valid for some drivers (modbus-rtu, modbus-tcp, …) and some
  * contexts (a device, a template, a telemetry tag, an RPC method, …). A known setting in
  * the wrong place says where it does belong instead of "unknown".
  *
  * Thread: main. Pure apart from reading the files it is given (and checking that the
- * files named inside are readable).
+ * files named inside are readable, and that a listen address is one of this host's).
  */
 #include "config/config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
@@ -166,6 +169,63 @@ static void parse_devices(struct load *ld, const config_setting_t *bs, const cha
     }
 }
 
+/* True when s is a numeric address this host can listen on. Whether the port is free is
+ * not known here (tbgw itself may hold it); start-up says so. */
+static bool local_address(const char *s)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *in = (struct sockaddr_in *)(void *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&ss;
+    socklen_t len;
+    int fd, r;
+
+    if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        len = sizeof(*in6);
+    } else {
+        return false;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; /* cannot tell: start-up will */
+    /* Port 0: any free one, only to learn whether the address is ours. */
+    r = bind(fd, (struct sockaddr *)&ss, len);
+    close(fd);
+    return r == 0 || errno != EADDRNOTAVAIL;
+}
+
+/* Where a TCP bus's connection comes from: host/port, or listen = { bind; port; }. */
+static void parse_tcp_endpoint(struct load *ld, const config_setting_t *bs, const char *path,
+                               struct bus_config *b)
+{
+    const config_setting_t *ls = cf_member(bs, "listen");
+    char sub[80];
+
+    if (!ls || config_setting_type(ls) != CONFIG_TYPE_GROUP) {
+        if (!b->host && !ls)
+            ERR(ld, bs, path, "missing required setting 'host' (or listen = { port = …; } for "
+                              "a device server that connects to tbgw)");
+        return;
+    }
+    cf_path_join(sub, sizeof(sub), path, "listen");
+    b->listen = true;
+    cf_apply_defaults(listen_keys, BUS(D_NET), b);
+    cf_check_required(ld, ls, sub, listen_keys, BUS(D_NET),
+                      cf_walk(ld, ls, sub, listen_keys, BUS(D_NET), "a TCP bus", "", b));
+    if (b->host)
+        ERR(ld, cf_at(bs, "host"), path, "'host' and 'listen' exclude each other: tbgw either "
+                                         "connects to the device or waits for it to connect");
+    if (b->listen_bind && !local_address(b->listen_bind)) {
+        cf_path_join(sub, sizeof(sub), path, "listen.bind");
+        ERR(ld, cf_at(ls, "bind"), sub,
+            "bind '%s' is not an IP address of this host (e.g. \"0.0.0.0\" for all)",
+            b->listen_bind);
+    }
+}
+
 static void parse_buses(struct load *ld, const config_setting_t *root, const struct tmpls *tmpls)
 {
     const config_setting_t *list = cf_member(root, "buses");
@@ -207,8 +267,8 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
             if (ds)
                 cf_parse_value(ld, &bus_keys[1], ds, sub, &scratch);
             else
-                ERR(ld, bs, path, "missing required setting 'driver' (modbus-rtu, modbus-tcp or "
-                                  "serial-line)");
+                ERR(ld, bs, path, "missing required setting 'driver' (modbus-rtu, modbus-ascii, "
+                                  "modbus-tcp, modbus-rtu-tcp or serial-line)");
             continue;
         }
         b->driver = (enum driver_kind)d;
@@ -221,14 +281,17 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
             cf_check_required(ld, bs, path, bus_keys, BUS(driver_scope[d]), seen);
         }
         rs = cf_member(bs, "rs485");
-        if (rs && config_setting_type(rs) == CONFIG_TYPE_GROUP && b->driver == DRIVER_MODBUS_RTU) {
+        if (rs && config_setting_type(rs) == CONFIG_TYPE_GROUP &&
+            (driver_scope[b->driver] & (D_RTU | D_ASCII))) {
             char sub[80];
             cf_path_join(sub, sizeof(sub), path, "rs485");
             b->rs485 = true;
-            cf_apply_defaults(rs485_keys, BUS(D_RTU), b);
-            cf_walk(ld, rs, sub, rs485_keys, BUS(D_RTU), "a modbus-rtu bus", "", b);
+            cf_apply_defaults(rs485_keys, BUS(driver_scope[b->driver]), b);
+            cf_walk(ld, rs, sub, rs485_keys, BUS(driver_scope[b->driver]), "a serial bus", "", b);
         }
-        if (b->driver != DRIVER_MODBUS_TCP) {
+        if (driver_scope[b->driver] & D_NET)
+            parse_tcp_endpoint(ld, bs, path, b);
+        if (driver_scope[b->driver] & D_SERIAL) {
             bool std = false;
             for (size_t k = 0; k < ARRAY_SIZE(standard_bauds); k++)
                 std |= standard_bauds[k] == b->baud;
@@ -249,6 +312,20 @@ static void parse_buses(struct load *ld, const config_setting_t *root, const str
         parse_devices(ld, bs, path, b, tmpls);
         c->n_buses++;
     }
+}
+
+/* /dev/ttyUSB3, /dev/ttyACM0: names handed out in order of appearance. */
+static bool unstable_port_name(const char *dev)
+{
+    const char *p = NULL;
+
+    if (strncmp(dev, "/dev/ttyUSB", 11) == 0)
+        p = dev + 11;
+    else if (strncmp(dev, "/dev/ttyACM", 11) == 0)
+        p = dev + 11;
+    if (!p || !*p)
+        return false;
+    return strspn(p, "0123456789") == strlen(p);
 }
 
 /* Cross-bus rules: unique device names, one device per streaming serial-line bus, one
@@ -301,6 +378,18 @@ static void check_global(struct load *ld)
                          "port '%s' is already used by bus '%s'; devices on one port belong on "
                          "one bus",
                          b->device, c->buses[j].name);
+        if (b->device && unstable_port_name(b->device))
+            diag_add(ld->diag, true, b->origin.file, b->origin.line, path,
+                     "port '%s' is numbered by the order USB adapters appear in and may name "
+                     "another adapter after a replug or reboot; prefer its /dev/serial/by-id/ "
+                     "path",
+                     b->device);
+        snprintf(path, sizeof(path), "buses.[%zu].listen.port", i);
+        for (size_t j = 0; j < i; j++)
+            if (b->listen && c->buses[j].listen && b->listen_port == c->buses[j].listen_port)
+                diag_add(ld->diag, false, b->origin.file, b->origin.line, path,
+                         "port %d is already listened on by bus '%s'", b->listen_port,
+                         c->buses[j].name);
     }
 }
 
@@ -415,6 +504,7 @@ struct config *config_free(struct config *c)
         free(b->name);
         free(b->device);
         free(b->host);
+        free(b->listen_bind);
     }
     free(c->buses);
     free(c->devices);

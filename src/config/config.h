@@ -28,6 +28,8 @@ enum driver_kind {
     DRIVER_MODBUS_RTU,
     DRIVER_MODBUS_TCP,
     DRIVER_SERIAL_LINE,
+    DRIVER_MODBUS_ASCII,
+    DRIVER_MODBUS_RTU_TCP,
     N_DRIVERS
 };
 
@@ -152,9 +154,12 @@ struct bus_config {
     int rs485_rts;  /* 0 none, 1 up, 2 down (MODBUS_RTU_RTS_*) */
     int rs485_delay_us;
     int inter_frame_ms;
-    /* tcp */
+    /* tcp (modbus-tcp, modbus-rtu-tcp) */
     char *host;
     int tcp_port;
+    bool listen;        /* listen = {…}: the peer dials tbgw */
+    char *listen_bind;
+    int listen_port;
     /* common */
     int timeout_ms;
     int retries;

@@ -395,7 +395,7 @@ void cf_check_device(struct load *ld, const config_setting_t *ds, const char *pa
             ERR(ld, cf_at(ds, "unit_id"), sub,
                 "device '%s': unit_id %d is out of range (1..247; 0 and 255 are allowed on TCP)",
                 d->name, d->unit_id);
-        if (b->driver == DRIVER_MODBUS_RTU && d->unit_id == 0 && reads)
+        if ((driver_scope[b->driver] & D_FRAMED) && d->unit_id == 0 && reads)
             ERR(ld, cf_at(ds, "unit_id"), sub,
                 "device '%s': unit_id 0 is the RTU broadcast address; a device there never "
                 "answers a read",

@@ -15,12 +15,16 @@ const unsigned driver_scope[N_DRIVERS] = {
     [DRIVER_MODBUS_RTU] = D_RTU,
     [DRIVER_MODBUS_TCP] = D_TCP,
     [DRIVER_SERIAL_LINE] = D_LINE,
+    [DRIVER_MODBUS_ASCII] = D_ASCII,
+    [DRIVER_MODBUS_RTU_TCP] = D_RTUTCP,
 };
 
 const char *const driver_names[] = {
     [DRIVER_MODBUS_RTU] = "modbus-rtu",
     [DRIVER_MODBUS_TCP] = "modbus-tcp",
     [DRIVER_SERIAL_LINE] = "serial-line",
+    [DRIVER_MODBUS_ASCII] = "modbus-ascii",
+    [DRIVER_MODBUS_RTU_TCP] = "modbus-rtu-tcp",
     NULL,
 };
 
@@ -160,26 +164,36 @@ const struct key bus_keys[] = {
      .off = offsetof(struct bus_config, data_bits), .min = 5, .max = 8, .idef = 8},
     {.name = "stop_bits", .type = KT_INT, .scope = BUS(D_SERIAL),
      .off = offsetof(struct bus_config, stop_bits), .min = 1, .max = 2, .idef = 1},
-    {.name = "rs485", .type = KT_GROUP, .scope = BUS(D_RTU), .off = NO_OFF},
+    {.name = "rs485", .type = KT_GROUP, .scope = BUS(D_RTU | D_ASCII), .off = NO_OFF},
     {.name = "timeout_ms", .type = KT_INT, .scope = BUS(D_ALL),
      .off = offsetof(struct bus_config, timeout_ms), .min = 1, .max = 60000, .idef = 500},
-    {.name = "inter_frame_ms", .type = KT_INT, .scope = BUS(D_RTU),
+    {.name = "inter_frame_ms", .type = KT_INT, .scope = BUS(D_FRAMED),
      .off = offsetof(struct bus_config, inter_frame_ms), .min = 0, .max = 10000, .idef = 0},
     {.name = "retries", .type = KT_INT, .scope = BUS(D_MODBUS),
      .off = offsetof(struct bus_config, retries), .min = 0, .max = 10, .idef = 1},
-    {.name = "host", .type = KT_STR, .scope = BUS(D_TCP), .off = offsetof(struct bus_config, host),
-     .flags = K_REQUIRED | K_NONEMPTY},
-    {.name = "port", .type = KT_INT, .scope = BUS(D_TCP), .off = offsetof(struct bus_config, tcp_port),
+    /* host is required unless listen is set (config.c). */
+    {.name = "host", .type = KT_STR, .scope = BUS(D_NET), .off = offsetof(struct bus_config, host),
+     .flags = K_NONEMPTY},
+    {.name = "port", .type = KT_INT, .scope = BUS(D_NET), .off = offsetof(struct bus_config, tcp_port),
      .min = 1, .max = 65535, .idef = 502},
+    {.name = "listen", .type = KT_GROUP, .scope = BUS(D_NET), .off = NO_OFF},
     {.name = "devices", .type = KT_LIST, .scope = BUS(D_ALL), .off = NO_OFF},
     END_KEYS,
 };
 
 const struct key rs485_keys[] = {
-    {.name = "rts", .type = KT_ENUM, .scope = BUS(D_RTU), .off = offsetof(struct bus_config, rs485_rts),
+    {.name = "rts", .type = KT_ENUM, .scope = BUS(D_RTU | D_ASCII), .off = offsetof(struct bus_config, rs485_rts),
      .names = rts_names, .idef = 1, .what = "rts mode"},
-    {.name = "delay_us", .type = KT_INT, .scope = BUS(D_RTU),
+    {.name = "delay_us", .type = KT_INT, .scope = BUS(D_RTU | D_ASCII),
      .off = offsetof(struct bus_config, rs485_delay_us), .min = 0, .max = 1000000, .idef = 0},
+    END_KEYS,
+};
+
+const struct key listen_keys[] = {
+    {.name = "bind", .type = KT_STR, .scope = BUS(D_NET),
+     .off = offsetof(struct bus_config, listen_bind), .flags = K_NONEMPTY, .sdef = "0.0.0.0"},
+    {.name = "port", .type = KT_INT, .scope = BUS(D_NET),
+     .off = offsetof(struct bus_config, listen_port), .flags = K_REQUIRED, .min = 1, .max = 65535},
     END_KEYS,
 };
 

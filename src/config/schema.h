@@ -19,9 +19,13 @@
 #define D_RTU (1u << 0)
 #define D_TCP (1u << 1)
 #define D_LINE (1u << 2)
-#define D_MODBUS (D_RTU | D_TCP)
-#define D_SERIAL (D_RTU | D_LINE)
-#define D_ALL (D_RTU | D_TCP | D_LINE)
+#define D_ASCII (1u << 16)  /* above the C_ bits */
+#define D_RTUTCP (1u << 17)
+#define D_MODBUS (D_RTU | D_TCP | D_ASCII | D_RTUTCP)
+#define D_SERIAL (D_RTU | D_ASCII | D_LINE)
+#define D_NET (D_TCP | D_RTUTCP)
+#define D_FRAMED (D_RTU | D_ASCII | D_RTUTCP) /* Modbus without a transaction id */
+#define D_ALL (D_MODBUS | D_LINE)
 #define DRIVER_MASK D_ALL
 
 #define C_PLAIN (1u << 3)    /* a section with only one meaning: edge, storage, a bus… */
@@ -88,7 +92,7 @@ extern const char *const format_names[];
 
 extern const struct key top_keys[], edge_keys[], rate_limit_keys[], tls_keys[], storage_keys[],
     log_keys[], health_keys[], control_keys[];
-extern const struct key bus_keys[], rs485_keys[];
+extern const struct key bus_keys[], rs485_keys[], listen_keys[];
 extern const struct key device_keys[], mqtt_keys[], x509_keys[], provision_keys[], ota_keys[];
 extern const struct key tag_keys[];
 

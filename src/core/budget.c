@@ -23,6 +23,13 @@ static double plan_us(const struct bus_config *b, const struct plan *p)
             us += bytes * char_us +
                   2.0 * mb_rtu_silent_interval_us(b->baud, b->data_bits, b->parity, b->stop_bits) +
                   b->inter_frame_ms * 1000.0;
+        } else if (b->driver == DRIVER_MODBUS_ASCII) {
+            /* An RTU frame of n bytes (CRC included) is 2n + 1 characters in ASCII (hex of
+             * unit, PDU and LRC, with ':' and CR LF); no silent interval. */
+            unsigned bits = 1u + (unsigned)b->data_bits + (b->parity != 'N') + (unsigned)b->stop_bits;
+            double char_us = 1e6 * bits / b->baud;
+            unsigned bytes = plan_request_bytes() + plan_response_bytes(&p->blocks[i]);
+            us += (2.0 * bytes + 2.0) * char_us + b->inter_frame_ms * 1000.0;
         } else {
             us += TCP_ROUND_TRIP_US;
         }
@@ -87,7 +94,7 @@ void budget_check(const struct config *c, struct diag *d)
 
         if (load <= 1.0)
             continue;
-        if (b->driver == DRIVER_MODBUS_RTU)
+        if (b->driver == DRIVER_MODBUS_RTU || b->driver == DRIVER_MODBUS_ASCII)
             diag_add(d, true, b->origin.file, b->origin.line, "",
                      "bus '%s' cannot keep up: one round of its %u requests needs at least %.0f ms "
                      "of wire time at %d baud, but device '%s' polls every %d ms (the bus would "

@@ -21,8 +21,10 @@
  * Failures: a device that does not answer (after the driver's retries) is backed off
  * exponentially from max(1 s, poll_ms) to 60 s and marked inactive; the other devices
  * keep their schedule. A lost link (port vanished, connection refused) is reconnected
- * with the same backoff; it counts as back at the first answer on it. Each state change
- * is logged once, not once per poll.
+ * with backoff from 1 s to 5 s: a device server or USB adapter that comes back is polled
+ * again within seconds, and a retry is one cheap open() or connect(). The link counts as
+ * back at the first answer on it. A bus whose peer dials in (listen) waits for it,
+ * looking every second. Each state change is logged once, not once per poll.
  *
  * Hand-off: values are decoded here, filtered by the report strategy, and pushed into this
  * bus's SPSC ring; the uplink is woken once per poll through its eventfd.
@@ -54,6 +56,7 @@
 
 #define BACKOFF_MIN_MS 1000u
 #define BACKOFF_MAX_MS 60000u
+#define LINK_BACKOFF_MAX_MS 5000u
 #define WAIT_MAX_MS 1000u   /* wake at least this often, to show the watchdog we are alive */
 #define RING_SAMPLES 8192u
 #define CMDQ_MAX 64u
@@ -83,6 +86,8 @@ struct bus {
     _Atomic bool stop;
     _Atomic uint64_t alive_ms;
     _Atomic bool connected;
+    _Atomic bool waiting; /* listen: no peer has dialled in yet */
+    char wait_text[96];
     _Atomic uint64_t requests, errors;
     uint64_t link_retry_ms, link_backoff_ms;
     struct complain link;
@@ -96,6 +101,11 @@ static uint64_t next_backoff(uint64_t cur, int poll_ms)
     if (!cur)
         return MAX((uint64_t)BACKOFF_MIN_MS, (uint64_t)poll_ms);
     return MIN(cur * 2, (uint64_t)BACKOFF_MAX_MS);
+}
+
+static uint64_t next_link_backoff(uint64_t cur)
+{
+    return MIN(next_backoff(cur, 0), (uint64_t)LINK_BACKOFF_MAX_MS);
 }
 
 /* ---- per-device setup ------------------------------------------------------------------ */
@@ -160,6 +170,9 @@ struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_
     b->cfg = cfg;
     b->drv = driver_for(cfg->driver);
     b->wake_fd = wake_fd;
+    if (cfg->listen)
+        snprintf(b->wait_text, sizeof(b->wait_text), "waiting for a connection on %s:%d",
+                 cfg->listen_bind, cfg->listen_port);
     b->ring = ring_new(RING_SAMPLES);
     schedule_init(&b->sched);
     r = cmdq_init(&b->cmdq, CMDQ_MAX);
@@ -243,6 +256,11 @@ uint64_t bus_alive_ms(const struct bus *b)
 bool bus_connected(const struct bus *b)
 {
     return atomic_load(&b->connected);
+}
+
+const char *bus_waiting(const struct bus *b)
+{
+    return atomic_load(&b->waiting) ? b->wait_text : NULL;
 }
 
 uint64_t bus_requests(const struct bus *b)
@@ -436,20 +454,22 @@ static void link_lost(struct bus *b, int err)
 {
     b->drv->disconnect(b->drv_state);
     atomic_store(&b->connected, false);
-    b->link_backoff_ms = next_backoff(b->link_backoff_ms, 0);
+    b->link_backoff_ms = next_link_backoff(b->link_backoff_ms);
     b->link_retry_ms = now_ms() + b->link_backoff_ms;
     complain(&b->link, LOG_WARNING, err, "bus '%s': %m; reconnecting with backoff", b->cfg->name);
 }
 
 /* After a link outage every device is due: poll each from now on, as after a device's own
  * backoff. The polls missed meanwhile were not overruns (nothing took longer than
- * poll_ms), and they are not made up in a burst. */
+ * poll_ms), and they are not made up in a burst. A device backed off meanwhile is due
+ * too: its silence was most likely the link's (a device server that power-cycled times
+ * out every unit before its connection is known to be dead). */
 static void rephase(struct bus *b, uint64_t now)
 {
     for (size_t i = 0; i < b->n_slots; i++) {
         struct slot *sl = &b->slots[i];
 
-        if (sl->next_due_ms >= now)
+        if (sl->next_due_ms >= now && !sl->bd->backoff_ms)
             continue;
         schedule_remove(&b->sched, (uint32_t)i);
         sl->next_due_ms = now;
@@ -467,8 +487,16 @@ static bool ensure_connected(struct bus *b)
         return false;
     r = b->drv->connect(b->drv_state);
     atomic_store_explicit(&b->alive_ms, now_ms(), memory_order_relaxed);
+    if (r == -EAGAIN && b->cfg->listen) {
+        /* Nobody has dialled in yet: not a failure, and no reason to look less often. */
+        atomic_store(&b->waiting, true);
+        b->link_retry_ms = now_ms() + BACKOFF_MIN_MS;
+        complain(&b->link, LOG_INFO, 0, "bus '%s': %s", b->cfg->name, b->wait_text);
+        return false;
+    }
+    atomic_store(&b->waiting, false);
     if (r < 0) {
-        b->link_backoff_ms = next_backoff(b->link_backoff_ms, 0);
+        b->link_backoff_ms = next_link_backoff(b->link_backoff_ms);
         b->link_retry_ms = now_ms() + b->link_backoff_ms;
         complain(&b->link, LOG_WARNING, r, "bus '%s': cannot connect: %m; retrying with backoff",
                  b->cfg->name);

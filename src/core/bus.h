@@ -65,6 +65,9 @@ uint64_t bus_alive_ms(const struct bus *b);
 
 /* Counters for status. Thread: any. */
 bool bus_connected(const struct bus *b);
+/* "waiting for a connection on ADDR:PORT" while a listening bus has no peer, else NULL.
+ * Any thread. */
+const char *bus_waiting(const struct bus *b);
 uint64_t bus_requests(const struct bus *b);
 uint64_t bus_errors(const struct bus *b);
 

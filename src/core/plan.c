@@ -13,7 +13,8 @@ struct plan_limits plan_limits_for(enum driver_kind driver)
 {
     struct plan_limits l = {.max_regs = 125, .max_bits = 2000};
 
-    if (driver == DRIVER_MODBUS_RTU) {
+    if (driver == DRIVER_MODBUS_RTU || driver == DRIVER_MODBUS_ASCII ||
+        driver == DRIVER_MODBUS_RTU_TCP) {
         l.max_gap_regs = RTU_ROUND_TRIP_CHARS / 2; /* 2 characters per register */
         l.max_gap_bits = RTU_ROUND_TRIP_CHARS * 8; /* 8 bits per character */
     } else {

@@ -600,10 +600,13 @@ static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
     setenvp(&envp, &n, "TBGW_OTA_SIZE", num);
     setenvp(&envp, &n, "TBGW_BUS", bc->name);
     setenvp(&envp, &n, "TBGW_BUS_DRIVER", driver_kind_to_string(bc->driver));
-    if (bc->driver == DRIVER_MODBUS_TCP) {
-        setenvp(&envp, &n, "TBGW_BUS_HOST", bc->host);
-        snprintf(num, sizeof(num), "%d", bc->tcp_port);
-        setenvp(&envp, &n, "TBGW_BUS_PORT", num);
+    if (bc->driver == DRIVER_MODBUS_TCP || bc->driver == DRIVER_MODBUS_RTU_TCP) {
+        /* A listening bus has no address to give: its device server dials in. */
+        if (!bc->listen) {
+            setenvp(&envp, &n, "TBGW_BUS_HOST", bc->host);
+            snprintf(num, sizeof(num), "%d", bc->tcp_port);
+            setenvp(&envp, &n, "TBGW_BUS_PORT", num);
+        }
     } else {
         setenvp(&envp, &n, "TBGW_BUS_PORT", bc->device);
         snprintf(num, sizeof(num), "%d", bc->baud);

@@ -4,7 +4,9 @@
  *
  * One process, one thread, one poll() loop. It serves Modbus TCP on 127.0.0.1 (any number of
  * clients at once) or Modbus RTU on a serial device (normally one end of a socat pty pair),
- * plus a line-based control port through which a test reads and writes the tables, reads the
+ * or one of the field-link transports (RTU frames on TCP as a device server does, served
+ * or dialled out like a cellular DTU; Modbus ASCII on a serial device), plus a line-based
+ * control port through which a test reads and writes the tables, reads the
  * counters and the request log, and scripts faults. tests/fakes/README.md is the interface;
  * this file implements it.
  *
@@ -52,7 +54,7 @@
  * read and a write; `exceptions` counts exception answers sent, from libmodbus or from a
  * fault; a request for a silent or unserved unit is not executed (`ignored`); garbage, crc
  * and drop act on the answer after the request was executed (a write whose answer is lost
- * still wrote); `fault crc` is refused on TCP and `fault drop` on RTU; in `fault silent`,
+ * still wrote); `fault crc` is refused on TCP and `fault drop` on a serial line; in `fault silent`,
  * `exception` and `hole`, unit 0 or * means every unit; `log` answers "ok N", N lines, "end".
  * `min_gap_us` runs from the moment write() of an answer returns to the moment the first
  * byte of the next request is read (so it errs long, never short: what a pty relays late
@@ -110,6 +112,8 @@
 #define MEI_DEVICE_ID 0x0E            /* read device identification (43/14) */
 #define CTL_LINE_MAX (1024 * 1024)
 #define CTL_OUT_MAX (64 * 1024 * 1024)
+#define REDIAL_MS 200                 /* --rtu-tcp-dial: pause before dialling again */
+#define ASCII_LINE_MAX 513            /* ':' + 2 * (unit, 253-byte PDU, LRC) + CR LF */
 
 enum table { TABLE_COIL, TABLE_DISCRETE, TABLE_INPUT, TABLE_HOLDING, N_TABLES };
 
@@ -188,6 +192,7 @@ struct peer {
     size_t rx_len;
     int64_t rx_last_ms;
     int64_t answer_end_us;              /* RTU: when our last answer was written, -1: none */
+    bool zombie;                        /* --rtu-tcp-dial: left open but abandoned (redial keep) */
 };
 
 struct ctl {
@@ -210,7 +215,12 @@ struct tokens {
 };
 
 struct fake {
-    bool rtu;
+    bool rtu;                           /* RTU frames inside (also for the transports below) */
+    bool stream;                        /* RTU frames on TCP connections (--rtu-tcp, --rtu-tcp-dial) */
+    bool ascii;                         /* Modbus ASCII on the serial line (--ascii) */
+    int dial_port;                      /* --rtu-tcp-dial: tbgw's listen port, else -1 */
+    int64_t redial_due_ms;              /* when to dial again, -1: connected or not dialling */
+    uint64_t connections;               /* connections accepted or dialled since start */
     modbus_t *mb;
     int shim[2];                        /* [0] is where modbus_reply() writes, [1] we read */
     int listen_fd;                      /* Modbus TCP, -1 on RTU */
@@ -242,6 +252,10 @@ struct fake {
 static bool arg_quiet;
 static int arg_tcp_port = -1;
 static const char *arg_rtu_path;
+static int arg_rtu_tcp_port = -1;
+static int arg_dial_port = -1;
+static bool arg_dial_tcp;                /* --tcp-dial: Modbus TCP frames on the dialled link */
+static bool arg_ascii;
 static int arg_baud = 19200;
 static char arg_parity = 'N';
 static int arg_data_bits = 8;
@@ -491,6 +505,23 @@ static int bound_port(int fd)
     if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
         return -errno;
     return ntohs(sa.sin_port);
+}
+
+/* A non-blocking listening socket on 127.0.0.1:port (0: any) in *ret_fd. Returns the port
+ * it got, or -errno. */
+static int listen_loopback(int port, int backlog, int *ret_fd)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int one = 1;
+
+    *ret_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*ret_fd < 0)
+        return -errno;
+    setsockopt(*ret_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(*ret_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(*ret_fd, backlog) < 0)
+        return -errno;
+    return bound_port(*ret_fd);
 }
 
 /* ---- units and their tables ---- */
@@ -981,12 +1012,21 @@ static void peer_kill(struct peer *p, const char *why)
     note("client %d: %s, closing", p->fd, why);
 }
 
+static bool on_socket(const struct fake *f);
+static size_t ascii_from_rtu(const uint8_t *frame, size_t len, char *out);
+
 static void peer_send(struct fake *f, struct peer *p, const uint8_t *buf, size_t len)
 {
-    int r = write_bounded(p->fd, buf, len, !f->rtu);
+    char ascii[ASCII_LINE_MAX + 1];
+    int r;
 
+    if (f->ascii) {
+        len = ascii_from_rtu(buf, len, ascii);
+        buf = (const uint8_t *)ascii;
+    }
+    r = write_bounded(p->fd, buf, len, on_socket(f));
     if (r < 0) {
-        if (f->rtu)
+        if (!on_socket(f))
             note("serial line: answer not written: %s", strerror(-r));
         else
             peer_kill(p, "cannot send");
@@ -1027,7 +1067,7 @@ static void deliver_answer(struct fake *f, struct peer *p, const uint8_t *req)
     if (ans[hl] & 0x80)
         f->counters.exceptions++;
 
-    if (!f->rtu && f->faults.drop > 0) {
+    if (on_socket(f) && f->faults.drop > 0) {
         f->faults.drop--;
         f->counters.damaged++;
         peer_kill(p, "fault drop");
@@ -1154,6 +1194,7 @@ static void tcp_accept(struct fake *f)
             close(fd);
             continue;
         }
+        f->connections++;
         note("client %d: connected", fd);
     }
 }
@@ -1287,6 +1328,8 @@ static void rtu_process(struct fake *f, struct peer *p, int64_t now)
     }
 }
 
+static void frames_process(struct fake *f, struct peer *p, int64_t now);
+
 /* Reads what the line has. libmodbus leaves the tty at VMIN=0 VTIME=0, where read() returns 0
  * for "nothing more now", so a hang-up shows as POLLHUP with nothing to read, or EIO. */
 static void rtu_readable(struct fake *f, struct peer *p, short revents, int64_t now)
@@ -1326,7 +1369,220 @@ static void rtu_readable(struct fake *f, struct peer *p, short revents, int64_t 
         f->exit_status = 1;
         return;
     }
+    frames_process(f, p, now);
+}
+
+/* ---- field-link transports: RTU frames on TCP (served or dialled), Modbus ASCII ----
+ *
+ * Inside, these are RTU: an ASCII request is turned into unit + PDU + CRC and served like
+ * one from the serial line, and the answer is turned back into ASCII on its way out; RTU
+ * frames from a TCP connection are cut by rtu_process() exactly as from the serial line.
+ * So faults, counters and the log behave the same on every transport. */
+
+static void ctl_printf(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static bool on_socket(const struct fake *f)
+{
+    return !f->rtu || f->stream;
+}
+
+static bool dialling(const struct fake *f)
+{
+    return f->dial_port >= 0;
+}
+
+static int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* unit + PDU + CRC -> ":" hex(unit PDU LRC) CR LF. A frame whose CRC is bad (the garbage
+ * and crc faults) gets a bad LRC, so the fault survives the translation. */
+static size_t ascii_from_rtu(const uint8_t *frame, size_t len, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    uint8_t lrc = 0;
+    size_t o = 0, n = len >= 3 ? len - 2 : 0;
+
+    if (2 * n + 5 > ASCII_LINE_MAX)
+        n = (ASCII_LINE_MAX - 5) / 2;
+    out[o++] = ':';
+    for (size_t i = 0; i < n; i++) {
+        out[o++] = hex[frame[i] >> 4];
+        out[o++] = hex[frame[i] & 15];
+        lrc = (uint8_t)(lrc + frame[i]);
+    }
+    lrc = (uint8_t)-lrc;
+    if (!crc_ok(frame, len))
+        lrc ^= 0xFF;
+    out[o++] = hex[lrc >> 4];
+    out[o++] = hex[lrc & 15];
+    out[o++] = '\r';
+    out[o++] = '\n';
+    return o;
+}
+
+/* Serves every complete ':' … CR LF line in p->rx; a bad LRC or a line that is not hex is
+ * dropped unanswered and counted in crc_errors, as a real slave does. */
+static void ascii_process(struct fake *f, struct peer *p)
+{
+    while (p->rx_len > 0 && !p->held) {
+        uint8_t *colon = memchr(p->rx, ':', p->rx_len);
+        uint8_t *lf, frame[ASCII_LINE_MAX / 2 + 2];
+        size_t start, len, nbytes;
+        uint8_t lrc = 0;
+        bool ok;
+
+        if (!colon) {
+            p->rx_len = 0;
+            return;
+        }
+        start = (size_t)(colon - p->rx);
+        memmove(p->rx, p->rx + start, p->rx_len - start);
+        p->rx_len -= start;
+        lf = memchr(p->rx, '\n', p->rx_len);
+        if (!lf)
+            return;
+        len = (size_t)(lf - p->rx) + 1;
+        /* ':' hex CR LF */
+        nbytes = len >= 4 ? (len - 3) / 2 : 0;
+        ok = len >= 4 && (len - 3) % 2 == 0 && p->rx[len - 2] == '\r' && nbytes >= 3 &&
+             nbytes <= sizeof(frame) - 2;
+        for (size_t i = 0; ok && i < nbytes; i++) {
+            int hi = hex_digit(p->rx[1 + 2 * i]), lo = hex_digit(p->rx[2 + 2 * i]);
+            ok = hi >= 0 && lo >= 0;
+            frame[i] = (uint8_t)(hi << 4 | lo);
+            lrc = (uint8_t)(lrc + frame[i]);
+        }
+        memmove(p->rx, p->rx + len, p->rx_len - len);
+        p->rx_len -= len;
+        if (!ok || lrc != 0) {
+            f->counters.crc_errors++;
+            note("serial line: dropping an ASCII frame with a bad LRC or bad hex");
+            continue;
+        }
+        /* Without the LRC, with a CRC: the frame serve() expects from an RTU line. */
+        nbytes--;
+        unsigned crc = crc16(frame, nbytes);
+        frame[nbytes] = (uint8_t)(crc & 0xFF);
+        frame[nbytes + 1] = (uint8_t)(crc >> 8);
+        serve(f, p, frame, nbytes + 2);
+    }
+}
+
+static void frames_process(struct fake *f, struct peer *p, int64_t now)
+{
+    if (f->ascii)
+        ascii_process(f, p);
+    else
+        rtu_process(f, p, now);
+}
+
+/* RTU frames from a TCP connection: end of stream or an error ends the connection (and,
+ * dialling, leads to a new one). */
+static void stream_readable(struct fake *f, struct peer *p, int64_t now)
+{
+    for (;;) {
+        ssize_t n;
+
+        if (p->rx_len == sizeof(p->rx)) {
+            note("client %d: %zu bytes without a frame, discarding", p->fd, p->rx_len);
+            p->rx_len = 0;
+        }
+        n = recv(p->fd, p->rx + p->rx_len, sizeof(p->rx) - p->rx_len, MSG_DONTWAIT);
+        if (n > 0) {
+            p->rx_len += (size_t)n;
+            p->rx_last_ms = now;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        peer_kill(p, n == 0 ? "closed the connection" : strerror(errno));
+        return;
+    }
     rtu_process(f, p, now);
+}
+
+/* --rtu-tcp-dial: connect to tbgw's listen port as a DTU does; on failure, again later. */
+static void dial(struct fake *f)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)f->dial_port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    f->redial_due_ms = -1;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || set_nonblocking(fd) < 0 ||
+        peer_add(f, fd) < 0) {
+        note("dialling 127.0.0.1:%d: %s; again in %d ms", f->dial_port, strerror(errno),
+             REDIAL_MS);
+        if (fd >= 0)
+            close(fd);
+        f->redial_due_ms = now_ms() + REDIAL_MS;
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    f->connections++;
+    note("client %d: dialled 127.0.0.1:%d", fd, f->dial_port);
+}
+
+static int open_stream(struct fake *f)
+{
+    /* Never connected: it only decodes requests and encodes answers. */
+    f->mb = f->rtu ? modbus_new_rtu("/dev/null", 9600, 'N', 8, 1) : modbus_new_tcp("127.0.0.1", 0);
+    if (!f->mb)
+        return -errno;
+    if (f->dial_port >= 0) {
+        dial(f);
+        return 0;
+    }
+
+    int port = listen_loopback(arg_rtu_tcp_port, 64, &f->listen_fd);
+
+    if (port < 0)
+        return port;
+    f->tcp_port = port;
+    return 0;
+}
+
+/* connections | hangup | redial [keep]. Returns false for a command that is not one of these. */
+static bool transport_command(struct fake *f, struct ctl *c, char **tok, size_t n)
+{
+    if (strcmp(tok[0], "connections") == 0 && n == 1) {
+        ctl_printf(c, "ok %" PRIu64 "\n", f->connections);
+    } else if (strcmp(tok[0], "hangup") == 0 && n == 1) {
+        if (!f->stream && !dialling(f)) {
+            ctl_printf(c, "err hangup needs --rtu-tcp, --rtu-tcp-dial or --tcp-dial\n");
+            return true;
+        }
+        for (size_t i = 0; i < f->n_peers; i++)
+            peer_kill(f->peers[i], "hangup");
+        ctl_printf(c, "ok\n");
+    } else if (strcmp(tok[0], "redial") == 0 && (n == 1 || (n == 2 && !strcmp(tok[1], "keep")))) {
+        if (f->dial_port < 0) {
+            ctl_printf(c, "err redial needs --rtu-tcp-dial or --tcp-dial\n");
+            return true;
+        }
+        /* keep: the old connection stays open but unanswered, as one a DTU lost track of. */
+        for (size_t i = 0; i < f->n_peers; i++) {
+            if (n == 2)
+                f->peers[i]->zombie = true;
+            else
+                peer_kill(f->peers[i], "redial");
+        }
+        dial(f);
+        ctl_printf(c, "ok\n");
+    } else {
+        return false;
+    }
+    return true;
 }
 
 /* ---- the control port ---- */
@@ -1505,7 +1761,7 @@ static void cmd_fault(struct fake *f, struct ctl *c, char **tok, size_t n)
             ctl_printf(c, "err crc faults need --rtu (Modbus TCP has no CRC)\n");
             return;
         }
-        if (what[0] == 'd' && f->rtu) {
+        if (what[0] == 'd' && f->rtu && !f->stream) {
             ctl_printf(c, "err drop faults need --tcp (a serial line has no connection)\n");
             return;
         }
@@ -1618,6 +1874,8 @@ static void cmd_ident(struct fake *f, struct ctl *c, char **tok, size_t n)
     ctl_printf(c, "ok\n");
 }
 
+static bool transport_command(struct fake *f, struct ctl *c, char **tok, size_t n);
+
 static void ctl_command(struct fake *f, struct ctl *c, char *line)
 {
     char **tok, err[160];
@@ -1670,9 +1928,11 @@ static void ctl_command(struct fake *f, struct ctl *c, char *line)
         cmd_unit(f, c, tok + 1, n - 1);
     } else if (strcmp(tok[0], "ident") == 0) {
         cmd_ident(f, c, tok + 1, n - 1);
+    } else if (transport_command(f, c, tok, n)) {
+        ;
     } else {
         ctl_printf(c, "err unknown command '%s' (set, get, stats, log, reset, fault, unit, "
-                      "ident)\n", tok[0]);
+                      "ident, connections, hangup, redial)\n", tok[0]);
     }
 }
 
@@ -1768,19 +2028,8 @@ static void ctl_readable(struct fake *f, struct ctl *c)
 
 static int open_control(struct fake *f)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    int one = 1, port;
+    int port = listen_loopback(arg_control_port, 16, &f->control_fd);
 
-    f->control_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (f->control_fd < 0)
-        return -errno;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t)arg_control_port);
-    setsockopt(f->control_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(f->control_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(f->control_fd, 16) < 0)
-        return -errno;
-    port = bound_port(f->control_fd);
     if (port < 0)
         return port;
     f->control_port = port;
@@ -1847,7 +2096,11 @@ static int fake_init(struct fake *f)
 {
     f->listen_fd = f->control_fd = f->signal_fd = -1;
     f->shim[0] = f->shim[1] = -1;
-    f->rtu = arg_rtu_path != NULL;
+    f->rtu = arg_rtu_path != NULL || arg_rtu_tcp_port >= 0 || (arg_dial_port >= 0 && !arg_dial_tcp);
+    f->stream = f->rtu && (arg_rtu_tcp_port >= 0 || arg_dial_port >= 0);
+    f->ascii = arg_ascii;
+    f->dial_port = arg_dial_port;
+    f->redial_due_ms = -1;
     counters_reset(&f->counters);
     f->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ULL;
     f->log = calloc(LOG_CAPACITY, sizeof(*f->log));
@@ -1862,7 +2115,7 @@ static int fake_init(struct fake *f)
 static void fake_free(struct fake *f)
 {
     if (f->mb) {
-        if (f->rtu) {
+        if (f->rtu && !f->stream) {
             /* Give the context its line back: modbus_close() restores the line's settings
              * and closes it. (On TCP the context holds no descriptor of its own.) */
             if (modbus_get_socket(f->mb) == f->shim[0])
@@ -1872,7 +2125,7 @@ static void fake_free(struct fake *f)
         modbus_free(f->mb);
     }
     for (size_t i = 0; i < f->n_peers; i++) {
-        if (!f->rtu)
+        if (on_socket(f))
             close(f->peers[i]->fd);
         free(f->peers[i]);
     }
@@ -1908,9 +2161,11 @@ static void sweep(struct fake *f)
     size_t j = 0;
 
     for (size_t i = 0; i < f->n_peers; i++) {
-        if (f->peers[i]->dead && !f->rtu) {
+        if (f->peers[i]->dead && on_socket(f)) {
             close(f->peers[i]->fd);
             free(f->peers[i]);
+            if (f->dial_port >= 0 && f->redial_due_ms < 0)
+                f->redial_due_ms = now_ms() + REDIAL_MS;
         } else {
             f->peers[j++] = f->peers[i];
         }
@@ -1944,13 +2199,15 @@ static int next_timeout(const struct fake *f, int64_t now)
             due = p->held_due_ms;
         if (p->partial_since_ms >= 0 && now + TCP_RECHECK_MS < due)
             due = now + TCP_RECHECK_MS;
-        if (f->rtu && p->rx_len > 0 && !p->held) {
+        if (f->rtu && !f->ascii && p->rx_len > 0 && !p->held) {
             int gap = rtu_request_length(p->rx, p->rx_len) < 0 ? RTU_GAP_UNKNOWN_MS
                                                                  : RTU_GAP_PARTIAL_MS;
             if (p->rx_last_ms + gap < due)
                 due = p->rx_last_ms + gap;
         }
     }
+    if (f->redial_due_ms >= 0 && f->redial_due_ms < due)
+        due = f->redial_due_ms;
     if (due == INT64_MAX)
         return -1;
     return due <= now ? 0 : (int)(due - now + 1);
@@ -2011,7 +2268,7 @@ static int run(struct fake *f)
             struct peer *p = f->peers[i];
 
             /* A peer with an answer held back, or a half frame, is not read meanwhile. */
-            if (p->held || p->partial_since_ms >= 0)
+            if (p->held || p->partial_since_ms >= 0 || p->zombie)
                 continue;
             pfd[n] = (struct pollfd){ .fd = p->fd, .events = POLLIN };
             slots[n++] = (struct slot){ SLOT_PEER, p };
@@ -2055,7 +2312,9 @@ static int run(struct fake *f)
                 break;
             }
             case SLOT_PEER:
-                if (f->rtu)
+                if (f->stream)
+                    stream_readable(f, slots[i].obj, now);
+                else if (f->rtu)
                     rtu_readable(f, slots[i].obj, pfd[i].revents, now);
                 else
                     tcp_readable(f, slots[i].obj, now);
@@ -2074,11 +2333,13 @@ static int run(struct fake *f)
                 peer_send(f, p, p->held_buf, p->held_len);
             }
             if (f->rtu)
-                rtu_process(f, p, now);
+                frames_process(f, p, now);
             else if (p->partial_since_ms >= 0 && !p->held)
                 tcp_readable(f, p, now);
         }
         sweep(f);
+        if (f->redial_due_ms >= 0 && f->redial_due_ms <= now_ms())
+            dial(f);
     }
     free(pfd);
     free(slots);
@@ -2087,11 +2348,14 @@ static int run(struct fake *f)
 
 static void usage(FILE *to)
 {
-    fputs("usage: fake-modbus (--tcp PORT | --rtu PATH [--baud N] [--parity N|E|O]\n"
+    fputs("usage: fake-modbus (--tcp PORT | --tcp-dial PORT | --rtu-tcp PORT | --rtu-tcp-dial PORT |\n"
+          "                    (--rtu PATH | --ascii PATH) [--baud N] [--parity N|E|O]\n"
           "                    [--data-bits N] [--stop-bits N])\n"
           "                   [--control PORT] [--units LIST] [--map FILE] [--quiet]\n"
           "\n"
-          "A Modbus slave for tests: TCP on 127.0.0.1:PORT (0 picks one) or RTU on PATH,\n"
+          "A Modbus slave for tests: TCP on 127.0.0.1:PORT (0 picks one), RTU frames on TCP\n"
+          "(served on PORT, or dialled to 127.0.0.1:PORT and re-dialled; --tcp-dial dials with\n"
+          "Modbus TCP frames), or RTU or ASCII on PATH,\n"
           "unit ids LIST (e.g. 1,7,20-30), tables preloaded from FILE, and a line-based\n"
           "control port on 127.0.0.1. Prints \"READY tcp=<port> control=<port>\" when ready.\n"
           "See tests/fakes/README.md.\n",
@@ -2101,11 +2365,15 @@ static void usage(FILE *to)
 /* Returns 0, 1 when --help was answered, or -EINVAL (bad command line). */
 static int parse_argv(int argc, char **argv)
 {
-    enum { OPT_TCP = 0x100, OPT_RTU, OPT_BAUD, OPT_PARITY, OPT_DATA_BITS, OPT_STOP_BITS,
+    enum { OPT_TCP = 0x100, OPT_RTU, OPT_RTU_TCP, OPT_DIAL, OPT_TCP_DIAL, OPT_ASCII, OPT_BAUD, OPT_PARITY, OPT_DATA_BITS, OPT_STOP_BITS,
            OPT_CONTROL, OPT_UNITS, OPT_MAP, OPT_QUIET, OPT_HELP };
     static const struct option options[] = {
         { "tcp", required_argument, NULL, OPT_TCP },
         { "rtu", required_argument, NULL, OPT_RTU },
+        { "rtu-tcp", required_argument, NULL, OPT_RTU_TCP },
+        { "rtu-tcp-dial", required_argument, NULL, OPT_DIAL },
+        { "tcp-dial", required_argument, NULL, OPT_TCP_DIAL },
+        { "ascii", required_argument, NULL, OPT_ASCII },
         { "baud", required_argument, NULL, OPT_BAUD },
         { "parity", required_argument, NULL, OPT_PARITY },
         { "data-bits", required_argument, NULL, OPT_DATA_BITS },
@@ -2132,6 +2400,20 @@ static int parse_argv(int argc, char **argv)
             break;
         case OPT_RTU:
             arg_rtu_path = optarg;
+            break;
+        case OPT_ASCII:
+            arg_rtu_path = optarg;
+            arg_ascii = true;
+            break;
+        case OPT_RTU_TCP:
+        case OPT_DIAL:
+        case OPT_TCP_DIAL:
+            if (parse_number(optarg, 65535, &v) < 0 || (c != OPT_RTU_TCP && v == 0)) {
+                complain("bad port '%s'", optarg);
+                return -EINVAL;
+            }
+            *(c == OPT_RTU_TCP ? &arg_rtu_tcp_port : &arg_dial_port) = (int)v;
+            arg_dial_tcp = c == OPT_TCP_DIAL;
             break;
         case OPT_BAUD:
             if (parse_number(optarg, 4000000, &v) < 0 || v == 0) {
@@ -2181,8 +2463,10 @@ static int parse_argv(int argc, char **argv)
         complain("unexpected argument '%s'", argv[optind]);
         return -EINVAL;
     }
-    if ((arg_tcp_port >= 0) == (arg_rtu_path != NULL)) {
-        complain("give exactly one of --tcp and --rtu");
+    if ((arg_tcp_port >= 0) + (arg_rtu_path != NULL) + (arg_rtu_tcp_port >= 0) +
+            (arg_dial_port >= 0) != 1) {
+        complain("give exactly one of --tcp, --tcp-dial, --rtu, --ascii, --rtu-tcp and "
+                 "--rtu-tcp-dial");
         return -EINVAL;
     }
     return 0;
@@ -2239,9 +2523,12 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    r = f->rtu ? open_rtu(f) : open_tcp(f);
+    r = f->stream || dialling(f) ? open_stream(f) : f->rtu ? open_rtu(f) : open_tcp(f);
     if (r < 0) {
-        if (f->rtu)
+        if (f->stream || dialling(f))
+            complain("127.0.0.1:%d: %s", f->dial_port >= 0 ? f->dial_port : arg_rtu_tcp_port,
+                     strerror(-r));
+        else if (f->rtu)
             complain("serial line %s: %s", arg_rtu_path, modbus_strerror(-r));
         else
             complain("127.0.0.1:%d: %s", arg_tcp_port, modbus_strerror(-r));
@@ -2262,13 +2549,18 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (f->rtu)
+    if ((f->rtu && !(f->stream && !dialling(f))) || dialling(f))
         printf("READY tcp=- control=%d\n", f->control_port);
     else
         printf("READY tcp=%d control=%d\n", f->tcp_port, f->control_port);
     fflush(stdout);
-    if (f->rtu)
-        note("serving RTU on %s, control port %d", arg_rtu_path, f->control_port);
+    if (f->stream || dialling(f))
+        note("serving %s on TCP (%s %d), control port %d", f->rtu ? "RTU frames" : "Modbus TCP",
+             f->dial_port >= 0 ? "dialling" : "port", f->dial_port >= 0 ? f->dial_port : f->tcp_port,
+             f->control_port);
+    else if (f->rtu)
+        note("serving %s on %s, control port %d", f->ascii ? "ASCII" : "RTU", arg_rtu_path,
+             f->control_port);
     else
         note("serving TCP on 127.0.0.1:%d, control port %d", f->tcp_port, f->control_port);
 

@@ -7,8 +7,10 @@
 # make fuzz FUZZ_SECONDS=N runs each libFuzzer program for N seconds on a scratch copy of
 # its corpus and prints what it did.
 
-fuzz_names = config downlink ota serial-parse spool control mei gateway
+fuzz_names = config downlink ota serial-parse spool control mei gateway rtu-frame ascii-frame
 fuzz_programs = \
+	tests/fuzz/fuzz-rtu-frame \
+	tests/fuzz/fuzz-ascii-frame \
 	tests/fuzz/fuzz-config \
 	tests/fuzz/fuzz-downlink \
 	tests/fuzz/fuzz-ota \
@@ -63,6 +65,15 @@ tests_fuzz_fuzz_gateway_SOURCES = tests/fuzz/fuzz-gateway.c $(fuzz_common)
 tests_fuzz_fuzz_gateway_CFLAGS = $(fuzz_cflags)
 tests_fuzz_fuzz_gateway_LDFLAGS = $(fuzz_ldflags)
 tests_fuzz_fuzz_gateway_LDADD = $(fuzz_ldadd)
+# One source, two targets: the RTU and the ASCII reply matcher.
+tests_fuzz_fuzz_rtu_frame_SOURCES = tests/fuzz/fuzz-modbus-frame.c $(fuzz_common)
+tests_fuzz_fuzz_rtu_frame_CFLAGS = $(fuzz_cflags)
+tests_fuzz_fuzz_rtu_frame_LDFLAGS = $(fuzz_ldflags)
+tests_fuzz_fuzz_rtu_frame_LDADD = $(fuzz_ldadd)
+tests_fuzz_fuzz_ascii_frame_SOURCES = tests/fuzz/fuzz-modbus-frame.c $(fuzz_common)
+tests_fuzz_fuzz_ascii_frame_CFLAGS = $(fuzz_cflags) -DFUZZ_ASCII
+tests_fuzz_fuzz_ascii_frame_LDFLAGS = $(fuzz_ldflags)
+tests_fuzz_fuzz_ascii_frame_LDADD = $(fuzz_ldadd)
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/run-fuzz tests/fuzz/corpus \
 	tests/fuzz/config.dict tests/fuzz/downlink.dict tests/fuzz/ota.dict \

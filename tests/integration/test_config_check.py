@@ -69,8 +69,54 @@ class ConfigCheck(harness.TestCase):
         os.chmod(self.path("tbgw.conf"), 0o640)
         r = check("tbgw.conf", self.tmp)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stderr, "")
+        # The one warning the example asks for: its /dev/ttyUSB0.
+        for line in r.stderr.splitlines():
+            self.assertRegex(line, r"warning: buses\.\[\d+\]\.port: port '/dev/ttyUSB\d+' .* "
+                                   r"prefer its /dev/serial/by-id/ path$")
         self.assertIn("(3 buses, 4 devices)", r.stdout)
+
+    def test_field_link_settings(self):
+        """modbus-rtu-tcp, modbus-ascii and listen: what is accepted, what is refused, and the
+        warning for USB serial names that move."""
+        head = 'edge = { host = "127.0.0.1"; };\nbuses = (\n'
+        dev = 'devices = ( { name = "%s"; unit_id = 1; token = "t%s"; telemetry = ( { key = "v"; table = "holding"; address = 0; type = "uint16"; } ); } ); }'
+        good = head + ",\n".join([
+            '{ name = "a"; driver = "modbus-rtu-tcp"; host = "10.0.0.5"; port = 4001; inter_frame_ms = 5; retries = 2; ' + dev % ("a", "a"),
+            '{ name = "b"; driver = "modbus-rtu-tcp"; listen = { bind = "0.0.0.0"; port = 5020; }; ' + dev % ("b", "b"),
+            '{ name = "c"; driver = "modbus-tcp"; listen = { port = 5021; }; ' + dev % ("c", "c"),
+            '{ name = "d"; driver = "modbus-ascii"; port = "/dev/ttyACM1"; parity = "even"; data_bits = 7; ' + dev % ("d", "d"),
+        ]) + "\n);\n"
+        self.write("good.conf", good, 0o640)
+        r = check("good.conf", self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "good.conf:6: warning: buses.[3].port: port '/dev/ttyACM1' is "
+                                   "numbered by the order USB adapters appear in and may name "
+                                   "another adapter after a replug or reboot; prefer its "
+                                   "/dev/serial/by-id/ path\n")
+        bad = head + ",\n".join([
+            '{ name = "a"; driver = "modbus-rtu-tcp"; ' + dev % ("a", "a"),
+            '{ name = "b"; driver = "modbus-rtu-tcp"; host = "x"; listen = { port = 5020; }; ' + dev % ("b", "b"),
+            '{ name = "c"; driver = "modbus-tcp"; listen = { bind = "eth0"; port = 5020; }; ' + dev % ("c", "c"),
+            '{ name = "d"; driver = "modbus-ascii"; port = "/dev/serial/by-id/x"; listen = { port = 1; }; ' + dev % ("d", "d"),
+            '{ name = "e"; driver = "modbus-rtu-tcp"; listen = { bind = "127.0.0.1"; }; ' + dev % ("e", "e"),
+            '{ name = "f"; driver = "modbus-rtu-tcp"; listen = { bind = "192.0.2.77"; port = 5030; }; ' + dev % ("f", "f"),
+        ]) + "\n);\n"
+        self.write("bad.conf", bad, 0o640)
+        r = check("bad.conf", self.tmp)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertEqual(r.stderr.splitlines(), [
+            "bad.conf:3: buses.[0]: missing required setting 'host' (or listen = { port = …; } for "
+            "a device server that connects to tbgw)",
+            "bad.conf:4: buses.[1]: 'host' and 'listen' exclude each other: tbgw either connects "
+            "to the device or waits for it to connect",
+            "bad.conf:5: buses.[2].listen.bind: bind 'eth0' is not an IP address of this host "
+            "(e.g. \"0.0.0.0\" for all)",
+            "bad.conf:5: buses.[2].listen.port: port 5020 is already listened on by bus 'b'",
+            "bad.conf:6: buses.[3].listen: 'listen' does not apply to a modbus-ascii bus",
+            "bad.conf:7: buses.[4].listen: missing required setting 'port'",
+            "bad.conf:8: buses.[5].listen.bind: bind '192.0.2.77' is not an IP address of this "
+            "host (e.g. \"0.0.0.0\" for all)",
+        ])
 
     def test_world_readable_secrets_warn_with_the_fix(self):
         name = self.copy_data("good-minimal.conf", mode=0o644)
