@@ -199,6 +199,8 @@ def gson_long(value):
     strings go through Long.parseLong; anything else raises ValueError."""
     if isinstance(value, bool):
         raise ValueError("boolean is not a number")
+    if isinstance(value, _NumText):      # a JSON number kept as its text: BigDecimal.longValue
+        value = int(decimal.Decimal(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("not a finite number")
