@@ -216,13 +216,17 @@ def run_once(job, seconds, warmup):
         _, c1 = proc_stat("/proc/%d/stat" % proc.pid)
         t1 = time.monotonic()
         hwm = status("/proc/%d/status" % proc.pid, "VmHWM")
-        t.stop_tbgw(proc)
+        ts = time.monotonic()
+        rc = proc.stop(timeout=180)
+        stop_s = time.monotonic() - ts
+        if rc != 0:
+            print("bench uplink: tbgw exited with %d after %.1f s" % (rc, stop_s))
     finally:
         t.tearDown()
     dt = t1 - t0
     return dict(values_s=(v1 - v0) / dt, msgs_s=(m1 - m0) / dt, cpu=c1 - c0,
                 cpu_per_1k=(c1 - c0) / max(v1 - v0, 1) * 1000, cpu_share=(c1 - c0) / dt,
-                hwm_mib=hwm / 1024, all_up_s=all_up, threads=per_thread(th0, th1, dt),
+                hwm_mib=hwm / 1024, all_up_s=all_up, stop_s=stop_s, threads=per_thread(th0, th1, dt),
                 offered=job["devices"] * job["tags"] * 1000.0 / job["poll_ms"])
 
 
@@ -246,6 +250,7 @@ def report(name, job, runs):
     print("  peak RSS:         %.1f MiB" % med(r["hwm_mib"] for r in runs))
     if not job["change"]:
         print("  all devices published after %.1f s" % med(r["all_up_s"] for r in runs))
+    print("  stopped in        %.1f s" % med(r["stop_s"] for r in runs))
     names = sorted({k for r in runs for k in r["threads"]})
     print("  %-24s %8s %10s %8s" % ("thread", "threads", "CPU %", "wakes/s"))
     for k in names:

@@ -77,6 +77,12 @@
  * the Edge seeing a thousand TLS handshakes in the same instant. */
 #define MAX_CONNECTING 32u
 #define NO_DEVICE UINT32_MAX
+/* After a pass that took samples, the uplink lets the next ones gather this long before it
+ * looks again: under load it then wakes at most this often, whatever the number of
+ * devices, and each wake publishes every device whose poll completed meanwhile, one
+ * message each, which paho's threads and the kernel also handle as one burst. It is the
+ * most it adds to the latency from poll to Edge; an idle uplink sleeps until there is work. */
+#define LINGER_US 20000u
 /* How long telemetry waits, after a device's first connect, for the Edge to tell its rate
  * limits. ThingsBoard answers getSessionLimits in its transport (3.8 and later) within
  * milliseconds; an older one passes it to the rule chain, which does not answer. */
@@ -1008,13 +1014,15 @@ static void *uplink_thread(void *arg)
 
     while (!atomic_load(&u->stop)) {
         struct pollfd p = {.fd = u->wake_fd, .events = POLLIN};
-        uint64_t now = now_ms(), next;
+        uint64_t now = now_ms(), next, start = now_us(), taken = u->taken;
         eventfd_t v;
 
         atomic_store_explicit(&u->alive_ms, now, memory_order_relaxed);
         handle_events(u);
         drain_rings(u);
         next = run_pass(u, now);
+        if (u->taken != taken && !atomic_load(&u->stop))
+            sleep_until_us(start + LINGER_US);
         /* Sleep until a bus, paho or a deadline has something; a stop request writes the
          * eventfd too. */
         now = now_ms();
