@@ -6,7 +6,10 @@ wake-ups per second of each of its threads, and how long until every device had 
 Each job runs --runs times (default 3); the figures are medians.
 
     bench/uplink.py --build BUILD [--job small|large|idle|fast|small-qos0|all]
-                    [--seconds 20] [--runs 3]
+                    [--seconds 20] [--runs 3] [--devices N] [--tags M]
+
+With TBGW_WRAPPER="valgrind --tool=massif --massif-out-file=F" tbgw runs under massif
+(the memory table in ARCHITECTURE.md was made so).
 
 Jobs (the targets of the uplink's design, see bench/README.md):
   small       100 devices x 10 registers every 1 s, qos 1
@@ -267,13 +270,17 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--devices", type=int, help="override the job's number of devices")
+    ap.add_argument("--tags", type=int, help="override the job's registers per device")
     a = ap.parse_args()
     harness.BUILDDIR = os.path.abspath(a.build)
     harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
     harness.FAKE_MODBUS = os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
     names = list(JOBS) if a.job == "all" else a.job.split(",")
     for name in names:
-        job = JOBS[name]
+        job = dict(JOBS[name])
+        job["devices"] = a.devices or job["devices"]
+        job["tags"] = a.tags or job["tags"]
         runs = [run_once(job, a.seconds, a.warmup) for _ in range(a.runs)]
         report(name, job, runs)
 

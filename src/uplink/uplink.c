@@ -2,16 +2,21 @@
 /*
  * The uplink thread.
  *
- * One loop, woken by one eventfd (bus threads write it after pushing samples; paho's
- * callbacks and bus commands write it through the event queue):
+ * One loop, asleep in poll() on one eventfd until there is work (bus threads write it once
+ * per poll; the event queue once per wake-up) or until the earliest deadline. A pass:
  *   1. take every event: connection outcomes, PUBACKs, downlink messages, finished commands;
  *   2. drain every ring: telemetry samples go into the device's open batch, attribute
  *      samples into the device's attribute set;
- *   3. close batches that are ready (the device can send now, the batch is full, or it has
- *      waited half a commit interval) and append them to the spool;
- *   4. per connected device, publish the oldest unsent batches while fewer than WINDOW are
- *      in flight, and changed client attributes;
- *   5. timers: reconnects, provisioning deadlines, spool commits, the status snapshot.
+ *   3. take the devices whose deadline has come from the timer heap (timers.h: one
+ *      deadline per device: reconnect, batch age, pacing, provisioning, ack patience);
+ *   4. serve each device that steps 1-3 touched, once: its due deadlines, closing its
+ *      batch when it can send (so one poll is one message), is full or has aged, publishing
+ *      the oldest unsent batches while fewer than WINDOW are in flight and pacing allows;
+ *      its next deadline goes back into the heap;
+ *   5. every TICK_MS: spool commits, downlink timers, health, the status snapshot.
+ * A pass costs what changed: nothing walks every device on a timer. After a pass that took
+ * samples the thread lingers LINGER_US, so that under load it wakes a bounded number of
+ * times a second whatever the number of devices.
  * All session state lives here, so none of it needs a lock.
  *
  * Delivery: a batch leaves the spool only on its PUBACK (QoS 1). When a session drops,
