@@ -61,6 +61,16 @@ struct gateway {
     bool reloaded;
 };
 
+/* The keys a device can have: a Modbus device its tags' and the identification's (as
+ * attributes); a text sensor names its keys as it goes. Per-key state on the bus is
+ * sized by this, so it is worth not reserving KEYTAB_MAX for every device. */
+static size_t device_key_capacity(const struct device_config *dc)
+{
+    if (dc->bus->driver == DRIVER_SERIAL_LINE)
+        return KEYTAB_MAX;
+    return dc->telemetry.n + dc->attributes.n + 8;
+}
+
 struct gateway *gateway_new(const struct config *cfg)
 {
     struct gateway *g = xcalloc(1, sizeof(*g));
@@ -72,7 +82,7 @@ struct gateway *gateway_new(const struct config *cfg)
     g->devptrs = xcalloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*g->devptrs));
     for (size_t i = 0; i < cfg->n_devices; i++) {
         g->devices[i].cfg = cfg->devices[i];
-        g->devices[i].keys = keytab_new(KEYTAB_MAX);
+        g->devices[i].keys = keytab_new(device_key_capacity(cfg->devices[i]));
         g->devptrs[i] = &g->devices[i];
     }
 

@@ -129,7 +129,7 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     struct plan_limits lim = plan_limits_for(b->cfg->driver);
     size_t i = 0;
 
-    bd->n_state = KEYTAB_MAX;
+    bd->n_state = bd->dev->keys->cap; /* a key index is always below it */
     bd->policy = xcalloc(bd->n_state, sizeof(*bd->policy));
     bd->state = xcalloc(bd->n_state, sizeof(*bd->state));
     bd->warned = xcalloc(bd->n_state, sizeof(*bd->warned));
@@ -379,9 +379,9 @@ void bus_emit_value(struct bus *b, struct bus_device *bd, const char *key, struc
     if (k < 0) {
         if (!bd->warned[0]) {
             bd->warned[0] = true;
-            log_warning("device '%s': more than %d distinct keys; key '%s' and any further "
+            log_warning("device '%s': more than %zu distinct keys; key '%s' and any further "
                         "new ones are not sent",
-                        bd->dev->cfg->name, KEYTAB_MAX, key);
+                        bd->dev->cfg->name, bd->dev->keys->cap, key);
         }
         value_clear(v);
         return;

@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The uplink's event queue (see events.h): a mutex-protected list, and at most one
+ * eventfd write per wake-up of the uplink thread however many events arrive meanwhile.
+ *
+ * Thread: evq_post and evq_post_quiet on any; evq_take on the uplink thread.
+ */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
@@ -36,8 +43,10 @@ void evq_destroy(struct evq *q)
     pthread_mutex_destroy(&q->lock);
 }
 
-void evq_post(struct evq *q, struct event *e)
+static void post(struct evq *q, struct event *e, bool wake)
 {
+    bool write_fd;
+
     e->next = NULL;
     pthread_mutex_lock(&q->lock);
     if (q->tail)
@@ -46,8 +55,23 @@ void evq_post(struct evq *q, struct event *e)
         q->head = e;
     q->tail = e;
     q->n++;
+    /* One write per wake-up: once the uplink has been told, later events wait for it. */
+    write_fd = wake && !q->signalled;
+    if (write_fd)
+        q->signalled = true;
     pthread_mutex_unlock(&q->lock);
-    eventfd_write(q->wake_fd, 1);
+    if (write_fd)
+        eventfd_write(q->wake_fd, 1);
+}
+
+void evq_post(struct evq *q, struct event *e)
+{
+    post(q, e, true);
+}
+
+void evq_post_quiet(struct evq *q, struct event *e)
+{
+    post(q, e, false);
 }
 
 struct event *evq_take(struct evq *q)
@@ -58,6 +82,7 @@ struct event *evq_take(struct evq *q)
     e = q->head;
     q->head = q->tail = NULL;
     q->n = 0;
+    q->signalled = false;
     pthread_mutex_unlock(&q->lock);
     return e;
 }

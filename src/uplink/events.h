@@ -13,6 +13,7 @@
 #define TBGW_UPLINK_EVENTS_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,12 +52,16 @@ struct evq {
     struct event *head, *tail;
     size_t n;
     int wake_fd;
+    bool signalled; /* the eventfd was written since the last evq_take */
 };
 
 void evq_init(struct evq *q, int wake_fd);
 /* Frees events still queued. */
 void evq_destroy(struct evq *q);
 void evq_post(struct evq *q, struct event *e);
+/* Queue without waking the uplink: the event waits for its next wake-up, whatever the
+ * cause (acknowledgements nobody waits for, see session.h). */
+void evq_post_quiet(struct evq *q, struct event *e);
 /* All queued events, oldest first (NULL when none). */
 struct event *evq_take(struct evq *q);
 void event_free(struct event *e);

@@ -4,6 +4,8 @@
 #include <MQTTAsync.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@ struct session {
     const struct edge_config *edge;
     struct evq *evq;
     MQTTAsync client;
+    _Atomic bool ack_wakes; /* read by paho's threads */
 };
 
 static struct event *event_new(struct session *s, enum event_type type)
@@ -128,7 +131,10 @@ static void on_publish(void *ctx, MQTTAsync_successData *r)
     struct event *e = event_new(s, EV_DELIVERED);
 
     e->token = r ? r->token : 0;
-    evq_post(s->evq, e);
+    if (atomic_load_explicit(&s->ack_wakes, memory_order_relaxed))
+        evq_post(s->evq, e);
+    else
+        evq_post_quiet(s->evq, e);
 }
 
 static void on_publish_failure(void *ctx, MQTTAsync_failureData *r)
@@ -216,6 +222,7 @@ struct session *session_new(uint32_t device, const char *device_name, const char
     s->client_id = xstrdup(client_id);
     s->edge = edge;
     s->evq = evq;
+    atomic_init(&s->ack_wakes, true);
     s->uri = xasprintf("%s://%s:%d", edge->tls ? "ssl" : "tcp", edge->host, edge->port);
     co.MQTTVersion = MQTTVERSION_3_1_1;
     r = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE,
@@ -241,6 +248,11 @@ struct session *session_free(struct session *s)
     free(s->uri);
     free(s);
     return NULL;
+}
+
+void session_wake_on_ack(struct session *s, bool on)
+{
+    atomic_store_explicit(&s->ack_wakes, on, memory_order_relaxed);
 }
 
 const char *session_client_id(const struct session *s)

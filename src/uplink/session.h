@@ -55,6 +55,11 @@ void session_disconnect(struct session *s, int timeout_ms);
 int session_publish(struct session *s, const char *topic, const void *payload, size_t len,
                     int qos, int *ret_token);
 
+/* Whether an acknowledgement (EV_DELIVERED) wakes the uplink thread. Off, it waits in the
+ * event queue for the next wake-up: a device with room in its window and nothing more to
+ * send has no use for it now, and PUBACKs then retire in batches. On by default. */
+void session_wake_on_ack(struct session *s, bool on);
+
 int session_subscribe(struct session *s, const char *topic, int qos);
 
 #endif

@@ -19,6 +19,7 @@
 #include "uplink/outbox.h"
 #include "uplink/pacing.h"
 #include "uplink/tb-json.h"
+#include "uplink/timers.h"
 #include "uplink/uplink.h"
 #include "util/complain.h"
 
@@ -85,6 +86,10 @@ struct up_dev {
     _Atomic uint64_t delivered;   /* values acknowledged */
     /* health telemetry: counters at the previous report */
     uint64_t health_polls, health_failures, health_invalid;
+    /* Scheduling (uplink.c): on the list of devices to serve in this pass; waiting for a
+     * CONNECT slot. */
+    bool ready, connq;
+    uint32_t next_ready;
 };
 
 struct uplink {
@@ -115,6 +120,15 @@ struct uplink {
     struct pace_level tenant_pace; /* edge.rate_limits.tenant_*: all devices together */
     uint64_t next_tick_ms;
     uint64_t next_health_ms;
+    /* Scheduling: the devices something happened to since the last pass (a list through
+     * up_dev.next_ready), each device's next deadline, and the devices waiting for one
+     * of the bounded CONNECT slots, in order. */
+    uint32_t ready_head;
+    struct timers timers;
+    uint32_t *connq;
+    size_t connq_head, connq_len;
+    unsigned n_connecting;
+    uint64_t batching_values; /* values in open batches */
     uint64_t rng;
 };
 

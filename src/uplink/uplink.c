@@ -2,16 +2,21 @@
 /*
  * The uplink thread.
  *
- * One loop, woken by one eventfd (bus threads write it after pushing samples; paho's
- * callbacks and bus commands write it through the event queue):
+ * One loop, asleep in poll() on one eventfd until there is work (bus threads write it once
+ * per poll; the event queue once per wake-up) or until the earliest deadline. A pass:
  *   1. take every event: connection outcomes, PUBACKs, downlink messages, finished commands;
  *   2. drain every ring: telemetry samples go into the device's open batch, attribute
  *      samples into the device's attribute set;
- *   3. close batches that are ready (the device can send now, the batch is full, or it has
- *      waited half a commit interval) and append them to the spool;
- *   4. per connected device, publish the oldest unsent batches while fewer than WINDOW are
- *      in flight, and changed client attributes;
- *   5. timers: reconnects, provisioning deadlines, spool commits, the status snapshot.
+ *   3. take the devices whose deadline has come from the timer heap (timers.h: one
+ *      deadline per device: reconnect, batch age, pacing, provisioning, ack patience);
+ *   4. serve each device that steps 1-3 touched, once: its due deadlines, closing its
+ *      batch when it can send (so one poll is one message), is full or has aged, publishing
+ *      the oldest unsent batches while fewer than WINDOW are in flight and pacing allows;
+ *      its next deadline goes back into the heap;
+ *   5. every TICK_MS: spool commits, downlink timers, health, the status snapshot.
+ * A pass costs what changed: nothing walks every device on a timer. After a pass that took
+ * samples the thread lingers LINGER_US, so that under load it wakes a bounded number of
+ * times a second whatever the number of devices.
  * All session state lives here, so none of it needs a lock.
  *
  * Delivery: a batch leaves the spool only on its PUBACK (QoS 1). When a session drops,
@@ -51,6 +56,7 @@
 #include "uplink/events.h"
 #include "uplink/session.h"
 #include "uplink/tb-json.h"
+#include "uplink/timers.h"
 #include "uplink/tls-check.h"
 #include "uplink/uplink.h"
 #include "uplink/uplink-private.h"
@@ -69,11 +75,19 @@
 #define AUTH_BACKOFF_MIN_MS 60000u   /* refused credentials: they rarely fix themselves */
 #define AUTH_BACKOFF_MAX_MS 900000u
 #define PROVISION_TIMEOUT_MS 30000u
-#define TICK_MS 250u
-/* The uplink wakes at most this often: under load every bus poll and every PUBACK would
- * wake it otherwise, and the context switches cost more than all of its own work. It adds
- * at most this much to the latency from poll to Edge. */
-#define MIN_CYCLE_US 5000u
+/* The gateway-wide timers (spool commits, the downlink's deadlines, the status snapshot)
+ * run this often; an idle uplink wakes for nothing else. */
+#define TICK_MS 500u
+/* CONNECTs in flight at once: a thousand devices come online in a few seconds without
+ * the Edge seeing a thousand TLS handshakes in the same instant. */
+#define MAX_CONNECTING 32u
+#define NO_DEVICE UINT32_MAX
+/* After a pass that took samples, the uplink lets the next ones gather this long before it
+ * looks again: under load it then wakes at most this often, whatever the number of
+ * devices, and each wake publishes every device whose poll completed meanwhile, one
+ * message each, which paho's threads and the kernel also handle as one burst. It is the
+ * most it adds to the latency from poll to Edge; an idle uplink sleeps until there is work. */
+#define LINGER_US 20000u
 /* How long telemetry waits, after a device's first connect, for the Edge to tell its rate
  * limits. ThingsBoard answers getSessionLimits in its transport (3.8 and later) within
  * milliseconds; an older one passes it to the rule chain, which does not answer. */
@@ -101,11 +115,25 @@ static void set_state(struct uplink *u, struct up_dev *d, enum conn_state st)
 {
     bool was_up = d->state == CS_UP;
 
+    if (d->state == CS_CONNECTING && st != CS_CONNECTING)
+        u->n_connecting--;
+    else if (d->state != CS_CONNECTING && st == CS_CONNECTING)
+        u->n_connecting++;
     d->state = st;
     if (was_up != (st == CS_UP))
         atomic_fetch_add(&u->n_connected, st == CS_UP ? 1 : -1);
     atomic_store(&d->connected, st == CS_UP);
     atomic_store(&d->public_state, (int)st);
+}
+
+/* Something happened to d: serve it in this pass (see serve()). */
+static void mark(struct uplink *u, struct up_dev *d)
+{
+    if (d->ready)
+        return;
+    d->ready = true;
+    d->next_ready = u->ready_head;
+    u->ready_head = (uint32_t)d->dc->index;
 }
 
 static void free_creds(struct up_creds *c)
@@ -295,6 +323,13 @@ bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at)
     return pace_fits(&d->pace, &u->tenant_pace, 0, now, retry_at);
 }
 
+/* Something of d waits for room under its rate limits until at: serve it again then (the
+ * deadline goes into the timer heap when d has been served). */
+static void pace_later(struct up_dev *d, uint64_t now, uint64_t at)
+{
+    d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
+}
+
 /* Everything published here is paced: uploads (telemetry and attribute posts, which cost
  * a telemetry message and their data points) in d->held, other messages in d->held_msgs,
  * each in order, until they fit. RPC answers do not come here: they cannot wait. */
@@ -314,9 +349,12 @@ int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, j
         r = session_publish(d->sess, topic, text, len, u->cfg->edge.qos, NULL);
         if (r == 0)
             close_watch_published(&d->cw, now);
-    } else if (outbox_peek(held) || limits_pending(d, now) ||
-               !pace_fits(&d->pace, &u->tenant_pace, points, now, &at)) {
+    } else if (outbox_peek(held) || limits_pending(d, now)) {
         outbox_push(held, topic, text, len, points);
+        r = 0;
+    } else if (!pace_fits(&d->pace, &u->tenant_pace, points, now, &at)) {
+        outbox_push(held, topic, text, len, points);
+        pace_later(d, now, at);
         r = 0;
     } else {
         r = publish(u, d, topic, text, len, u->cfg->edge.qos, NULL, points);
@@ -333,7 +371,7 @@ static bool flush_held(struct uplink *u, struct up_dev *d, struct outbox *held, 
         uint64_t at;
 
         if (!pace_fits(&d->pace, &u->tenant_pace, m->points, now, &at)) {
-            d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
+            pace_later(d, now, at);
             return false;
         }
         if (publish(u, d, m->topic, m->text, m->len, u->cfg->edge.qos, NULL, m->points) < 0)
@@ -384,11 +422,14 @@ static void pump(struct uplink *u, struct up_dev *d)
     /* Changed attributes gather in attrs_dirty until a post fits: one post, the latest
      * values, rather than a queue of every change. */
     if (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0 &&
-        !outbox_peek(&d->held) &&
-        pace_fits(&d->pace, &u->tenant_pace, tb_json_points(d->attrs_dirty), now, &at)) {
-        publish_attributes(u, d, d->attrs_dirty);
-        json_object_put(d->attrs_dirty);
-        d->attrs_dirty = NULL;
+        !outbox_peek(&d->held)) {
+        if (pace_fits(&d->pace, &u->tenant_pace, tb_json_points(d->attrs_dirty), now, &at)) {
+            publish_attributes(u, d, d->attrs_dirty);
+            json_object_put(d->attrs_dirty);
+            d->attrs_dirty = NULL;
+        } else {
+            pace_later(d, now, at);
+        }
     }
     /* Other messages go by their own limit; held attributes and OTA state go first, in
      * order, and telemetry after them. */
@@ -405,7 +446,7 @@ static void pump(struct uplink *u, struct up_dev *d)
         if (alone && d->inflight)
             break;
         if (!pace_fits(&d->pace, &u->tenant_pace, b->n_values, now, &at)) {
-            d->paced_until_ms = d->paced_until_ms > now ? MIN(d->paced_until_ms, at) : at;
+            pace_later(d, now, at);
             break;
         }
         if (publish(u, d, TOPIC_TELEMETRY, b->payload, b->len, qos, &token, b->n_values) < 0)
@@ -429,26 +470,30 @@ static void close_batch(struct uplink *u, struct up_dev *d)
 
     if (tb_batch_empty(&d->batch))
         return;
+    u->batching_values -= n;
     text = tb_batch_finish(&d->batch, &len);
     spool_append(u->spool, (uint32_t)d->dc->index, first, n, text, len);
 }
 
-/* A batch closes when the device can send it now, when it is full, or when it has waited
- * long enough that the spool must have it. */
-static void close_ready_batches(struct uplink *u, uint64_t now)
+static uint64_t batch_max_age_ms(const struct uplink *u)
 {
-    uint64_t max_age = (uint64_t)u->cfg->storage.commit_interval_ms / 2;
+    return (uint64_t)u->cfg->storage.commit_interval_ms / 2;
+}
 
-    for (size_t i = 0; i < u->n_devs; i++) {
-        struct up_dev *d = &u->devs[i];
-        bool can_send = d->state == CS_UP && !d->provisioning && d->inflight < d->window &&
-                        spool_next(u->spool, (uint32_t)i) == NULL;
+/* A batch closes when the device can send it now, when it is full, or when it has waited
+ * long enough that the spool must have it. A bus pushes a whole poll before it wakes the
+ * uplink, so "can send now" makes one poll one message. */
+static void close_if_ready(struct uplink *u, struct up_dev *d, uint64_t now)
+{
+    bool can_send;
 
-        if (tb_batch_empty(&d->batch))
-            continue;
-        if (can_send || d->batch.bytes >= TB_BATCH_SOFT_MAX || now - d->batch_opened_ms >= max_age)
-            close_batch(u, d);
-    }
+    if (tb_batch_empty(&d->batch))
+        return;
+    can_send = d->state == CS_UP && !d->provisioning && d->inflight < d->window &&
+               spool_next(u->spool, (uint32_t)d->dc->index) == NULL;
+    if (can_send || d->batch.bytes >= TB_BATCH_SOFT_MAX ||
+        now - d->batch_opened_ms >= batch_max_age_ms(u))
+        close_batch(u, d);
 }
 
 /* ---- samples -------------------------------------------------------------------------- */
@@ -472,6 +517,7 @@ static void take_sample(struct uplink *u, struct sample *s)
     if (s->device >= u->n_devs)
         goto out;
     d = &u->devs[s->device];
+    mark(u, d);
     key = keytab_get(d->dev->keys, s->key);
     if (s->flags & SAMPLE_ATTRIBUTE) {
         json_object *jv = tb_json_value(&v);
@@ -492,7 +538,9 @@ static void take_sample(struct uplink *u, struct sample *s)
         close_batch(u, d);
     if (tb_batch_empty(&d->batch))
         d->batch_opened_ms = now_ms();
-    if (!tb_batch_add(&d->batch, s->ts_ms, key, &v)) {
+    if (tb_batch_add(&d->batch, s->ts_ms, key, &v)) {
+        u->batching_values++;
+    } else {
         atomic_fetch_add(&u->rejected_values, 1);
         if (!d->rejected_logged) {
             d->rejected_logged = true;
@@ -906,6 +954,7 @@ static void handle_event(struct uplink *u, struct event *e)
     if (e->device >= u->n_devs)
         return;
     d = &u->devs[e->device];
+    mark(u, d);
     switch (e->type) {
     case EV_CONNECTED:
         if (d->state == CS_CONNECTING)
@@ -1008,6 +1057,8 @@ static void health_tick(struct uplink *u, uint64_t now)
         tb_batch_add(&d->batch, ts, "tbgw_invalid_values", &v);
         d->health_invalid = invalid;
         u->health_values += d->batch.n_values - before;
+        u->batching_values += d->batch.n_values - before;
+        mark(u, d);
     }
 }
 
@@ -1024,10 +1075,9 @@ static void snapshot(struct uplink *u)
         .health_values = u->health_values,
         .rejected_values = atomic_load(&u->rejected_values),
         .delivered_values = atomic_load(&u->delivered_values),
+        .batching_values = u->batching_values,
     };
 
-    for (size_t i = 0; i < u->n_devs; i++)
-        a.batching_values += u->devs[i].batch.n_values;
     pthread_mutex_lock(&u->status_lock);
     u->spool_snapshot = st;
     u->acct_snapshot = a;
@@ -1043,57 +1093,112 @@ static uint64_t ack_patience_ms(const struct uplink *u)
     return u->cfg->edge.keepalive_s > 0 ? (uint64_t)u->cfg->edge.keepalive_s * 1000u : 60000u;
 }
 
-static uint64_t run_timers(struct uplink *u, uint64_t now)
+/* The earliest instant d needs the uplink without anything happening to it. */
+static uint64_t next_deadline(const struct uplink *u, const struct up_dev *d, uint64_t now)
 {
-    uint64_t next = now + TICK_MS;
+    uint64_t next = TIMERS_NEVER;
 
-    for (size_t i = 0; i < u->n_devs; i++) {
-        struct up_dev *d = &u->devs[i];
+    if (d->state == CS_WAIT && !d->connq)
+        next = MIN(next, d->retry_at_ms);
+    if (d->state == CS_UP && d->provisioning && d->provision_deadline_ms)
+        next = MIN(next, d->provision_deadline_ms);
+    if (d->state == CS_UP && d->inflight && !d->ack.active)
+        next = MIN(next, d->ack_since_ms + ack_patience_ms(u));
+    if (!tb_batch_empty(&d->batch))
+        next = MIN(next, d->batch_opened_ms + batch_max_age_ms(u));
+    if (d->paced_until_ms > now)
+        next = MIN(next, d->paced_until_ms);
+    if (!d->limits_known && d->limits_deadline_ms > now)
+        next = MIN(next, d->limits_deadline_ms);
+    return next;
+}
 
-        if (d->state == CS_WAIT) {
-            if (d->retry_at_ms <= now)
-                start_connect(u, d);
-            else
-                next = MIN(next, d->retry_at_ms);
-        }
-        if (d->state == CS_UP && d->provisioning && d->provision_deadline_ms &&
-            d->provision_deadline_ms <= now) {
-            log_warning("device '%s': no answer to the provisioning request within %us; "
-                        "asking again later (if ThingsBoard did create the device, it will "
-                        "answer FAILURE)",
-                        d->dc->name, PROVISION_TIMEOUT_MS / 1000);
-            d->provision_deadline_ms = 0;
-            session_disconnect(d->sess, 0);
-            schedule_retry(u, d, false);
-        }
-        if (d->state == CS_UP && d->inflight && !d->ack.active) {
-            uint64_t due = d->ack_since_ms + ack_patience_ms(u);
-            if (due <= now)
-                complain(&d->ack, LOG_WARNING, 0, "device '%s': the edge has acknowledged "
-                         "nothing for %llus; %u messages wait for it, and the data is kept",
-                         d->dc->name, (unsigned long long)(now - d->ack_since_ms + 500) / 1000,
-                         d->inflight);
-            else
-                next = MIN(next, due);
-        }
-        if (!tb_batch_empty(&d->batch))
-            next = MIN(next, d->batch_opened_ms + (uint64_t)u->cfg->storage.commit_interval_ms / 2);
-        if (d->paced_until_ms > now)
-            next = MIN(next, d->paced_until_ms);
-        if (!d->limits_known && d->limits_deadline_ms > now)
-            next = MIN(next, d->limits_deadline_ms);
+static void connq_push(struct uplink *u, struct up_dev *d)
+{
+    if (d->connq)
+        return;
+    d->connq = true;
+    u->connq[(u->connq_head + u->connq_len++) % u->n_devs] = (uint32_t)d->dc->index;
+}
+
+/* Hand the free CONNECT slots to the devices that have waited longest for one. */
+static void connq_release(struct uplink *u)
+{
+    for (unsigned n = u->n_connecting; n < MAX_CONNECTING && u->connq_len; n++) {
+        struct up_dev *d = &u->devs[u->connq[u->connq_head]];
+
+        u->connq_head = (u->connq_head + 1) % u->n_devs;
+        u->connq_len--;
+        d->connq = false;
+        mark(u, d);
     }
-    if (now >= u->next_tick_ms) {
+}
+
+/* Everything d needs now: its deadlines that have passed, closing its batch, publishing
+ * what its window and pacing allow; then its next deadline goes into the heap. Only the
+ * devices something happened to are served, so a pass costs what changed. */
+static void serve(struct uplink *u, struct up_dev *d, uint64_t now)
+{
+    uint32_t i = (uint32_t)d->dc->index;
+
+    if (d->state == CS_WAIT && !d->connq && d->retry_at_ms <= now) {
+        if (u->n_connecting < MAX_CONNECTING)
+            start_connect(u, d);
+        else
+            connq_push(u, d);
+    }
+    if (d->state == CS_UP && d->provisioning && d->provision_deadline_ms &&
+        d->provision_deadline_ms <= now) {
+        log_warning("device '%s': no answer to the provisioning request within %us; "
+                    "asking again later (if ThingsBoard did create the device, it will "
+                    "answer FAILURE)",
+                    d->dc->name, PROVISION_TIMEOUT_MS / 1000);
+        d->provision_deadline_ms = 0;
+        session_disconnect(d->sess, 0);
+        schedule_retry(u, d, false);
+    }
+    if (d->state == CS_UP && d->inflight && !d->ack.active &&
+        d->ack_since_ms + ack_patience_ms(u) <= now)
+        complain(&d->ack, LOG_WARNING, 0, "device '%s': the edge has acknowledged "
+                 "nothing for %llus; %u messages wait for it, and the data is kept",
+                 d->dc->name, (unsigned long long)(now - d->ack_since_ms + 500) / 1000,
+                 d->inflight);
+    close_if_ready(u, d, now);
+    pump(u, d);
+    /* An acknowledgement matters now only to a device whose window is full; the others'
+     * wait for the next wake-up and retire together. */
+    if (d->sess)
+        session_wake_on_ack(d->sess, d->inflight >= d->window);
+    atomic_store_explicit(&d->backlog, spool_pending(u->spool, i), memory_order_relaxed);
+    timers_set(&u->timers, i, next_deadline(u, d, now));
+}
+
+/* One pass: the devices whose deadline has come join those something happened to, and
+ * each is served once. Returns when the uplink must look again at the latest. */
+static uint64_t run_pass(struct uplink *u, uint64_t now)
+{
+    bool tick = now >= u->next_tick_ms;
+    uint32_t i;
+
+    while (timers_pop_due(&u->timers, now, &i))
+        mark(u, &u->devs[i]);
+    if (tick) {
         spool_tick(u->spool);
         router_tick(u, now);
         health_tick(u, now);
-        for (size_t i = 0; i < u->n_devs; i++)
-            atomic_store_explicit(&u->devs[i].backlog, spool_pending(u->spool, (uint32_t)i),
-                                  memory_order_relaxed);
         u->next_tick_ms = now + TICK_MS;
-        snapshot(u);
     }
-    return MIN(next, u->next_tick_ms);
+    connq_release(u);
+    while ((i = u->ready_head) != NO_DEVICE) {
+        struct up_dev *d = &u->devs[i];
+
+        u->ready_head = d->next_ready;
+        d->ready = false;
+        serve(u, d, now);
+    }
+    if (tick)
+        snapshot(u); /* after the pass, so that the accounting adds up */
+    return MIN(timers_next(&u->timers), u->next_tick_ms);
 }
 
 /* ---- thread ---------------------------------------------------------------------------- */
@@ -1106,22 +1211,22 @@ static void *uplink_thread(void *arg)
     for (size_t i = 0; i < u->n_devs; i++) {
         u->devs[i].retry_at_ms = now_ms();
         set_state(u, &u->devs[i], CS_WAIT);
+        mark(u, &u->devs[i]);
     }
 
     while (!atomic_load(&u->stop)) {
         struct pollfd p = {.fd = u->wake_fd, .events = POLLIN};
-        uint64_t now = now_ms(), next, cycle_start = now_us();
+        uint64_t now = now_ms(), next, start = now_us(), taken = u->taken;
         eventfd_t v;
 
         atomic_store_explicit(&u->alive_ms, now, memory_order_relaxed);
         handle_events(u);
         drain_rings(u);
-        close_ready_batches(u, now);
-        for (size_t i = 0; i < u->n_devs; i++)
-            pump(u, &u->devs[i]);
-        next = run_timers(u, now);
-        /* Let work gather (see MIN_CYCLE_US); a stop request is noticed after it. */
-        sleep_until_us(cycle_start + MIN_CYCLE_US);
+        next = run_pass(u, now);
+        if (u->taken != taken && !atomic_load(&u->stop))
+            sleep_until_us(start + LINGER_US);
+        /* Sleep until a bus, paho or a deadline has something; a stop request writes the
+         * eventfd too. */
         now = now_ms();
         if (next > now && poll(&p, 1, (int)MIN(next - now, (uint64_t)1000)) > 0)
             eventfd_read(u->wake_fd, &v);
@@ -1177,6 +1282,9 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
     u->rng = (uint64_t)now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     u->n_devs = cfg->n_devices;
     u->devs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->devs));
+    u->connq = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->connq));
+    u->ready_head = NO_DEVICE;
+    timers_init(&u->timers, u->n_devs);
     for (size_t i = 0; i < u->n_devs; i++) {
         struct up_dev *d = &u->devs[i];
         d->dev = devices[i];
@@ -1273,6 +1381,8 @@ struct uplink *uplink_free(struct uplink *u)
         free(d->halted_reason);
     }
     free(u->devs);
+    free(u->connq);
+    timers_free(&u->timers);
     free(u->rings);
     spool_close(u->spool);
     credstore_free(u->creds);

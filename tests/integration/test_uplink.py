@@ -139,6 +139,46 @@ class Uplink(harness.TestCase):
         self.stop_tbgw(proc)
 
 
+    def test_connects_in_flight_are_bounded(self):
+        # An Edge that accepts TCP but never answers CONNECT: every attempt stays in flight
+        # until paho's 10 s connect timeout, so the connections it sees in the first
+        # seconds are the CONNECTs tbgw has in flight at once (at most 32).
+        import socket
+        import threading
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(128)
+        srv.settimeout(0.2)
+        held, stop = [], threading.Event()
+
+        def accept():
+            while not stop.is_set():
+                try:
+                    held.append(srv.accept()[0])
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=accept)
+        t.start()
+
+        def close():
+            stop.set()
+            t.join()
+            for c in held:
+                c.close()
+            srv.close()
+        self.later(close)
+        fm = self.fake_modbus("--tcp", "0")
+        names = ["d%02d" % i for i in range(40)]
+        bus = self.bus(fm, [(n, 1, 'token = "T%s";' % n, ["x"]) for n in names])
+        proc, _, _ = self.start_tbgw(self.config(srv.getsockname()[1], bus))
+        harness.wait_until(lambda: len(held) >= 32, 10, "32 connections")
+        time.sleep(2)
+        self.assertEqual(len(held), 32)
+        self.stop_tbgw(proc)
+
+
 class Tls(harness.TestCase):
     def setUp(self):
         super().setUp()
