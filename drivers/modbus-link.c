@@ -203,15 +203,24 @@ static int transact(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t 
     return r ? -(MODBUS_ENOBASE + r) : 0;
 }
 
-/* One request and its checked reply; regs or bits take a read's data. */
+/* One request and its checked reply; regs or bits take a read's data, rsp (NULL: not
+ * wanted) the reply itself. */
 static int request(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t n,
-                   struct mbf_expect *e, uint16_t *regs, uint8_t *bits)
+                   struct mbf_expect *e, uint16_t *regs, uint8_t *bits, uint8_t *rsp,
+                   size_t *rsp_len)
 {
-    uint8_t rsp[MBF_PDU_MAX];
+    uint8_t own[MBF_PDU_MAX];
     size_t rn;
-    int r = transact(l, unit, req, n, e, rsp, &rn);
+    int r;
 
-    return r < 0 ? r : mbf_pdu_reply(req, rsp, rn, regs, bits);
+    if (!rsp)
+        rsp = own;
+    r = transact(l, unit, req, n, e, rsp, &rn);
+    if (r < 0)
+        return r;
+    if (rsp_len)
+        *rsp_len = rn;
+    return mbf_pdu_reply(req, rsp, rn, regs, bits);
 }
 
 int mb_link_read(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t addr,
@@ -221,7 +230,7 @@ int mb_link_read(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t add
     struct mbf_expect e;
     size_t n = mbf_pdu_read(function, addr, count, req, &e);
 
-    return request(l, unit, req, n, &e, regs, bits);
+    return request(l, unit, req, n, &e, regs, bits, NULL, NULL);
 }
 
 int mb_link_write_single(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t addr,
@@ -231,7 +240,7 @@ int mb_link_write_single(struct mb_link *l, uint8_t unit, uint8_t function, uint
     struct mbf_expect e;
     size_t n = mbf_pdu_write_single(function, addr, value, req, &e);
 
-    return request(l, unit, req, n, &e, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
 }
 
 int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
@@ -244,5 +253,38 @@ int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint
     if (count < 1 || count > 123)
         return -EINVAL;
     n = mbf_pdu_write_registers(addr, count, regs, req, &e);
-    return request(l, unit, req, n, &e, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+}
+
+int mb_link_write_bits(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
+                       const uint8_t *bits)
+{
+    uint8_t req[MBF_PDU_MAX];
+    struct mbf_expect e;
+    size_t n;
+
+    if (count < 1 || count > MODBUS_MAX_WRITE_BITS)
+        return -EINVAL;
+    n = mbf_pdu_write_bits(addr, count, bits, req, &e);
+    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+}
+
+int mb_link_mask_write(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t and_mask,
+                       uint16_t or_mask)
+{
+    uint8_t req[7];
+    struct mbf_expect e;
+    size_t n = mbf_pdu_mask_write(addr, and_mask, or_mask, req, &e);
+
+    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+}
+
+int mb_link_identify(struct mb_link *l, uint8_t unit, uint8_t read_code, uint8_t object,
+                     uint8_t *pdu, size_t *len)
+{
+    uint8_t req[4];
+    struct mbf_expect e;
+    size_t n = mbf_pdu_identify(read_code, object, req, &e);
+
+    return request(l, unit, req, n, &e, NULL, NULL, pdu, len);
 }

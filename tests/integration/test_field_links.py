@@ -11,6 +11,8 @@ import time
 
 import harness
 
+FC_READ_HOLDING, FC_WRITE_COILS, FC_WRITE_REGS, FC_MASK_WRITE, FC_MEI = 3, 15, 16, 22, 43
+
 
 def tag(key, table, address, type_, extra=""):
     return '{ key = "%s"; table = "%s"; address = %d; type = "%s"; %s }' % (key, table, address,
@@ -289,6 +291,93 @@ class FieldLinks(harness.TestCase):
         fm.set(1, "holding", 0, 6)
         self.wait_value(emu, "m1", 6, 20)
         self.stop_tbgw(proc)
+
+    # ---- register-map function codes and identification on the framed links ----
+
+    def function_codes(self, kind):
+        """write_multiple (15/16), mask_write (22), the error naming the setting for a unit
+        that refuses 5/6 and 22, and device identification (43/14, over several answers
+        with "more follows"), on links whose framing is tbgw's own."""
+        emu = self.emulator(devices=[("m1", "T-m1"), ("m2", "T-m2")])
+        if kind == "rtu-tcp":
+            fm = self.fake_modbus("--rtu-tcp", "0", "--units", "1,2")
+            link = 'driver = "modbus-rtu-tcp"; host = "127.0.0.1"; port = %d;' % fm.port
+        else:
+            a, b = self.socat_pair()
+            fm = self.fake_modbus("--ascii", b, "--units", "1,2")
+            link = 'driver = "modbus-ascii"; port = "%s";' % a
+        fm.cmd("ident 1 0 ACME Instruments")
+        fm.cmd("ident 1 1 PX-200")
+        fm.cmd("ident 1 2 v2.7")
+        fm.cmd("ident 1 5 PX-200-A")
+        fm.cmd("ident 1 per-answer 1")
+        fm.cmd("unit 1 refuse 5,6")
+        fm.cmd("unit 2 refuse 5,6,22")
+        fm.set(1, "holding", 0, 7)
+        fm.set(1, "holding", 3, 0xF001)
+        m1 = device("m1", 1, 200, 'identify = true; write_multiple = true; mask_write = true; '
+                    'writes = ( %s, %s, %s );'
+                    % (tag("sp", "holding", 2, "uint16"), tag("pump", "coil", 4, "bool"),
+                       tag("flag", "holding", 3, "bit", "bit = 3;")))
+        m2 = device("m2", 2, 200, 'mask_write = true; writes = ( %s ); rpc = ( '
+                    '{ method = "set"; access = "write"; table = "holding"; address = 2; type = "uint16"; },'
+                    ' { method = "on"; access = "write"; table = "coil"; address = 4; type = "bool"; } );'
+                    % tag("flag", "holding", 3, "bit", "bit = 0;"))
+        bus = '{ name = "f"; %s timeout_ms = 300; devices = ( %s, %s ); }' % (link, m1, m2)
+        proc, _, _ = self.start_tbgw(self.config(emu.port, bus))
+
+        want = {"vendorName": "ACME Instruments", "productCode": "PX-200", "revision": "v2.7",
+                "modelName": "PX-200-A"}
+        emu.wait(lambda: all(emu.attributes("m1").get(k) == v for k, v in want.items()), 10,
+                 "the identification attributes")
+        self.assertEqual([(u, a, c) for u, fc, a, c in fm.log() if fc == FC_MEI],
+                         [(1, 0, 2), (1, 1, 2), (1, 2, 2), (1, 5, 2)])  # regular, 4 answers
+        self.assertNotIn("vendorName", emu.attributes("m2"))
+        self.wait_value(emu, "m1", 7)
+
+        fm.reset()
+        for key, value in (("sp", "1234"), ("pump", "true"), ("flag", "true")):
+            r = self.tbgwctl("write", "m1", key, value)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(fm.get(1, "holding", 2), [1234])
+        self.assertEqual(fm.get(1, "coil", 4), [1])
+        self.assertEqual(fm.get(1, "holding", 3), [0xF009])
+        writes = [(fc, a, c) for u, fc, a, c in fm.log() if u == 1 and fc not in (FC_READ_HOLDING,)]
+        self.assertEqual(writes, [(FC_WRITE_REGS, 2, 1), (FC_WRITE_COILS, 4, 1), (FC_MASK_WRITE, 3, 1)])
+
+        # A unit that takes neither 5/6 nor 22: the error names the setting to change.
+        r = emu.rpc_response("m2", emu.rpc("m2", "set", {"value": 5}))
+        self.assertIn("function 6 (write single register): set write_multiple = true",
+                      r.get("error", ""), r)
+        r = emu.rpc_response("m2", emu.rpc("m2", "on", {"value": True}))
+        self.assertIn("function 5 (write single coil): set write_multiple = true",
+                      r.get("error", ""), r)
+        r = self.tbgwctl("write", "m2", "flag", "true")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("does not take function 22 (mask write register): set mask_write = false",
+                      r.stderr)
+        self.assertEqual(fm.get(2, "holding", 3), [0])
+
+        # tbgwctl identify, also for a device whose config does not ask for it.
+        r = self.tbgwctl("--json", "identify", "m1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), want)
+        r = self.tbgwctl("identify", "m2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "vendorName: fake-modbus\nproductCode: FM-1\nrevision: 1.0\n")
+        fm.cmd("unit 2 refuse 43")
+        r = self.tbgwctl("identify", "m2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Illegal function", r.stderr)
+        # Exceptions are answers: the link was never reopened.
+        self.assertNotIn("reconnecting", proc.output())
+        self.stop_tbgw(proc)
+
+    def test_function_codes_and_identify_rtu_tcp(self):
+        self.function_codes("rtu-tcp")
+
+    def test_function_codes_and_identify_ascii(self):
+        self.function_codes("ascii")
 
 
 if __name__ == "__main__":
