@@ -203,24 +203,15 @@ static int transact(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t 
     return r ? -(MODBUS_ENOBASE + r) : 0;
 }
 
-/* One request and its checked reply; regs or bits take a read's data, rsp (NULL: not
- * wanted) the reply itself. */
+/* One request and its checked reply; regs or bits take a read's data. */
 static int request(struct mb_link *l, uint8_t unit, const uint8_t *req, size_t n,
-                   struct mbf_expect *e, uint16_t *regs, uint8_t *bits, uint8_t *rsp,
-                   size_t *rsp_len)
+                   struct mbf_expect *e, uint16_t *regs, uint8_t *bits)
 {
-    uint8_t own[MBF_PDU_MAX];
+    uint8_t rsp[MBF_PDU_MAX];
     size_t rn;
-    int r;
+    int r = transact(l, unit, req, n, e, rsp, &rn);
 
-    if (!rsp)
-        rsp = own;
-    r = transact(l, unit, req, n, e, rsp, &rn);
-    if (r < 0)
-        return r;
-    if (rsp_len)
-        *rsp_len = rn;
-    return mbf_pdu_reply(req, rsp, rn, regs, bits);
+    return r < 0 ? r : mbf_pdu_reply(req, rsp, rn, regs, bits);
 }
 
 int mb_link_read(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t addr,
@@ -230,7 +221,7 @@ int mb_link_read(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t add
     struct mbf_expect e;
     size_t n = mbf_pdu_read(function, addr, count, req, &e);
 
-    return request(l, unit, req, n, &e, regs, bits, NULL, NULL);
+    return request(l, unit, req, n, &e, regs, bits);
 }
 
 int mb_link_write_single(struct mb_link *l, uint8_t unit, uint8_t function, uint16_t addr,
@@ -240,7 +231,7 @@ int mb_link_write_single(struct mb_link *l, uint8_t unit, uint8_t function, uint
     struct mbf_expect e;
     size_t n = mbf_pdu_write_single(function, addr, value, req, &e);
 
-    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL);
 }
 
 int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
@@ -250,10 +241,10 @@ int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint
     struct mbf_expect e;
     size_t n;
 
-    if (count < 1 || count > 123)
+    if (count < 1 || count > MODBUS_MAX_WRITE_REGISTERS)
         return -EINVAL;
     n = mbf_pdu_write_registers(addr, count, regs, req, &e);
-    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL);
 }
 
 int mb_link_write_bits(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
@@ -266,7 +257,7 @@ int mb_link_write_bits(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t 
     if (count < 1 || count > MODBUS_MAX_WRITE_BITS)
         return -EINVAL;
     n = mbf_pdu_write_bits(addr, count, bits, req, &e);
-    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL);
 }
 
 int mb_link_mask_write(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t and_mask,
@@ -276,7 +267,7 @@ int mb_link_mask_write(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t 
     struct mbf_expect e;
     size_t n = mbf_pdu_mask_write(addr, and_mask, or_mask, req, &e);
 
-    return request(l, unit, req, n, &e, NULL, NULL, NULL, NULL);
+    return request(l, unit, req, n, &e, NULL, NULL);
 }
 
 int mb_link_identify(struct mb_link *l, uint8_t unit, uint8_t read_code, uint8_t object,
@@ -285,6 +276,8 @@ int mb_link_identify(struct mb_link *l, uint8_t unit, uint8_t read_code, uint8_t
     uint8_t req[4];
     struct mbf_expect e;
     size_t n = mbf_pdu_identify(read_code, object, req, &e);
+    int r = transact(l, unit, req, n, &e, pdu, len);
 
-    return request(l, unit, req, n, &e, NULL, NULL, pdu, len);
+    /* The objects stay in pdu: the caller parses them (mei_parse()). */
+    return r < 0 ? r : mbf_pdu_reply(req, pdu, *len, NULL, NULL);
 }

@@ -54,25 +54,35 @@ static size_t rtu(uint8_t *out, uint8_t unit, const uint8_t *pdu, size_t n)
 
 static const uint8_t reply_pdu[] = {0x03, 0x06, 0x02, 0x2B, 0x00, 0x00, 0x00, 0x64};
 
+/* The reply frame buf[0..n), delivered byte by byte as TCP may: nothing taken before its
+ * last byte, nothing dropped, then exactly want. */
+static void assert_taken_at_its_end(const uint8_t *buf, size_t n, const struct mbf_expect *e,
+                                    const uint8_t *want, size_t want_len)
+{
+    uint8_t pdu[MBF_PDU_MAX];
+    size_t plen, used;
+
+    for (size_t k = 0; k < n; k++) {
+        assert_false(mbf_rtu_match(buf, k, e, pdu, &plen, &used));
+        assert_int_equal(used, 0);
+    }
+    assert_true(mbf_rtu_match(buf, n, e, pdu, &plen, &used));
+    assert_int_equal(used, n);
+    assert_int_equal(plen, want_len);
+    assert_memory_equal(pdu, want, plen);
+}
+
 static void test_rtu_match_plain_and_split(void **state)
 {
     struct mbf_expect e = {.unit = 0x11};
-    uint8_t req[5], buf[64], pdu[MBF_PDU_MAX];
-    size_t n, plen, used;
+    uint8_t req[5], buf[64];
+    size_t n;
 
     (void)state;
     mbf_pdu_read(3, 0x6B, 3, req, &e);
     assert_int_equal(e.pdu_len, 8);
     n = rtu(buf, 0x11, reply_pdu, sizeof(reply_pdu));
-    /* Byte by byte, as TCP may deliver it: nothing before the last byte, nothing dropped. */
-    for (size_t k = 0; k < n; k++) {
-        assert_false(mbf_rtu_match(buf, k, &e, pdu, &plen, &used));
-        assert_int_equal(used, 0);
-    }
-    assert_true(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
-    assert_int_equal(used, n);
-    assert_int_equal(plen, sizeof(reply_pdu));
-    assert_memory_equal(pdu, reply_pdu, plen);
+    assert_taken_at_its_end(buf, n, &e, reply_pdu, sizeof(reply_pdu));
 }
 
 static void test_rtu_late_reply_of_another_unit_is_skipped(void **state)
@@ -246,17 +256,10 @@ static void test_identify_request_and_reply(void **state)
     assert_int_equal(e.function, 0x2B);
     assert_non_null(e.pdu_length);
 
-    /* No byte count: the length comes from the objects. Byte by byte, nothing is taken
-     * early and nothing is dropped. */
+    /* No byte count: the length comes from the objects. */
     n = rtu(buf, 5, ident_pdu, sizeof(ident_pdu));
-    for (size_t k = 0; k < n; k++) {
-        assert_false(mbf_rtu_match(buf, k, &e, pdu, &plen, &used));
-        assert_int_equal(used, 0);
-    }
+    assert_taken_at_its_end(buf, n, &e, ident_pdu, sizeof(ident_pdu));
     assert_true(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
-    assert_int_equal(used, n);
-    assert_int_equal(plen, sizeof(ident_pdu));
-    assert_memory_equal(pdu, ident_pdu, plen);
     assert_int_equal(mbf_pdu_reply(req, pdu, plen, NULL, NULL), 0);
 
     /* The answer to another MEI type or read code answers another request. */
