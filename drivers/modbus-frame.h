@@ -33,7 +33,9 @@ struct mbf_expect {
     uint16_t pdu_len;
     /* For a reply whose length shows only in its content (43/14 device identification):
      * the PDU's length as far as its first have bytes tell, more than have when more
-     * bytes are needed to tell, < 0 when they cannot be the reply. Overrides pdu_len. */
+     * bytes are needed to tell, < 0 when they cannot be the reply. It reads only
+     * pdu[0..have) and must be as total as the matchers (it is fuzzed with them).
+     * Overrides pdu_len. */
     int (*pdu_length)(const uint8_t *pdu, size_t have);
 };
 
