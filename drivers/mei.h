@@ -4,7 +4,8 @@
  * the length of an answer still arriving, and the answer's objects. libmodbus 3.1 has no
  * call for this function and its receiver cannot frame the answer (it does not know the
  * answer's length), so the Modbus driver sends the request raw and frames the answer
- * with mei_pdu_length().
+ * with mei_pdu_length(); on RTU over TCP and ASCII links the same function is the reply
+ * matcher's length rule (modbus-frame.c).
  *
  * An answer carries as many objects as fit; "more follows" with the next object id asks
  * for another request from there (mei_parse reports both).

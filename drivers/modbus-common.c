@@ -315,21 +315,19 @@ static int op_write_registers(struct mb *mb, int unit, int addr, int count, cons
 
 static int op_write_bits(struct mb *mb, int unit, int addr, int count, const uint8_t *bits)
 {
-    if (mb->framed) {
-        errno = ENOTSUP;
-        return -1;
-    }
-    (void)unit;
+    if (mb->framed)
+        return op_result(mb_link_write_bits(&mb->link, (uint8_t)unit, (uint16_t)addr,
+                                            (uint16_t)count, bits),
+                         count);
     return modbus_write_bits(mb->ctx, addr, count, bits);
 }
 
 static int op_mask_write(struct mb *mb, int unit, int addr, uint16_t and_mask, uint16_t or_mask)
 {
-    if (mb->framed) {
-        errno = ENOTSUP;
-        return -1;
-    }
-    (void)unit;
+    if (mb->framed)
+        return op_result(mb_link_mask_write(&mb->link, (uint8_t)unit, (uint16_t)addr, and_mask,
+                                            or_mask),
+                         1);
     return modbus_mask_write_register(mb->ctx, addr, and_mask, or_mask);
 }
 
@@ -560,19 +558,6 @@ int mb_execute(void *state, struct bus_device *bd, struct command *cmd)
 
 /* ---- device identification (function 43/14) ---------------------------------------------- */
 
-/* The Modbus RTU CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF). */
-static uint16_t rtu_crc16(const uint8_t *p, size_t len)
-{
-    uint16_t crc = 0xFFFF;
-
-    for (size_t i = 0; i < len; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
-    }
-    return crc;
-}
-
 /* Read exactly len bytes by the deadline. */
 static int read_by(int fd, uint8_t *buf, size_t len, uint64_t deadline_us)
 {
@@ -648,10 +633,25 @@ static int mei_receive(struct mb *mb, int unit, uint8_t *pdu)
     r = read_by(fd, adu + have, 2, deadline);
     if (r < 0)
         return r;
-    if (adu[0] != unit || rtu_crc16(adu, have) != (uint16_t)(adu[have] | adu[have + 1] << 8))
+    if (adu[0] != unit || mbf_crc16(adu, have) != (uint16_t)(adu[have] | adu[have + 1] << 8))
         return -EMBBADCRC;
     memcpy(pdu, adu + 1, (size_t)want);
     return want;
+}
+
+/* One 43/14 request, req as mei_request() made it: the answer PDU into pdu (room for
+ * MEI_PDU_MAX bytes). Its length, or -errno as for the other transactions. */
+static int op_identify(struct mb *mb, int unit, const uint8_t *req, uint8_t *pdu)
+{
+    if (mb->framed) {
+        size_t n;
+        int r = mb_link_identify(&mb->link, (uint8_t)unit, req[3], req[4], pdu, &n);
+
+        return r < 0 ? (r == -EPROTO ? -EMBBADDATA : r) : (int)n;
+    }
+    if (modbus_send_raw_request(mb->ctx, req, MEI_REQUEST_LEN) < 0)
+        return -errno;
+    return mei_receive(mb, unit, pdu);
 }
 
 /* One request from object obj, with retries; the objects go into id. */
@@ -668,8 +668,7 @@ static int mei_read(struct mb *mb, struct bus_device *bd, int unit, uint8_t code
         if (!mb->connected && mb_connect(mb) < 0)
             return -ENOTCONN;
         before_transaction(mb, unit);
-        n = modbus_send_raw_request(mb->ctx, req, MEI_REQUEST_LEN) < 0 ? -errno
-                                                                        : mei_receive(mb, unit, pdu);
+        n = op_identify(mb, unit, req, pdu);
         if (n >= 0)
             n = mei_parse(pdu, (size_t)n, id, more, next);
         err = n < 0 ? -n : 0;
@@ -692,8 +691,6 @@ int mb_identify(void *state, struct bus_device *bd, struct device_ident *id)
     int unit = bd->dev->cfg->unit_id;
     uint8_t code = MEI_READ_REGULAR, obj = 0;
 
-    if (mb->framed)
-        return -ENOTSUP;
     /* An answer that does not fit one PDU comes in pieces ("more follows"); a device that
      * keeps saying "more" without moving on is cut off. */
     for (int i = 0; i < 8; i++) {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "drivers/mei.h"
 #include "drivers/modbus-frame.h"
 
 uint16_t mbf_crc16(const uint8_t *p, size_t n)
@@ -76,15 +77,23 @@ size_t mbf_ascii_encode(uint8_t unit, const uint8_t *pdu, size_t n, char *out)
     return (size_t)(o - out);
 }
 
-/* The PDU length a reply starting with function fc (and, for byte-count replies, count)
- * must have for e; 0 when fc is not an answer to e. */
-static size_t reply_pdu_len(const struct mbf_expect *e, uint8_t fc, uint8_t count)
+/* The PDU length of a reply to e that starts with pdu[0..have) (have >= 1): 0 when it
+ * cannot be one; more than have when more bytes are needed to tell. */
+static size_t reply_pdu_len(const struct mbf_expect *e, const uint8_t *pdu, size_t have)
 {
-    if (fc == (e->function | 0x80))
+    int len;
+
+    if (pdu[0] == (e->function | 0x80))
         return 2;
-    if (fc != e->function)
+    if (pdu[0] != e->function)
         return 0;
-    return e->pdu_len ? e->pdu_len : 2u + count;
+    if (e->pdu_length) {
+        len = e->pdu_length(pdu, have);
+        return len > 0 ? (size_t)len : 0;
+    }
+    if (e->pdu_len)
+        return e->pdu_len;
+    return have < 2 ? 2 : 2u + pdu[1];
 }
 
 bool mbf_rtu_match(const uint8_t *buf, size_t n, const struct mbf_expect *e, uint8_t *pdu,
@@ -99,11 +108,11 @@ bool mbf_rtu_match(const uint8_t *buf, size_t n, const struct mbf_expect *e, uin
         if (buf[i] != e->unit)
             continue;
         /* Too short to tell yet: this may still become the reply. */
-        if (i + 1 >= n || (!e->pdu_len && buf[i + 1] == e->function && i + 2 >= n)) {
+        if (i + 1 >= n) {
             keep = keep < i ? keep : i;
             continue;
         }
-        plen = reply_pdu_len(e, buf[i + 1], i + 2 < n ? buf[i + 2] : 0);
+        plen = reply_pdu_len(e, buf + i + 1, n - i - 1);
         if (!plen || plen > MBF_PDU_MAX)
             continue;
         total = 1 + plen + 2;
@@ -152,8 +161,8 @@ static bool ascii_frame(const char *hex, size_t len, const struct mbf_expect *e,
     }
     if (mbf_lrc(raw, nraw - 1) != raw[nraw - 1] || raw[0] != e->unit)
         return false;
-    plen = reply_pdu_len(e, raw[1], nraw > 3 ? raw[2] : 0);
-    if (!plen || plen != nraw - 2)
+    plen = reply_pdu_len(e, raw + 1, nraw - 2);
+    if (plen != nraw - 2)
         return false;
     memcpy(pdu, raw + 1, plen);
     *pdu_len = plen;
@@ -213,14 +222,20 @@ static uint16_t get16(const uint8_t *p)
     return (uint16_t)(p[0] << 8 | p[1]);
 }
 
+static void expect(struct mbf_expect *e, uint8_t function, uint16_t pdu_len)
+{
+    e->function = function;
+    e->pdu_len = pdu_len;
+    e->pdu_length = NULL;
+}
+
 size_t mbf_pdu_read(uint8_t function, uint16_t addr, uint16_t count, uint8_t *pdu,
                     struct mbf_expect *e)
 {
     pdu[0] = function;
     put16(pdu + 1, addr);
     put16(pdu + 3, count);
-    e->function = function;
-    e->pdu_len = (uint16_t)(2 + (function <= 2 ? (count + 7) / 8 : 2 * count));
+    expect(e, function, (uint16_t)(2 + (function <= 2 ? (count + 7) / 8 : 2 * count)));
     return 5;
 }
 
@@ -230,8 +245,7 @@ size_t mbf_pdu_write_single(uint8_t function, uint16_t addr, uint16_t value, uin
     pdu[0] = function;
     put16(pdu + 1, addr);
     put16(pdu + 3, function == 5 ? (value ? 0xFF00 : 0x0000) : value);
-    e->function = function;
-    e->pdu_len = 5;
+    expect(e, function, 5);
     return 5;
 }
 
@@ -244,9 +258,49 @@ size_t mbf_pdu_write_registers(uint16_t addr, uint16_t count, const uint16_t *re
     pdu[5] = (uint8_t)(2 * count);
     for (uint16_t i = 0; i < count; i++)
         put16(pdu + 6 + 2 * i, regs[i]);
-    e->function = 16;
-    e->pdu_len = 5;
+    expect(e, 16, 5);
     return 6u + 2u * count;
+}
+
+size_t mbf_pdu_write_bits(uint16_t addr, uint16_t count, const uint8_t *bits, uint8_t *pdu,
+                          struct mbf_expect *e)
+{
+    size_t nbytes = (count + 7u) / 8u;
+
+    pdu[0] = 15;
+    put16(pdu + 1, addr);
+    put16(pdu + 3, count);
+    pdu[5] = (uint8_t)nbytes;
+    /* The first coil in the low bit of the first byte; unused high bits zero. */
+    memset(pdu + 6, 0, nbytes);
+    for (uint16_t i = 0; i < count; i++)
+        if (bits[i])
+            pdu[6 + i / 8] |= (uint8_t)(1u << (i % 8));
+    expect(e, 15, 5);
+    return 6 + nbytes;
+}
+
+size_t mbf_pdu_mask_write(uint16_t addr, uint16_t and_mask, uint16_t or_mask, uint8_t *pdu,
+                          struct mbf_expect *e)
+{
+    pdu[0] = 22;
+    put16(pdu + 1, addr);
+    put16(pdu + 3, and_mask);
+    put16(pdu + 5, or_mask);
+    expect(e, 22, 7);
+    return 7;
+}
+
+size_t mbf_pdu_identify(uint8_t read_code, uint8_t object, uint8_t *pdu, struct mbf_expect *e)
+{
+    pdu[0] = MEI_FUNCTION;
+    pdu[1] = MEI_TYPE_DEVICE_ID;
+    pdu[2] = read_code;
+    pdu[3] = object;
+    /* No byte count: the length follows from the objects (mei.c knows how). */
+    expect(e, MEI_FUNCTION, 0);
+    e->pdu_length = mei_pdu_length;
+    return 4;
 }
 
 int mbf_pdu_exception(const uint8_t *pdu, size_t n)
@@ -257,13 +311,14 @@ int mbf_pdu_exception(const uint8_t *pdu, size_t n)
 int mbf_pdu_reply(const uint8_t *req, const uint8_t *rsp, size_t n, uint16_t *regs,
                   uint8_t *bits)
 {
-    uint16_t count = get16(req + 3);
+    uint16_t count;
 
     if (n < 1 || rsp[0] != req[0])
         return -EPROTO;
     switch (req[0]) {
     case 1:
     case 2:
+        count = get16(req + 3);
         if (n != 2u + (count + 7u) / 8u || rsp[1] != n - 2)
             return -EPROTO;
         for (uint16_t i = 0; i < count; i++)
@@ -271,6 +326,7 @@ int mbf_pdu_reply(const uint8_t *req, const uint8_t *rsp, size_t n, uint16_t *re
         return 0;
     case 3:
     case 4:
+        count = get16(req + 3);
         if (n != 2u + 2u * count || rsp[1] != n - 2)
             return -EPROTO;
         for (uint16_t i = 0; i < count; i++)
@@ -278,11 +334,16 @@ int mbf_pdu_reply(const uint8_t *req, const uint8_t *rsp, size_t n, uint16_t *re
         return 0;
     case 5:
     case 6:
-        /* The echo of the request. */
-        return n == 5 && memcmp(req, rsp, 5) == 0 ? 0 : -EPROTO;
+    case 15:
     case 16:
-        /* Address and quantity echoed. */
+        /* The echo of the request (5, 6), or of its address and quantity (15, 16). */
         return n == 5 && memcmp(req, rsp, 5) == 0 ? 0 : -EPROTO;
+    case 22:
+        return n == 7 && memcmp(req, rsp, 7) == 0 ? 0 : -EPROTO;
+    case MEI_FUNCTION:
+        /* Its length was checked by the match (mei_pdu_length()); the MEI type and the
+         * read code are echoed. */
+        return n >= 7 && rsp[1] == req[1] && rsp[2] == req[2] ? 0 : -EPROTO;
     default:
         return -EPROTO;
     }

@@ -8,7 +8,8 @@
  * are fuzzed): they never read past the bytes they are given and always make progress.
  *
  * Matching rule: a reply belongs to the request when its unit, its function (or the
- * function's exception form), its length and its checksum (CRC-16 or LRC) all agree.
+ * function's exception form), its length (fixed, from its byte count, or for device
+ * identification from its objects) and its checksum (CRC-16 or LRC) all agree.
  * Everything in front of such a reply is stale or garbage and is dropped; nothing that
  * fails the rule is ever taken for the answer.
  */
@@ -30,6 +31,12 @@ struct mbf_expect {
     /* Length of the normal reply's PDU, or 0 when its second byte is a byte count (the
      * PDU is then 2 + that count). An exception reply is always 2 bytes. */
     uint16_t pdu_len;
+    /* For a reply whose length shows only in its content (43/14 device identification):
+     * the PDU's length as far as its first have bytes tell, more than have when more
+     * bytes are needed to tell, < 0 when they cannot be the reply. It reads only
+     * pdu[0..have) and must be as total as the matchers (it is fuzzed with them).
+     * Overrides pdu_len. */
+    int (*pdu_length)(const uint8_t *pdu, size_t have);
 };
 
 uint16_t mbf_crc16(const uint8_t *p, size_t n);
@@ -65,13 +72,26 @@ size_t mbf_pdu_write_single(uint8_t function, uint16_t addr, uint16_t value, uin
 size_t mbf_pdu_write_registers(uint16_t addr, uint16_t count, const uint16_t *regs, uint8_t *pdu,
                                struct mbf_expect *e);
 
+/* Write multiple coils (15), one byte per bit in bits; count <= 1968. Returns
+ * 6 + (count + 7) / 8. */
+size_t mbf_pdu_write_bits(uint16_t addr, uint16_t count, const uint8_t *bits, uint8_t *pdu,
+                          struct mbf_expect *e);
+/* Mask write register (22): the register becomes (current AND and) OR (or AND NOT and).
+ * Returns 7. */
+size_t mbf_pdu_mask_write(uint16_t addr, uint16_t and_mask, uint16_t or_mask, uint8_t *pdu,
+                          struct mbf_expect *e);
+/* Read device identification (43 / MEI 14) with read_code from object on (drivers/mei.h
+ * frames and parses the answer). Returns 4. */
+size_t mbf_pdu_identify(uint8_t read_code, uint8_t object, uint8_t *pdu, struct mbf_expect *e);
+
 /* The exception code of a reply PDU, or 0 for a normal reply. */
 int mbf_pdu_exception(const uint8_t *pdu, size_t n);
 
 /*
  * Check a normal reply against its request PDU and take its data: registers for
- * functions 3/4 into regs, one byte per bit for 1/2 into bits. Returns 0, or -EPROTO when
- * the reply does not answer the request (a byte count or an echo that disagrees).
+ * functions 3/4 into regs, one byte per bit for 1/2 into bits (the data of a 43/14 answer
+ * stays in rsp, for mei_parse()). Returns 0, or -EPROTO when the reply does not answer the
+ * request (a byte count, an echo or a MEI type that disagrees).
  */
 int mbf_pdu_reply(const uint8_t *req, const uint8_t *rsp, size_t n, uint16_t *regs,
                   uint8_t *bits);

@@ -241,8 +241,43 @@ int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint
     struct mbf_expect e;
     size_t n;
 
-    if (count < 1 || count > 123)
+    if (count < 1 || count > MODBUS_MAX_WRITE_REGISTERS)
         return -EINVAL;
     n = mbf_pdu_write_registers(addr, count, regs, req, &e);
     return request(l, unit, req, n, &e, NULL, NULL);
+}
+
+int mb_link_write_bits(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
+                       const uint8_t *bits)
+{
+    uint8_t req[MBF_PDU_MAX];
+    struct mbf_expect e;
+    size_t n;
+
+    if (count < 1 || count > MODBUS_MAX_WRITE_BITS)
+        return -EINVAL;
+    n = mbf_pdu_write_bits(addr, count, bits, req, &e);
+    return request(l, unit, req, n, &e, NULL, NULL);
+}
+
+int mb_link_mask_write(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t and_mask,
+                       uint16_t or_mask)
+{
+    uint8_t req[7];
+    struct mbf_expect e;
+    size_t n = mbf_pdu_mask_write(addr, and_mask, or_mask, req, &e);
+
+    return request(l, unit, req, n, &e, NULL, NULL);
+}
+
+int mb_link_identify(struct mb_link *l, uint8_t unit, uint8_t read_code, uint8_t object,
+                     uint8_t *pdu, size_t *len)
+{
+    uint8_t req[4];
+    struct mbf_expect e;
+    size_t n = mbf_pdu_identify(read_code, object, req, &e);
+    int r = transact(l, unit, req, n, &e, pdu, len);
+
+    /* The objects stay in pdu: the caller parses them (mei_parse()). */
+    return r < 0 ? r : mbf_pdu_reply(req, pdu, *len, NULL, NULL);
 }

@@ -48,6 +48,17 @@ int mb_link_write_single(struct mb_link *l, uint8_t unit, uint8_t function, uint
 int mb_link_write_registers(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
                             const uint16_t *regs);
 
+/* Write multiple coils (15), one byte per bit in bits. */
+int mb_link_write_bits(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t count,
+                       const uint8_t *bits);
+/* Mask write register (22). */
+int mb_link_mask_write(struct mb_link *l, uint8_t unit, uint16_t addr, uint16_t and_mask,
+                       uint16_t or_mask);
+/* Read device identification (43/14) from object on: the answer's PDU into pdu (room for
+ * MBF_PDU_MAX bytes), its length into *len, for mei_parse(). */
+int mb_link_identify(struct mb_link *l, uint8_t unit, uint8_t read_code, uint8_t object,
+                     uint8_t *pdu, size_t *len);
+
 /* Drop pending input. 0, or -errno when the link turned out to be gone. */
 int mb_link_flush(struct mb_link *l);
 

@@ -11,6 +11,8 @@ import time
 
 import harness
 
+FC_READ_HOLDING, FC_WRITE_COILS, FC_WRITE_REGS, FC_MASK_WRITE, FC_MEI = 3, 15, 16, 22, 43
+
 
 def tag(key, table, address, type_, extra=""):
     return '{ key = "%s"; table = "%s"; address = %d; type = "%s"; %s }' % (key, table, address,
@@ -290,6 +292,118 @@ class FieldLinks(harness.TestCase):
         self.wait_value(emu, "m1", 6, 20)
         self.stop_tbgw(proc)
 
+    # ---- register-map function codes and identification on the framed links ----
+
+    def framed(self, kind, *devices):
+        """tbgw polling devices [(name, unit, extra)] through RTU over TCP or ASCII, whose
+        framing is tbgw's own (not libmodbus's)."""
+        emu = self.emulator(devices=[(n, "T-" + n) for n, _, _ in devices])
+        units = ",".join(str(u) for _, u, _ in devices)
+        if kind == "rtu-tcp":
+            fm = self.fake_modbus("--rtu-tcp", "0", "--units", units)
+            link = 'driver = "modbus-rtu-tcp"; host = "127.0.0.1"; port = %d;' % fm.port
+        else:
+            a, b = self.socat_pair()
+            fm = self.fake_modbus("--ascii", b, "--units", units)
+            link = 'driver = "modbus-ascii"; port = "%s";' % a
+        for name, unit, _ in devices:
+            fm.set(unit, "holding", 0, 100 + unit)
+        bus = ('{ name = "f"; %s timeout_ms = 300; devices = ( %s ); }'
+               % (link, ", ".join(device(n, u, 200, x) for n, u, x in devices)))
+        return emu, fm, lambda: self.start_tbgw(self.config(emu.port, bus))[0]
+
+    def write_codes(self, kind):
+        # write_multiple: 16 and 15 for single writes; mask_write: 22 for a bit.
+        writes = ('write_multiple = true; mask_write = true; writes = ( %s, %s, %s );'
+                  % (tag("sp", "holding", 2, "uint16"), tag("pump", "coil", 4, "bool"),
+                     tag("flag", "holding", 3, "bit", "bit = 3;")))
+        emu, fm, start = self.framed(kind, ("m1", 1, writes))
+        fm.cmd("unit 1 refuse 5,6")
+        fm.set(1, "holding", 3, 0xF001)
+        proc = start()
+        self.wait_value(emu, "m1", 101)
+        fm.reset()
+        for key, value in (("sp", "1234"), ("pump", "true"), ("flag", "true")):
+            r = self.tbgwctl("write", "m1", key, value)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(fm.get(1, "holding", 2), [1234])
+        self.assertEqual(fm.get(1, "coil", 4), [1])
+        self.assertEqual(fm.get(1, "holding", 3), [0xF009])
+        self.assertEqual([(fc, a, c) for u, fc, a, c in fm.log() if fc != FC_READ_HOLDING],
+                         [(FC_WRITE_REGS, 2, 1), (FC_WRITE_COILS, 4, 1), (FC_MASK_WRITE, 3, 1)])
+        self.stop_tbgw(proc)
+
+    def test_write_codes_rtu_tcp(self):
+        self.write_codes("rtu-tcp")
+
+    def test_write_codes_ascii(self):
+        self.write_codes("ascii")
+
+    def illegal_function_hints(self, kind):
+        # A unit that takes neither 5/6 nor 22: the error names the setting to change.
+        extra = ('mask_write = true; writes = ( %s ); rpc = ( '
+                 '{ method = "set"; access = "write"; table = "holding"; address = 2; type = "uint16"; },'
+                 ' { method = "on"; access = "write"; table = "coil"; address = 4; type = "bool"; } );'
+                 % tag("flag", "holding", 3, "bit", "bit = 0;"))
+        emu, fm, start = self.framed(kind, ("m2", 2, extra))
+        fm.cmd("unit 2 refuse 5,6,22")
+        proc = start()
+        r = emu.rpc_response("m2", emu.rpc("m2", "set", {"value": 5}))
+        self.assertIn("function 6 (write single register): set write_multiple = true",
+                      r.get("error", ""), r)
+        r = emu.rpc_response("m2", emu.rpc("m2", "on", {"value": True}))
+        self.assertIn("function 5 (write single coil): set write_multiple = true",
+                      r.get("error", ""), r)
+        r = self.tbgwctl("write", "m2", "flag", "true")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("does not take function 22 (mask write register): set mask_write = false",
+                      r.stderr)
+        self.assertEqual(fm.get(2, "holding", 3), [0])
+        # Exceptions are answers: the link was never reopened for them.
+        self.assertNotIn("reconnecting", proc.output())
+        self.stop_tbgw(proc)
+
+    def test_illegal_function_hints_rtu_tcp(self):
+        self.illegal_function_hints("rtu-tcp")
+
+    def test_illegal_function_hints_ascii(self):
+        self.illegal_function_hints("ascii")
+
+    def identify(self, kind):
+        # 43/14 over four answers ("more follows"), published as client attributes;
+        # tbgwctl identify, also for a device whose config does not ask for it.
+        emu, fm, start = self.framed(kind, ("m1", 1, "identify = true;"), ("m2", 2, ""))
+        fm.cmd("ident 1 0 ACME Instruments")
+        fm.cmd("ident 1 1 PX-200")
+        fm.cmd("ident 1 2 v2.7")
+        fm.cmd("ident 1 5 PX-200-A")
+        fm.cmd("ident 1 per-answer 1")
+        proc = start()
+        want = {"vendorName": "ACME Instruments", "productCode": "PX-200", "revision": "v2.7",
+                "modelName": "PX-200-A"}
+        emu.wait(lambda: all(emu.attributes("m1").get(k) == v for k, v in want.items()), 10,
+                 "the identification attributes")
+        self.assertEqual([(u, a, c) for u, fc, a, c in fm.log() if fc == FC_MEI],
+                         [(1, 0, 2), (1, 1, 2), (1, 2, 2), (1, 5, 2)])  # regular objects
+        self.assertNotIn("vendorName", emu.attributes("m2"))
+        r = self.tbgwctl("--json", "identify", "m1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), want)
+        r = self.tbgwctl("identify", "m2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "vendorName: fake-modbus\nproductCode: FM-1\nrevision: 1.0\n")
+        fm.cmd("unit 2 refuse 43")
+        r = self.tbgwctl("identify", "m2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Illegal function", r.stderr)
+        self.assertNotIn("reconnecting", proc.output())
+        self.stop_tbgw(proc)
+
+    def test_identify_rtu_tcp(self):
+        self.identify("rtu-tcp")
+
+    def test_identify_ascii(self):
+        self.identify("ascii")
 
 if __name__ == "__main__":
     harness.main()

@@ -2,7 +2,8 @@
 /*
  * Modbus RTU-over-TCP and ASCII framing (drivers/modbus-frame.c): known frames from the
  * Modbus specifications, and the matching rule on the streams a device server really
- * delivers: late replies of other units, noise, split frames, exceptions.
+ * delivers: late replies of other units, noise, split frames, exceptions; and the
+ * device identification answer, whose length only its objects tell.
  */
 #include "config.h"
 
@@ -53,25 +54,35 @@ static size_t rtu(uint8_t *out, uint8_t unit, const uint8_t *pdu, size_t n)
 
 static const uint8_t reply_pdu[] = {0x03, 0x06, 0x02, 0x2B, 0x00, 0x00, 0x00, 0x64};
 
+/* The reply frame buf[0..n), delivered byte by byte as TCP may: nothing taken before its
+ * last byte, nothing dropped, then exactly want. */
+static void assert_taken_at_its_end(const uint8_t *buf, size_t n, const struct mbf_expect *e,
+                                    const uint8_t *want, size_t want_len)
+{
+    uint8_t pdu[MBF_PDU_MAX];
+    size_t plen, used;
+
+    for (size_t k = 0; k < n; k++) {
+        assert_false(mbf_rtu_match(buf, k, e, pdu, &plen, &used));
+        assert_int_equal(used, 0);
+    }
+    assert_true(mbf_rtu_match(buf, n, e, pdu, &plen, &used));
+    assert_int_equal(used, n);
+    assert_int_equal(plen, want_len);
+    assert_memory_equal(pdu, want, plen);
+}
+
 static void test_rtu_match_plain_and_split(void **state)
 {
     struct mbf_expect e = {.unit = 0x11};
-    uint8_t req[5], buf[64], pdu[MBF_PDU_MAX];
-    size_t n, plen, used;
+    uint8_t req[5], buf[64];
+    size_t n;
 
     (void)state;
     mbf_pdu_read(3, 0x6B, 3, req, &e);
     assert_int_equal(e.pdu_len, 8);
     n = rtu(buf, 0x11, reply_pdu, sizeof(reply_pdu));
-    /* Byte by byte, as TCP may deliver it: nothing before the last byte, nothing dropped. */
-    for (size_t k = 0; k < n; k++) {
-        assert_false(mbf_rtu_match(buf, k, &e, pdu, &plen, &used));
-        assert_int_equal(used, 0);
-    }
-    assert_true(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
-    assert_int_equal(used, n);
-    assert_int_equal(plen, sizeof(reply_pdu));
-    assert_memory_equal(pdu, reply_pdu, plen);
+    assert_taken_at_its_end(buf, n, &e, reply_pdu, sizeof(reply_pdu));
 }
 
 static void test_rtu_late_reply_of_another_unit_is_skipped(void **state)
@@ -192,6 +203,129 @@ static void test_pdu_reply_checks(void **state)
     assert_int_equal(mbf_pdu_reply(req, (uint8_t[]){16, 0, 100, 0, 2}, 5, NULL, NULL), 0);
 }
 
+static void test_pdu_write_coils_and_mask_write(void **state)
+{
+    struct mbf_expect e;
+    uint8_t req[MBF_PDU_MAX];
+    /* Modbus application protocol 1.1b3, 6.11: coils 20..29 (address 19) = 1011 0011 10. */
+    static const uint8_t coils[] = {1, 0, 1, 1, 0, 0, 1, 1, 1, 0};
+
+    (void)state;
+    assert_int_equal(mbf_pdu_write_bits(19, 10, coils, req, &e), 8);
+    assert_memory_equal(req, ((uint8_t[]){0x0F, 0x00, 0x13, 0x00, 0x0A, 0x02, 0xCD, 0x01}), 8);
+    assert_int_equal(e.function, 15);
+    assert_int_equal(e.pdu_len, 5);
+    assert_null(e.pdu_length);
+    assert_int_equal(mbf_pdu_reply(req, (uint8_t[]){0x0F, 0x00, 0x13, 0x00, 0x0A}, 5, NULL, NULL), 0);
+    /* An echo of another address or count, or of the wrong length, answers another write. */
+    assert_int_equal(mbf_pdu_reply(req, (uint8_t[]){0x0F, 0x00, 0x14, 0x00, 0x0A}, 5, NULL, NULL),
+                     -EPROTO);
+    assert_int_equal(mbf_pdu_reply(req, (uint8_t[]){0x0F, 0x00, 0x13, 0x00, 0x09}, 5, NULL, NULL),
+                     -EPROTO);
+    /* One coil: one data byte, unused bits zero. */
+    assert_int_equal(mbf_pdu_write_bits(7, 1, (uint8_t[]){1}, req, &e), 7);
+    assert_memory_equal(req, ((uint8_t[]){0x0F, 0x00, 0x07, 0x00, 0x01, 0x01, 0x01}), 7);
+
+    /* 6.16: register 4, AND 0x00F2, OR 0x0025; the answer echoes the request. */
+    assert_int_equal(mbf_pdu_mask_write(4, 0x00F2, 0x0025, req, &e), 7);
+    assert_memory_equal(req, ((uint8_t[]){0x16, 0x00, 0x04, 0x00, 0xF2, 0x00, 0x25}), 7);
+    assert_int_equal(e.function, 22);
+    assert_int_equal(e.pdu_len, 7);
+    assert_int_equal(mbf_pdu_reply(req, req, 7, NULL, NULL), 0);
+    assert_int_equal(
+        mbf_pdu_reply(req, (uint8_t[]){0x16, 0x00, 0x04, 0x00, 0xF2, 0x00, 0x24}, 7, NULL, NULL),
+        -EPROTO);
+    assert_int_equal(mbf_pdu_reply(req, req, 5, NULL, NULL), -EPROTO);
+}
+
+/* A 43/14 answer (regular, "more follows" from object 2) with objects 0 and 1. */
+static const uint8_t ident_pdu[] = {0x2B, 0x0E, 0x02, 0x82, 0xFF, 0x02, 0x02,
+                                    0x00, 0x04, 'A',  'C',  'M',  'E',
+                                    0x01, 0x02, 'P',  'X'};
+
+static void test_identify_request_and_reply(void **state)
+{
+    struct mbf_expect e = {.unit = 5};
+    uint8_t req[4], pdu[MBF_PDU_MAX];
+    size_t plen, used, n;
+    uint8_t buf[64];
+
+    (void)state;
+    assert_int_equal(mbf_pdu_identify(2, 0, req, &e), 4);
+    assert_memory_equal(req, ((uint8_t[]){0x2B, 0x0E, 0x02, 0x00}), 4);
+    assert_int_equal(e.function, 0x2B);
+    assert_non_null(e.pdu_length);
+
+    /* No byte count: the length comes from the objects. */
+    n = rtu(buf, 5, ident_pdu, sizeof(ident_pdu));
+    assert_taken_at_its_end(buf, n, &e, ident_pdu, sizeof(ident_pdu));
+    assert_true(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
+    assert_int_equal(mbf_pdu_reply(req, pdu, plen, NULL, NULL), 0);
+
+    /* The answer to another MEI type or read code answers another request. */
+    pdu[1] = 0x0D;
+    assert_int_equal(mbf_pdu_reply(req, pdu, plen, NULL, NULL), -EPROTO);
+    pdu[1] = 0x0E;
+    pdu[2] = 0x01;
+    assert_int_equal(mbf_pdu_reply(req, pdu, plen, NULL, NULL), -EPROTO);
+}
+
+static void test_identify_near_misses(void **state)
+{
+    struct mbf_expect e = {.unit = 5};
+    uint8_t req[4], pdu[MBF_PDU_MAX], wrong[sizeof(ident_pdu)], buf[160];
+    size_t plen, used, n = 0;
+
+    (void)state;
+    mbf_pdu_identify(2, 0, req, &e);
+    /* Another unit's answer; one whose CRC covers fewer objects than it announces (its
+     * CRC is good only for a frame the object count makes longer); one with a bad CRC. */
+    n += rtu(buf + n, 6, ident_pdu, sizeof(ident_pdu));
+    memcpy(wrong, ident_pdu, sizeof(wrong));
+    wrong[6] = 1;
+    n += rtu(buf + n, 5, wrong, sizeof(wrong));
+    n += rtu(buf + n, 5, ident_pdu, sizeof(ident_pdu));
+    buf[n - 2] ^= 0x01;
+    assert_false(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
+    n += rtu(buf + n, 5, ident_pdu, sizeof(ident_pdu));
+    assert_true(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
+    assert_int_equal(used, n);
+    assert_memory_equal(pdu, ident_pdu, sizeof(ident_pdu));
+    assert_int_equal(mbf_pdu_reply(req, pdu, plen, NULL, NULL), 0);
+
+    /* An exception answer is two bytes, as for every function. */
+    n = rtu(buf, 5, (uint8_t[]){0xAB, 0x01}, 2);
+    assert_true(mbf_rtu_match(buf, n, &e, pdu, &plen, &used));
+    assert_int_equal(mbf_pdu_exception(pdu, plen), 1);
+
+    /* An object longer than a PDU can hold never becomes the answer: not kept either. */
+    memcpy(buf, (uint8_t[]){5, 0x2B, 0x0E, 0x02, 0x82, 0x00, 0x00, 0x01, 0x00, 0xFF}, 10);
+    assert_false(mbf_rtu_match(buf, 10, &e, pdu, &plen, &used));
+    assert_int_equal(used, 10);
+}
+
+static void test_identify_ascii(void **state)
+{
+    struct mbf_expect e = {.unit = 5};
+    uint8_t req[4], pdu[MBF_PDU_MAX], wrong[sizeof(ident_pdu)];
+    char buf[256];
+    size_t plen, used, n = 0;
+
+    (void)state;
+    mbf_pdu_identify(2, 0, req, &e);
+    /* A frame whose object list disagrees with its length, then the answer. */
+    memcpy(wrong, ident_pdu, sizeof(wrong));
+    wrong[6] = 3;
+    n += mbf_ascii_encode(5, wrong, sizeof(wrong), buf + n);
+    assert_false(mbf_ascii_match(buf, n, &e, pdu, &plen, &used));
+    assert_int_equal(used, n);
+    n += mbf_ascii_encode(5, ident_pdu, sizeof(ident_pdu), buf + n);
+    assert_true(mbf_ascii_match(buf, n, &e, pdu, &plen, &used));
+    assert_int_equal(used, n);
+    assert_int_equal(plen, sizeof(ident_pdu));
+    assert_memory_equal(pdu, ident_pdu, plen);
+}
+
 static void test_ascii_match(void **state)
 {
     struct mbf_expect e = {.unit = 0x11};
@@ -256,6 +390,10 @@ int main(void)
         cmocka_unit_test(test_rtu_exception),
         cmocka_unit_test(test_rtu_byte_count_replies),
         cmocka_unit_test(test_pdu_reply_checks),
+        cmocka_unit_test(test_pdu_write_coils_and_mask_write),
+        cmocka_unit_test(test_identify_request_and_reply),
+        cmocka_unit_test(test_identify_near_misses),
+        cmocka_unit_test(test_identify_ascii),
         cmocka_unit_test(test_ascii_match),
         cmocka_unit_test(test_ascii_overlong_line_is_dropped),
     };
