@@ -148,7 +148,9 @@ static void parse_devices(struct load *ld, const config_setting_t *bs, const cha
                     ERR(ld, cf_at(ds, "template"), sub, "unknown template '%s' (did you mean '%s'?)",
                         tn, near);
                 else
-                    ERR(ld, cf_at(ds, "template"), sub, "unknown template '%s'", tn);
+                    ERR(ld, cf_at(ds, "template"), sub,
+                        "unknown template '%s': not in this file's templates, and no %s.conf in %s",
+                        tn, tn, tmpls->searched ? tmpls->searched : "template_path");
             } else if (t->s) {
                 layers[nl++] = (struct layer){.s = t->s, .path = t->path, .note = t->note};
             }
@@ -374,6 +376,7 @@ struct config *config_load(const char *path, struct diag *diag)
     apply_environment_defaults(c);
 
     cf_collect_templates(&ld, root, &tmpls);
+    cf_load_library_templates(&ld, root, &tmpls);
     cf_note_template_users(root, &tmpls);
     for (size_t i = 0; i < tmpls.n; i++)
         cf_validate_template(&ld, &tmpls.v[i]);

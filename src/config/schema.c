@@ -68,6 +68,7 @@ const struct key top_keys[] = {
     {.name = "log", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "health", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "control", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
+    {.name = "template_path", .type = KT_ARRAY, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "templates", .type = KT_LIST, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "buses", .type = KT_LIST, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     END_KEYS,
