@@ -26,6 +26,7 @@
 #include "core/budget.h"
 #include "drivers/driver.h"
 #include "gateway.h"
+#include "metrics/metrics.h"
 #include "util/log.h"
 #include "util/macros.h"
 
@@ -42,6 +43,7 @@ struct daemon {
     struct gateway *gw;
     struct control *control;
     struct control_ops control_ops;
+    struct metrics *metrics;
     uint64_t watchdog_us; /* 0: no watchdog */
 };
 
@@ -167,6 +169,38 @@ static void open_control(struct daemon *dm)
         log_warning("continuing without the control socket; tbgwctl will not reach this daemon");
 }
 
+static void render_metrics(void *userdata, FILE *out)
+{
+    gateway_metrics(((struct daemon *)userdata)->gw, out);
+}
+
+/* The Prometheus endpoint, when configured. At start-up a listener that cannot open is
+ * fatal (the user asked for it; a gateway that silently lacks it looks down to
+ * Prometheus). On reload the running one is kept unless the address changed, and kept too
+ * if the new address cannot be opened. */
+static int open_metrics(struct daemon *dm)
+{
+    const char *want = dm->cfg->metrics_listen;
+    struct metrics *m;
+    int r;
+
+    if (!want) {
+        dm->metrics = metrics_close(dm->metrics);
+        return 0;
+    }
+    if (dm->metrics && strcmp(metrics_listen(dm->metrics), want) == 0)
+        return 0;
+    r = metrics_open(dm->event, want, render_metrics, dm, &m);
+    if (r < 0) {
+        if (dm->metrics)
+            log_warning("metrics: still serving on %s", metrics_listen(dm->metrics));
+        return r;
+    }
+    metrics_close(dm->metrics);
+    dm->metrics = m;
+    return 0;
+}
+
 /* Validate the new file completely before touching the running gateway. Returns 0, or
  * -EINVAL when it was refused; *ret_problems gets the report (errors and warnings). */
 static int reload(struct daemon *dm, char **ret_problems)
@@ -209,6 +243,7 @@ static int reload(struct daemon *dm, char **ret_problems)
         return -EIO;
     }
     open_control(dm);
+    open_metrics(dm);
     log_info("configuration reloaded: %zu bus%s, %zu device%s", nc->n_buses,
              nc->n_buses == 1 ? "" : "es", nc->n_devices, nc->n_devices == 1 ? "" : "s");
 out:
@@ -291,6 +326,9 @@ static int run(struct daemon *dm)
             return log_error_errno(r, "cannot add the watchdog timer: %m");
     }
 
+    r = open_metrics(dm);
+    if (r < 0)
+        return r;
     dm->gw = gateway_new(dm->cfg);
     if (!dm->gw)
         return -EINVAL;
@@ -311,6 +349,7 @@ static int run(struct daemon *dm)
     r = sd_event_loop(dm->event);
 
     dm->control = control_close(dm->control);
+    dm->metrics = metrics_close(dm->metrics);
     gateway_stop(dm->gw);
     log_info("stopped");
     return r;

@@ -36,6 +36,7 @@
 #include "core/cmdq.h"
 #include "core/command.h"
 #include "core/decode.h"
+#include "core/histogram.h"
 #include "core/ring.h"
 #include "core/sample.h"
 #include "core/schedule.h"
@@ -67,6 +68,8 @@ struct bus {
     _Atomic uint64_t alive_ms;
     _Atomic bool connected;
     _Atomic uint64_t requests, errors;
+    struct histogram poll_latency; /* every poll cycle of every device, answered or not */
+    _Atomic uint64_t busy_us;      /* time spent in polls and commands (bus utilisation) */
     uint64_t link_retry_ms, link_backoff_ms;
     struct complain link;
     struct complain ring_full;
@@ -223,6 +226,16 @@ uint64_t bus_requests(const struct bus *b)
 uint64_t bus_errors(const struct bus *b)
 {
     return atomic_load(&b->errors);
+}
+
+void bus_poll_latency(const struct bus *b, struct histogram_snapshot *ret)
+{
+    histogram_read(&b->poll_latency, ret);
+}
+
+uint64_t bus_busy_us(const struct bus *b)
+{
+    return atomic_load_explicit(&b->busy_us, memory_order_relaxed);
 }
 
 bool bus_stopping(const struct bus *b)
@@ -498,6 +511,7 @@ static void run_command(struct bus *b, struct command *cmd)
         break;
     }
     cmd->latency_us = (uint32_t)MIN(now_us() - t0, (uint64_t)UINT32_MAX);
+    atomic_fetch_add_explicit(&b->busy_us, cmd->latency_us, memory_order_relaxed);
     cmd->done(cmd);
 }
 
@@ -537,6 +551,11 @@ static void poll_device(struct bus *b, struct bus_device *bd)
     bd->poll_ts = clock_wall_ms();
     r = b->drv->poll(b->drv_state, bd);
     now = now_ms();
+    {
+        uint64_t took = now_us() - t0;
+        histogram_observe(&b->poll_latency, took);
+        atomic_fetch_add_explicit(&b->busy_us, took, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&st->polls, 1, memory_order_relaxed);
     atomic_store_explicit(&st->last_poll_ms, bd->poll_ts, memory_order_relaxed);
     wake_uplink(b);
