@@ -375,6 +375,14 @@ static const struct {
     {"tbgw_device_spool_batches", "gauge", "Telemetry messages of the device waiting in the spool."},
 };
 
+static const struct {
+    const char *name, *type, *help;
+} bus_families[] = {
+    {"tbgw_bus_requests_total", "counter", "Transactions on the bus."},
+    {"tbgw_bus_request_errors_total", "counter", "Transactions on the bus that got no valid answer."},
+    {"tbgw_bus_up", "gauge", "1 while the bus's port or connection is open."},
+};
+
 /* Figure k of device_families for device i. */
 static uint64_t device_figure(struct gateway *g, size_t i, size_t k)
 {
@@ -453,57 +461,45 @@ void gateway_metrics(struct gateway *g, FILE *f)
         prom_double(f, "tbgw_bus_busy_seconds_total",
                     (const char *const[]){"bus", bus_name(g->buses[b]), NULL},
                     (double)bus_busy_us(g->buses[b]) / 1e6);
-    prom_family(f, "tbgw_bus_requests_total", "counter", "Transactions on the bus.");
-    for (size_t b = 0; b < g->n_buses; b++)
-        prom_u64(f, "tbgw_bus_requests_total",
-                 (const char *const[]){"bus", bus_name(g->buses[b]), NULL},
-                 bus_requests(g->buses[b]));
-    prom_family(f, "tbgw_bus_request_errors_total", "counter",
-                "Transactions on the bus that got no valid answer.");
-    for (size_t b = 0; b < g->n_buses; b++)
-        prom_u64(f, "tbgw_bus_request_errors_total",
-                 (const char *const[]){"bus", bus_name(g->buses[b]), NULL},
-                 bus_errors(g->buses[b]));
-    prom_family(f, "tbgw_bus_up", "gauge", "1 while the bus's port or connection is open.");
-    for (size_t b = 0; b < g->n_buses; b++)
-        prom_u64(f, "tbgw_bus_up", (const char *const[]){"bus", bus_name(g->buses[b]), NULL},
-                 bus_connected(g->buses[b]) ? 1 : 0);
+    for (size_t k = 0; k < ARRAY_SIZE(bus_families); k++) {
+        prom_family(f, bus_families[k].name, bus_families[k].type, bus_families[k].help);
+        for (size_t b = 0; b < g->n_buses; b++) {
+            const struct bus *bus = g->buses[b];
+            prom_u64(f, bus_families[k].name, (const char *const[]){"bus", bus_name(bus), NULL},
+                     k == 0 ? bus_requests(bus) : k == 1 ? bus_errors(bus) : bus_connected(bus));
+        }
+    }
 
-    prom_family(f, "tbgw_spool_values", "gauge", "Values waiting in the store-and-forward spool.");
-    prom_u64(f, "tbgw_spool_values", NULL, st.spool.values);
-    prom_family(f, "tbgw_spool_batches", "gauge",
-                "Telemetry messages waiting in the spool (including those in flight).");
-    prom_u64(f, "tbgw_spool_batches", NULL, st.spool.batches);
-    prom_family(f, "tbgw_spool_bytes", "gauge", "Size of what waits in the spool.");
-    prom_u64(f, "tbgw_spool_bytes", NULL, st.spool.bytes);
+    prom_scalar(f, "tbgw_spool_values", "gauge",
+                "Values waiting in the store-and-forward spool.", st.spool.values);
+    prom_scalar(f, "tbgw_spool_batches", "gauge",
+                "Telemetry messages waiting in the spool (including those in flight).",
+                st.spool.batches);
+    prom_scalar(f, "tbgw_spool_bytes", "gauge",
+                "Size of what waits in the spool.", st.spool.bytes);
     prom_family(f, "tbgw_spool_oldest_age_seconds", "gauge",
                 "Age of the oldest value waiting in the spool (0 when it is empty).");
     prom_double(f, "tbgw_spool_oldest_age_seconds", NULL,
                 st.spool.oldest_ts ? (double)MAX(wall - st.spool.oldest_ts, (int64_t)0) / 1e3 : 0);
 
-    prom_family(f, "tbgw_samples_total", "counter", "Values read from all devices.");
-    prom_u64(f, "tbgw_samples_total", NULL, t.samples);
-    prom_family(f, "tbgw_samples_dropped_total", "counter",
-                "Values lost before the uplink saw them (a ring was full).");
-    prom_u64(f, "tbgw_samples_dropped_total", NULL, t.samples_dropped);
-    prom_family(f, "tbgw_values_delivered_total", "counter",
-                "Telemetry values the Edge acknowledged.");
-    prom_u64(f, "tbgw_values_delivered_total", NULL, t.values_delivered);
-    prom_family(f, "tbgw_messages_published_total", "counter",
-                "Telemetry messages published and acknowledged by the Edge.");
-    prom_u64(f, "tbgw_messages_published_total", NULL, t.messages_delivered);
-    prom_family(f, "tbgw_values_rejected_total", "counter",
-                "Values ThingsBoard cannot store (NaN, out of range), not sent.");
-    prom_u64(f, "tbgw_values_rejected_total", NULL, t.values_rejected);
-    prom_family(f, "tbgw_values_dropped_total", "counter",
-                "Values dropped because the spool reached storage.max_size_mb.");
-    prom_u64(f, "tbgw_values_dropped_total", NULL, t.values_dropped);
-    prom_family(f, "tbgw_values_quarantined_total", "counter",
-                "Values in messages the Edge kept refusing, set aside in the spool.");
-    prom_u64(f, "tbgw_values_quarantined_total", NULL, t.values_quarantined);
-    prom_family(f, "tbgw_values_waiting", "gauge",
-                "Values read and not yet acknowledged (rings, open messages, spool).");
-    prom_u64(f, "tbgw_values_waiting", NULL, waiting);
-    prom_family(f, "tbgw_sessions_up", "gauge", "MQTT sessions with the Edge that are up.");
-    prom_u64(f, "tbgw_sessions_up", NULL, st.connected);
+    prom_scalar(f, "tbgw_samples_total", "counter",
+                "Values read from all devices.", t.samples);
+    prom_scalar(f, "tbgw_samples_dropped_total", "counter",
+                "Values lost before the uplink saw them (a ring was full).", t.samples_dropped);
+    prom_scalar(f, "tbgw_values_delivered_total", "counter",
+                "Telemetry values the Edge acknowledged.", t.values_delivered);
+    prom_scalar(f, "tbgw_messages_published_total", "counter",
+                "Telemetry messages published and acknowledged by the Edge.", t.messages_delivered);
+    prom_scalar(f, "tbgw_values_rejected_total", "counter",
+                "Values ThingsBoard cannot store (NaN, out of range), not sent.",
+                t.values_rejected);
+    prom_scalar(f, "tbgw_values_dropped_total", "counter",
+                "Values dropped because the spool reached storage.max_size_mb.", t.values_dropped);
+    prom_scalar(f, "tbgw_values_quarantined_total", "counter",
+                "Values in messages the Edge kept refusing, set aside in the spool.",
+                t.values_quarantined);
+    prom_scalar(f, "tbgw_values_waiting", "gauge",
+                "Values read and not yet acknowledged (rings, open messages, spool).", waiting);
+    prom_scalar(f, "tbgw_sessions_up", "gauge",
+                "MQTT sessions with the Edge that are up.", st.connected);
 }

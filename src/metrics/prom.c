@@ -73,6 +73,12 @@ void prom_double(FILE *f, const char *name, const char *const *labels, double v)
     fputc('\n', f);
 }
 
+void prom_scalar(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+    prom_family(f, name, type, help);
+    prom_u64(f, name, NULL, v);
+}
+
 void prom_histogram(FILE *f, const char *name, const char *const *labels,
                     const struct histogram_snapshot *h)
 {

@@ -18,6 +18,8 @@
 void prom_family(FILE *f, const char *name, const char *type, const char *help);
 void prom_u64(FILE *f, const char *name, const char *const *labels, uint64_t v);
 void prom_double(FILE *f, const char *name, const char *const *labels, double v);
+/* A family of one sample without labels: HELP, TYPE and the sample. */
+void prom_scalar(FILE *f, const char *name, const char *type, const char *help, uint64_t v);
 /* name_bucket{…,le="…"}, name_sum and name_count of a latency histogram, in seconds. */
 void prom_histogram(FILE *f, const char *name, const char *const *labels,
                     const struct histogram_snapshot *h);
