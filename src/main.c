@@ -22,6 +22,7 @@
 #include <systemd/sd-event.h>
 
 #include "config/config.h"
+#include "config/diff.h"
 #include "control/control.h"
 #include "core/budget.h"
 #include "drivers/driver.h"
@@ -39,7 +40,9 @@ static int arg_verbose;
 
 struct daemon {
     sd_event *event;
-    struct config *cfg;
+    struct config *cfg;    /* the file as last loaded */
+    struct config *gw_cfg; /* the one the running gateway was built from: cfg, or an
+                            * earlier load whose buses and devices cfg does not change */
     struct gateway *gw;
     struct control *control;
     struct control_ops control_ops;
@@ -201,6 +204,24 @@ static int open_metrics(struct daemon *dm)
     return 0;
 }
 
+/* Does nc change anything the running gateway (built from old) does? Buses, devices,
+ * edge and storage settings do; the log level, control socket and metrics address do not
+ * (reload() applies those itself). */
+static bool gateway_changes(const struct config *old, const struct config *nc)
+{
+    struct config_diff d;
+    bool changed;
+
+    config_diff(old, nc, &d);
+    changed = d.restart_all;
+    for (size_t i = 0; i < d.n_buses; i++)
+        changed |= d.buses[i].change != CHANGE_NONE;
+    for (size_t i = 0; i < d.n_devices; i++)
+        changed |= d.devices[i].change != CHANGE_NONE;
+    config_diff_free(&d);
+    return changed;
+}
+
 /* Validate the new file completely before touching the running gateway. Returns 0, or
  * -EINVAL when it was refused; *ret_problems gets the report (errors and warnings). */
 static int reload(struct daemon *dm, char **ret_problems)
@@ -223,6 +244,19 @@ static int reload(struct daemon *dm, char **ret_problems)
         r = -EINVAL;
         goto out;
     }
+    if (!gateway_changes(dm->gw_cfg, nc)) {
+        /* Nothing the gateway runs changed: keep it running as it is, with its sessions,
+         * ports and queues, and apply the rest (log level, control socket, metrics). */
+        if (dm->cfg != dm->gw_cfg)
+            config_free(dm->cfg);
+        dm->cfg = nc;
+        open_control(dm);
+        open_metrics(dm);
+        log_info("configuration reloaded: no bus or device changed; every session and port "
+                 "kept");
+        apply_log_level(nc);
+        goto out;
+    }
     ng = gateway_new(nc);
     if (!ng) {
         log_error("cannot build the new configuration; still running with the previous one");
@@ -233,8 +267,10 @@ static int reload(struct daemon *dm, char **ret_problems)
     gateway_stop(dm->gw);
     gateway_carry(ng, dm->gw);
     dm->gw = gateway_free(dm->gw);
-    config_free(dm->cfg);
-    dm->cfg = nc;
+    if (dm->cfg != dm->gw_cfg)
+        config_free(dm->cfg);
+    config_free(dm->gw_cfg);
+    dm->cfg = dm->gw_cfg = nc;
     dm->gw = ng;
     apply_log_level(nc);
     if (gateway_start(dm->gw) < 0) {
@@ -329,6 +365,7 @@ static int run(struct daemon *dm)
     r = open_metrics(dm);
     if (r < 0)
         return r;
+    dm->gw_cfg = dm->cfg;
     dm->gw = gateway_new(dm->cfg);
     if (!dm->gw)
         return -EINVAL;
@@ -394,6 +431,8 @@ int main(int argc, char **argv)
 
     gateway_free(dm.gw);
     gateway_library_cleanup();
+    if (dm.gw_cfg != dm.cfg)
+        config_free(dm.gw_cfg);
     config_free(dm.cfg);
     sd_event_unref(dm.event);
     return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -41,6 +41,7 @@ VALGRIND_TIMEOUT_SCALE = 8
 VALGRIND_TESTS = \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_control.py \
+	tests/integration/test_reload.py \
 	tests/integration/test_config_check.py \
 	tests/integration/test_uplink.py \
 	tests/integration/test_spool.py \
