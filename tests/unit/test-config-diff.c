@@ -18,21 +18,15 @@
 
 #include "config/config.h"
 #include "config/diff.h"
+#include "load-text.h"
 
-static struct config *load_text(const char *text)
+static struct config *load(const char *text)
 {
-    char path[] = "/tmp/tbgw-test-diff-XXXXXX";
-    int fd = mkstemp(path);
-    struct diag *d = diag_new();
-    struct config *c;
+    struct diag *d;
+    struct config *c = load_text(text, &d);
 
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    c = config_load(path, d);
     if (!c)
         fprintf(stderr, "%s", diag_text(d));
-    unlink(path);
     diag_free(d);
     assert_non_null(c);
     return c;
@@ -65,7 +59,7 @@ static struct config *make(const char *edge, int baud, int m2_addr, const char *
              "   ); }\n"
              ");\n",
              edge, level, baud, m2_addr, extra_dev);
-    return load_text(text);
+    return load(text);
 }
 
 static const struct bus_diff *bus(const struct config_diff *d, const char *name)
@@ -171,7 +165,7 @@ static void test_added_and_removed(void **state)
 static void test_removed_bus(void **state)
 {
     struct config *o = make("edge", 9600, 0, P1B, "info");
-    struct config *n = load_text("edge = { host = \"edge\"; };\nbuses = ( { name = \"b\"; driver = "
+    struct config *n = load("edge = { host = \"edge\"; };\nbuses = ( { name = \"b\"; driver = "
                                  "\"modbus-tcp\"; host = \"127.0.0.1\"; port = 1502; devices = ( "
                                  "{ name = \"p1\"; unit_id = 1; token = \"P1\"; telemetry = ( { "
                                  "key = \"c\"; table = \"holding\"; address = 0; type = "
