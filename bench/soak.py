@@ -126,7 +126,8 @@ class Soak(harness.TestCase):
         # ASan keeps freed memory in quarantine (256 MiB by default): RSS would measure
         # that, not tbgw.
         env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"}
-        self.proc, self.notify, _ = self.start_tbgw(cfg, env=env)
+        self.proc, self.notify, self.cfg_path = self.start_tbgw(cfg, env=env)
+        self.cfg_text = cfg
 
     def new_emulator(self, port):
         emu = self.emulator(devices=[(n, "T-" + n) for n, _, _ in DEVICES], port=port,
@@ -209,6 +210,12 @@ class Soak(harness.TestCase):
         return lambda: self.fm_rtu.fault("clear")
 
     def f_sighup(self, rng):
+        # Half the reloads change a device (the gateway is rebuilt), half change nothing
+        # the gateway runs (it keeps running as it is).
+        with open(self.cfg_path, "w") as f:
+            f.write(self.cfg_text if rng.random() < 0.5 else
+                    self.cfg_text.replace("poll_ms = %d;" % POLL_MS,
+                                          "poll_ms = %d;" % (POLL_MS + 1), 1))
         self.proc.kill(signal.SIGHUP)
         n = self.notify.count("READY=1")
         return lambda: harness.wait_until(lambda: self.notify.count("READY=1") > n, 30,

@@ -18,10 +18,12 @@
 #include "core/budget.h"
 #include "core/bus.h"
 #include "core/device.h"
+#include "core/histogram.h"
 #include "core/keytab.h"
 #include "drivers/driver.h"
 #include "gateway.h"
 #include "spool/inspect.h"
+#include "metrics/prom.h"
 #include "uplink/session.h"
 #include "uplink/uplink.h"
 #include "util/clock.h"
@@ -39,6 +41,7 @@
 struct totals {
     uint64_t samples, samples_dropped, attribute_values, health_values, values_rejected,
         values_delivered, values_dropped, values_quarantined, values_lost, values_at_start;
+    uint64_t messages_delivered; /* telemetry batches the Edge acknowledged */
 };
 
 struct gateway {
@@ -232,6 +235,7 @@ static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting)
     t->health_values += st.acct.health_values;
     t->values_rejected += st.acct.rejected_values;
     t->values_delivered += st.acct.delivered_values;
+    t->messages_delivered += st.delivered_batches;
     t->values_dropped += st.spool.dropped_values;
     t->values_quarantined += st.spool.quarantined_values;
     if (!g->reloaded)
@@ -383,4 +387,150 @@ json_object *gateway_status_json(struct gateway *g)
 json_object *gateway_spool_json(struct gateway *g, char *err, size_t errlen)
 {
     return spool_quarantine_json(g->cfg->storage.path, err, errlen);
+}
+
+/* ---- Prometheus ----------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name, *type, *help;
+} device_families[] = {
+    {"tbgw_device_poll_overruns_total", "counter",
+     "Poll cycles skipped because polling took longer than poll_ms."},
+    {"tbgw_device_samples_total", "counter", "Values read from the device and handed to the uplink."},
+    {"tbgw_device_samples_dropped_total", "counter",
+     "Values lost because the uplink did not keep up (its ring was full)."},
+    {"tbgw_device_values_delivered_total", "counter", "Values of the device that the Edge acknowledged."},
+    {"tbgw_device_session_up", "gauge", "1 while the device's MQTT session with the Edge is up."},
+    {"tbgw_device_reconnects_total", "counter",
+     "MQTT sessions the device established after its first one."},
+    {"tbgw_device_spool_batches", "gauge", "Telemetry messages of the device waiting in the spool."},
+};
+
+static const struct {
+    const char *name, *type, *help;
+} bus_families[] = {
+    {"tbgw_bus_requests_total", "counter", "Transactions on the bus."},
+    {"tbgw_bus_request_errors_total", "counter", "Transactions on the bus that got no valid answer."},
+    {"tbgw_bus_up", "gauge", "1 while the bus's port or connection is open."},
+};
+
+/* Figure k of device_families for device i. */
+static uint64_t device_figure(struct gateway *g, size_t i, size_t k)
+{
+    const struct device_stats *s = &g->devices[i].stats;
+    struct uplink_device_status us;
+
+    uplink_device_status(g->uplink, i, &us);
+    switch (k) {
+    case 0:
+        return atomic_load(&s->overruns);
+    case 1:
+        return atomic_load(&s->samples);
+    case 2:
+        return atomic_load(&s->dropped);
+    case 3:
+        return us.delivered;
+    case 4:
+        return us.connected ? 1 : 0;
+    case 5:
+        return us.sessions ? us.sessions - 1 : 0;
+    default:
+        return us.backlog;
+    }
+}
+
+/* The figures of tbgwctl status, in Prometheus's terms: counters end in _total, times are
+ * in seconds, sizes in bytes. Gateway-wide counters continue across reloads (the totals);
+ * per-device and per-bus ones start again with the gateway a reload builds, which
+ * Prometheus's rate() and increase() take as a counter reset. */
+void gateway_metrics(struct gateway *g, FILE *f)
+{
+    struct uplink_status st;
+    struct totals t;
+    uint64_t waiting;
+    int64_t wall = clock_wall_ms();
+
+    uplink_status(g->uplink, &st);
+    totals(g, &t, &waiting);
+
+    prom_family(f, "tbgw_build_info", "gauge", "tbgw's version, as a label; always 1.");
+    prom_u64(f, "tbgw_build_info", (const char *const[]){"version", PACKAGE_VERSION, NULL}, 1);
+
+    prom_family(f, "tbgw_device_polls_total", "counter",
+                "Poll cycles of a device by result: ok (every read answered) or error (failed "
+                "after the retries).");
+    for (size_t i = 0; i < g->cfg->n_devices; i++) {
+        const struct device *d = &g->devices[i];
+        uint64_t polls = atomic_load(&d->stats.polls), fail = atomic_load(&d->stats.failures);
+        const char *ok[] = {"device", d->cfg->name, "bus", d->cfg->bus->name, "result", "ok", NULL};
+        const char *err[] = {"device", d->cfg->name, "bus", d->cfg->bus->name, "result", "error",
+                             NULL};
+
+        prom_u64(f, "tbgw_device_polls_total", ok, polls - MIN(fail, polls));
+        prom_u64(f, "tbgw_device_polls_total", err, fail);
+    }
+    for (size_t k = 0; k < ARRAY_SIZE(device_families); k++) {
+        prom_family(f, device_families[k].name, device_families[k].type, device_families[k].help);
+        for (size_t i = 0; i < g->cfg->n_devices; i++)
+            prom_u64(f, device_families[k].name,
+                     (const char *const[]){"device", g->devices[i].cfg->name, NULL},
+                     device_figure(g, i, k));
+    }
+
+    prom_family(f, "tbgw_bus_poll_duration_seconds", "histogram",
+                "Duration of poll cycles on the bus, answered or not.");
+    for (size_t b = 0; b < g->n_buses; b++) {
+        struct histogram_snapshot h;
+        bus_poll_latency(g->buses[b], &h);
+        prom_histogram(f, "tbgw_bus_poll_duration_seconds",
+                       (const char *const[]){"bus", bus_name(g->buses[b]), NULL}, &h);
+    }
+    prom_family(f, "tbgw_bus_busy_seconds_total", "counter",
+                "Time the bus spent polling and running commands; its rate is the bus "
+                "utilisation (0 to 1).");
+    for (size_t b = 0; b < g->n_buses; b++)
+        prom_double(f, "tbgw_bus_busy_seconds_total",
+                    (const char *const[]){"bus", bus_name(g->buses[b]), NULL},
+                    (double)bus_busy_us(g->buses[b]) / 1e6);
+    for (size_t k = 0; k < ARRAY_SIZE(bus_families); k++) {
+        prom_family(f, bus_families[k].name, bus_families[k].type, bus_families[k].help);
+        for (size_t b = 0; b < g->n_buses; b++) {
+            const struct bus *bus = g->buses[b];
+            prom_u64(f, bus_families[k].name, (const char *const[]){"bus", bus_name(bus), NULL},
+                     k == 0 ? bus_requests(bus) : k == 1 ? bus_errors(bus) : bus_connected(bus));
+        }
+    }
+
+    prom_scalar(f, "tbgw_spool_values", "gauge",
+                "Values waiting in the store-and-forward spool.", st.spool.values);
+    prom_scalar(f, "tbgw_spool_batches", "gauge",
+                "Telemetry messages waiting in the spool (including those in flight).",
+                st.spool.batches);
+    prom_scalar(f, "tbgw_spool_bytes", "gauge",
+                "Size of what waits in the spool.", st.spool.bytes);
+    prom_family(f, "tbgw_spool_oldest_age_seconds", "gauge",
+                "Age of the oldest value waiting in the spool (0 when it is empty).");
+    prom_double(f, "tbgw_spool_oldest_age_seconds", NULL,
+                st.spool.oldest_ts ? (double)MAX(wall - st.spool.oldest_ts, (int64_t)0) / 1e3 : 0);
+
+    prom_scalar(f, "tbgw_samples_total", "counter",
+                "Values read from all devices.", t.samples);
+    prom_scalar(f, "tbgw_samples_dropped_total", "counter",
+                "Values lost before the uplink saw them (a ring was full).", t.samples_dropped);
+    prom_scalar(f, "tbgw_values_delivered_total", "counter",
+                "Telemetry values the Edge acknowledged.", t.values_delivered);
+    prom_scalar(f, "tbgw_messages_published_total", "counter",
+                "Telemetry messages published and acknowledged by the Edge.", t.messages_delivered);
+    prom_scalar(f, "tbgw_values_rejected_total", "counter",
+                "Values ThingsBoard cannot store (NaN, out of range), not sent.",
+                t.values_rejected);
+    prom_scalar(f, "tbgw_values_dropped_total", "counter",
+                "Values dropped because the spool reached storage.max_size_mb.", t.values_dropped);
+    prom_scalar(f, "tbgw_values_quarantined_total", "counter",
+                "Values in messages the Edge kept refusing, set aside in the spool.",
+                t.values_quarantined);
+    prom_scalar(f, "tbgw_values_waiting", "gauge",
+                "Values read and not yet acknowledged (rings, open messages, spool).", waiting);
+    prom_scalar(f, "tbgw_sessions_up", "gauge",
+                "MQTT sessions with the Edge that are up.", st.connected);
 }

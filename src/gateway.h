@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct config;
 struct gateway;
@@ -50,6 +51,9 @@ struct event;
 
 /* Everything tbgwctl status shows, as JSON (the caller owns it). Thread: main. */
 struct json_object *gateway_status_json(struct gateway *g);
+
+/* Everything above as Prometheus text format 0.0.4 (metrics/prom.h). Thread: main. */
+void gateway_metrics(struct gateway *g, FILE *out);
 
 /* The device called name, or NULL. */
 struct device *gateway_device(struct gateway *g, const char *name);

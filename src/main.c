@@ -22,10 +22,12 @@
 #include <systemd/sd-event.h>
 
 #include "config/config.h"
+#include "config/diff.h"
 #include "control/control.h"
 #include "core/budget.h"
 #include "drivers/driver.h"
 #include "gateway.h"
+#include "metrics/metrics.h"
 #include "util/log.h"
 #include "util/macros.h"
 
@@ -38,10 +40,13 @@ static int arg_verbose;
 
 struct daemon {
     sd_event *event;
-    struct config *cfg;
+    struct config *cfg;    /* the file as last loaded */
+    struct config *gw_cfg; /* the one the running gateway was built from: cfg, or an
+                            * earlier load whose buses and devices cfg does not change */
     struct gateway *gw;
     struct control *control;
     struct control_ops control_ops;
+    struct metrics *metrics;
     uint64_t watchdog_us; /* 0: no watchdog */
 };
 
@@ -167,6 +172,56 @@ static void open_control(struct daemon *dm)
         log_warning("continuing without the control socket; tbgwctl will not reach this daemon");
 }
 
+static void render_metrics(void *userdata, FILE *out)
+{
+    gateway_metrics(((struct daemon *)userdata)->gw, out);
+}
+
+/* The Prometheus endpoint, when configured. At start-up a listener that cannot open is
+ * fatal (the user asked for it; a gateway that silently lacks it looks down to
+ * Prometheus). On reload the running one is kept unless the address changed, and kept too
+ * if the new address cannot be opened. */
+static int open_metrics(struct daemon *dm)
+{
+    const char *want = dm->cfg->metrics_listen;
+    struct metrics *m;
+    int r;
+
+    if (!want) {
+        dm->metrics = metrics_close(dm->metrics);
+        return 0;
+    }
+    if (dm->metrics && strcmp(metrics_listen(dm->metrics), want) == 0)
+        return 0;
+    r = metrics_open(dm->event, want, render_metrics, dm, &m);
+    if (r < 0) {
+        if (dm->metrics)
+            log_warning("metrics: still serving on %s", metrics_listen(dm->metrics));
+        return r;
+    }
+    metrics_close(dm->metrics);
+    dm->metrics = m;
+    return 0;
+}
+
+/* Does nc change anything the running gateway (built from old) does? Buses, devices,
+ * edge and storage settings do; the log level, control socket and metrics address do not
+ * (reload() applies those itself). */
+static bool gateway_changes(const struct config *old, const struct config *nc)
+{
+    struct config_diff d;
+    bool changed;
+
+    config_diff(old, nc, &d);
+    changed = d.restart_all;
+    for (size_t i = 0; i < d.n_buses; i++)
+        changed |= d.buses[i].change != CHANGE_NONE;
+    for (size_t i = 0; i < d.n_devices; i++)
+        changed |= d.devices[i].change != CHANGE_NONE;
+    config_diff_free(&d);
+    return changed;
+}
+
 /* Validate the new file completely before touching the running gateway. Returns 0, or
  * -EINVAL when it was refused; *ret_problems gets the report (errors and warnings). */
 static int reload(struct daemon *dm, char **ret_problems)
@@ -189,6 +244,19 @@ static int reload(struct daemon *dm, char **ret_problems)
         r = -EINVAL;
         goto out;
     }
+    if (!gateway_changes(dm->gw_cfg, nc)) {
+        /* Nothing the gateway runs changed: keep it running as it is, with its sessions,
+         * ports and queues, and apply the rest (log level, control socket, metrics). */
+        if (dm->cfg != dm->gw_cfg)
+            config_free(dm->cfg);
+        dm->cfg = nc;
+        open_control(dm);
+        open_metrics(dm);
+        log_info("configuration reloaded: no bus or device changed; every session and port "
+                 "kept");
+        apply_log_level(nc);
+        goto out;
+    }
     ng = gateway_new(nc);
     if (!ng) {
         log_error("cannot build the new configuration; still running with the previous one");
@@ -199,8 +267,10 @@ static int reload(struct daemon *dm, char **ret_problems)
     gateway_stop(dm->gw);
     gateway_carry(ng, dm->gw);
     dm->gw = gateway_free(dm->gw);
-    config_free(dm->cfg);
-    dm->cfg = nc;
+    if (dm->cfg != dm->gw_cfg)
+        config_free(dm->cfg);
+    config_free(dm->gw_cfg);
+    dm->cfg = dm->gw_cfg = nc;
     dm->gw = ng;
     apply_log_level(nc);
     if (gateway_start(dm->gw) < 0) {
@@ -209,6 +279,7 @@ static int reload(struct daemon *dm, char **ret_problems)
         return -EIO;
     }
     open_control(dm);
+    open_metrics(dm);
     log_info("configuration reloaded: %zu bus%s, %zu device%s", nc->n_buses,
              nc->n_buses == 1 ? "" : "es", nc->n_devices, nc->n_devices == 1 ? "" : "s");
 out:
@@ -291,6 +362,10 @@ static int run(struct daemon *dm)
             return log_error_errno(r, "cannot add the watchdog timer: %m");
     }
 
+    r = open_metrics(dm);
+    if (r < 0)
+        return r;
+    dm->gw_cfg = dm->cfg;
     dm->gw = gateway_new(dm->cfg);
     if (!dm->gw)
         return -EINVAL;
@@ -311,6 +386,7 @@ static int run(struct daemon *dm)
     r = sd_event_loop(dm->event);
 
     dm->control = control_close(dm->control);
+    dm->metrics = metrics_close(dm->metrics);
     gateway_stop(dm->gw);
     log_info("stopped");
     return r;
@@ -355,6 +431,8 @@ int main(int argc, char **argv)
 
     gateway_free(dm.gw);
     gateway_library_cleanup();
+    if (dm.gw_cfg != dm.cfg)
+        config_free(dm.gw_cfg);
     config_free(dm.cfg);
     sd_event_unref(dm.event);
     return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -45,6 +45,7 @@
 #include "config/walk.h"
 #include "core/keytab.h"
 #include "uplink/pacing.h"
+#include "util/hostport.h"
 #include "util/macros.h"
 #include "util/suggest.h"
 
@@ -154,7 +155,9 @@ static void parse_devices(struct load *ld, const config_setting_t *bs, const cha
                     ERR(ld, cf_at(ds, "template"), sub, "unknown template '%s' (did you mean '%s'?)",
                         tn, near);
                 else
-                    ERR(ld, cf_at(ds, "template"), sub, "unknown template '%s'", tn);
+                    ERR(ld, cf_at(ds, "template"), sub,
+                        "unknown template '%s': not in this file's templates, and no %s.conf in %s",
+                        tn, tn, tmpls->searched ? tmpls->searched : "template_path");
             } else if (t->s) {
                 layers[nl++] = (struct layer){.s = t->s, .path = t->path, .note = t->note};
             }
@@ -393,6 +396,17 @@ static void check_global(struct load *ld)
     }
 }
 
+static void check_metrics(struct load *ld, const config_setting_t *root)
+{
+    const char *listen = ld->cfg->metrics_listen, *why;
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (listen && *listen && hostport_parse(listen, &ss, &len, &why) < 0)
+        ERR(ld, cf_at(cf_member(root, "metrics"), "listen"), "metrics.listen", "'%s': %s", listen,
+            why);
+}
+
 /* ---- public ---------------------------------------------------------------------------- */
 
 static char *dir_of(const char *path)
@@ -463,9 +477,12 @@ struct config *config_load(const char *path, struct diag *diag)
     cf_parse_section(&ld, root, "log", log_keys, c);
     cf_parse_section(&ld, root, "health", health_keys, c);
     cf_parse_section(&ld, root, "control", control_keys, c);
+    cf_parse_section(&ld, root, "metrics", metrics_keys, c);
+    check_metrics(&ld, root);
     apply_environment_defaults(c);
 
     cf_collect_templates(&ld, root, &tmpls);
+    cf_load_library_templates(&ld, root, &tmpls);
     cf_note_template_users(root, &tmpls);
     for (size_t i = 0; i < tmpls.n; i++)
         cf_validate_template(&ld, &tmpls.v[i]);
@@ -518,6 +535,7 @@ struct config *config_free(struct config *c)
     free(c->edge.rl_tenant_telemetry_datapoints);
     free(c->storage.path);
     free(c->control_socket);
+    free(c->metrics_listen);
     free(c->path);
     for (size_t i = 0; i < c->n_files; i++)
         free(c->files[i]);

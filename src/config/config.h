@@ -198,6 +198,7 @@ struct config {
     int log_level;
     int health_interval_s;
     char *control_socket;
+    char *metrics_listen;       /* "address:port" of the Prometheus endpoint, or NULL */
     struct bus_config *buses;
     size_t n_buses;
     size_t n_devices;

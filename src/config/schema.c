@@ -72,6 +72,8 @@ const struct key top_keys[] = {
     {.name = "log", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "health", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "control", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
+    {.name = "metrics", .type = KT_GROUP, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
+    {.name = "template_path", .type = KT_ARRAY, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "templates", .type = KT_LIST, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     {.name = "buses", .type = KT_LIST, .scope = D_ALL | C_PLAIN, .off = NO_OFF},
     END_KEYS,
@@ -138,6 +140,12 @@ const struct key log_keys[] = {
 const struct key health_keys[] = {
     {.name = "interval_s", .type = KT_INT, .scope = PLAIN,
      .off = offsetof(struct config, health_interval_s), .min = 0, .max = 86400, .idef = 60},
+    END_KEYS,
+};
+
+const struct key metrics_keys[] = {
+    {.name = "listen", .type = KT_STR, .scope = PLAIN, .off = offsetof(struct config, metrics_listen),
+     .flags = K_REQUIRED | K_NONEMPTY},
     END_KEYS,
 };
 

@@ -45,6 +45,7 @@
 #include "core/cmdq.h"
 #include "core/command.h"
 #include "core/decode.h"
+#include "core/histogram.h"
 #include "core/ring.h"
 #include "core/sample.h"
 #include "core/schedule.h"
@@ -81,6 +82,7 @@ struct bus {
     struct slot *slots; /* by schedule id: device order, then fastest period first */
     size_t n_slots;
     bool in_command;    /* a command is executing: bus_yield() does nothing */
+    uint64_t yielded_us;  /* time the poll in progress gave to commands (bus_yield) */
     pthread_t thread;
     bool started;
     _Atomic bool stop;
@@ -89,6 +91,8 @@ struct bus {
     _Atomic bool waiting; /* listen: no peer has dialled in yet */
     char wait_text[96];
     _Atomic uint64_t requests, errors;
+    struct histogram poll_latency; /* every poll cycle of every device, answered or not */
+    _Atomic uint64_t busy_us;      /* time spent in polls and commands (bus utilisation) */
     uint64_t link_retry_ms, link_backoff_ms;
     struct complain link;
     struct complain ring_full;
@@ -271,6 +275,16 @@ uint64_t bus_requests(const struct bus *b)
 uint64_t bus_errors(const struct bus *b)
 {
     return atomic_load(&b->errors);
+}
+
+void bus_poll_latency(const struct bus *b, struct histogram_snapshot *ret)
+{
+    histogram_read(&b->poll_latency, ret);
+}
+
+uint64_t bus_busy_us(const struct bus *b)
+{
+    return atomic_load_explicit(&b->busy_us, memory_order_relaxed);
 }
 
 bool bus_stopping(const struct bus *b)
@@ -582,6 +596,7 @@ static void run_command(struct bus *b, struct command *cmd)
         break;
     }
     cmd->latency_us = (uint32_t)MIN(now_us() - t0, (uint64_t)UINT32_MAX);
+    atomic_fetch_add_explicit(&b->busy_us, cmd->latency_us, memory_order_relaxed);
     cmd->done(cmd);
 }
 
@@ -595,9 +610,13 @@ static void run_commands(struct bus *b)
 
 int bus_yield(struct bus *b)
 {
+    uint64_t t0;
+
     if (b->in_command || !cmdq_length(&b->cmdq))
         return 0;
+    t0 = now_us();
     run_commands(b);
+    b->yielded_us += now_us() - t0;
     if (atomic_load(&b->stop) || b->paused || !atomic_load(&b->connected))
         return -EINTR;
     return 0;
@@ -669,13 +688,21 @@ static void poll_device(struct bus *b, struct slot *sl)
         }
     }
     bd->plan = &bd->groups[sl->group].plan;
+    b->yielded_us = 0;
     r = b->drv->poll(b->drv_state, bd);
     now = now_ms();
-    if (r == -EINTR) {
-        /* Cut short by a command (bus_yield): not the device's fault, and not a poll. */
-        wake_uplink(b);
-        schedule_next(b, sl, now);
-        return;
+    {
+        /* Commands run inside the poll (bus_yield) count as their own busy time. */
+        uint64_t took = now_us() - t0 - b->yielded_us;
+
+        atomic_fetch_add_explicit(&b->busy_us, took, memory_order_relaxed);
+        if (r == -EINTR) {
+            /* Cut short by a command (bus_yield): not the device's fault, and not a poll. */
+            wake_uplink(b);
+            schedule_next(b, sl, now);
+            return;
+        }
+        histogram_observe(&b->poll_latency, took);
     }
     atomic_fetch_add_explicit(&st->polls, 1, memory_order_relaxed);
     atomic_store_explicit(&st->last_poll_ms, bd->poll_ts, memory_order_relaxed);

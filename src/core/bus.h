@@ -70,6 +70,11 @@ bool bus_connected(const struct bus *b);
 const char *bus_waiting(const struct bus *b);
 uint64_t bus_requests(const struct bus *b);
 uint64_t bus_errors(const struct bus *b);
+struct histogram_snapshot;
+/* Durations of poll cycles (whether the device answered or not). Thread: any. */
+void bus_poll_latency(const struct bus *b, struct histogram_snapshot *ret);
+/* Microseconds the bus spent in polls and commands since it started. Thread: any. */
+uint64_t bus_busy_us(const struct bus *b);
 
 /* ---- for drivers (bus thread only) ---- */
 

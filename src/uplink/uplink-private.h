@@ -53,6 +53,7 @@ struct up_dev {
     _Atomic int public_state;     /* state, for other threads */
     _Atomic bool connected;
     _Atomic bool refused;         /* the last attempt got CONNACK 5/2/4 */
+    _Atomic uint64_t sessions;    /* sessions established (CONNACK 0) since start */
     _Atomic uint64_t backlog;     /* spool batches, refreshed every tick */
     bool provisioning;            /* connected as "provision" */
     uint64_t provision_deadline_ms;

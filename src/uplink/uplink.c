@@ -697,6 +697,7 @@ static void ask_limits(struct uplink *u, struct up_dev *d)
 
 static void on_connected(struct uplink *u, struct up_dev *d)
 {
+    atomic_fetch_add_explicit(&d->sessions, 1, memory_order_relaxed);
     atomic_store(&d->refused, false);
     if (!d->cw.flagged) /* or a profile that refuses every upload would loop */
         d->backoff_ms = 0;
@@ -1429,6 +1430,7 @@ void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_
     ret->connected = st == CS_UP;
     ret->delivered = atomic_load_explicit(&d->delivered, memory_order_relaxed);
     ret->backlog = atomic_load_explicit(&d->backlog, memory_order_relaxed);
+    ret->sessions = atomic_load_explicit(&d->sessions, memory_order_relaxed);
     switch (st) {
     case CS_UP:
         ret->state = "connected";

@@ -73,6 +73,7 @@ struct uplink_device_status {
     const char *reason;     /* why halted or refused, or NULL */
     uint64_t delivered;     /* values acknowledged by the Edge */
     uint64_t backlog;       /* batches waiting in the spool */
+    uint64_t sessions;      /* MQTT sessions established since start (first + reconnects) */
 };
 
 /* The reason a device whose every upload ThingsBoard refuses is given. */

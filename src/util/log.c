@@ -16,7 +16,7 @@
 
 #include "util/log.h"
 
-int log_max_level = LOG_INFO;
+_Atomic int log_max_level = LOG_INFO;
 
 static bool log_journal;
 

@@ -15,13 +15,15 @@
 #define TBGW_UTIL_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <syslog.h>
 
 #include "util/macros.h"
 
-/* Maximum priority that is printed (LOG_ERR … LOG_DEBUG). */
-extern int log_max_level;
+/* Maximum priority that is printed (LOG_ERR … LOG_DEBUG). Atomic: a reload that keeps the
+ * gateway running changes it while the bus and uplink threads log. */
+extern _Atomic int log_max_level;
 
 /* Decide between journal and plain output from the environment. Thread: main, at start. */
 void log_open(void);

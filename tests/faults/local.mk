@@ -10,10 +10,9 @@ fault_tests = \
 	tests/faults/test_bus_faults.py \
 	tests/faults/test_host_faults.py \
 	tests/faults/test_disk_full.py \
-	tests/faults/test_clock_jumps.py \
-	tests/faults/test_soak.py
+	tests/faults/test_clock_jumps.py
 TESTS += $(fault_tests)
-EXTRA_DIST += $(fault_tests) tests/faults/faultlib.py tests/faults/clockshift.c \
+EXTRA_DIST += $(fault_tests) tests/faults/test_soak.py tests/faults/faultlib.py tests/faults/clockshift.c \
 	tests/valgrind.supp bench/soak.py bench/SOAK.md
 
 # clockshift.so, preloaded by test_clock_jumps.py. It goes into sanitized builds as well,
@@ -42,6 +41,7 @@ VALGRIND_TIMEOUT_SCALE = 8
 VALGRIND_TESTS = \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_control.py \
+	tests/integration/test_reload.py \
 	tests/integration/test_config_check.py \
 	tests/integration/test_uplink.py \
 	tests/integration/test_spool.py \

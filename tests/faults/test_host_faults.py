@@ -70,12 +70,16 @@ class HostFaults(faultlib.FaultCase):
             bus("two", fm2, [("b", 2, ""), ("c", 3, "")]))
         cfg = self.config(emu.port, buses, storage="max_size_mb = 1;").replace(
             "interval_s = 0", "interval_s = 1")
-        self.proc, notify, _ = self.start_tbgw(cfg)
+        self.proc, notify, path = self.start_tbgw(cfg)
         emu.wait(lambda: emu.telemetry("c"), 10)
         emu.refuse_tcp(True)
         emu.drop_all()
         self.wait_log("dropping the oldest data", timeout=60)
         for i in range(2):
+            # A changed file, so that the reload builds a new gateway (an unchanged one
+            # would keep the running gateway, and its counters, as they are).
+            with open(path, "w") as f:
+                f.write(cfg.replace("poll_ms = 20;", "poll_ms = %d;" % (21 + i)))
             self.proc.kill(signal.SIGHUP)
             self.wait_log("configuration reloaded", n=i + 1)
             # The new gateway has read the attribute (once per gateway) before the next step.

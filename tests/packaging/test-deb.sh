@@ -169,6 +169,10 @@ done
 for f in copyright changelog.gz README.Debian examples/tbgw.conf.example; do
     check "/usr/share/doc/tbgw/$f" test -s "/usr/share/doc/tbgw/$f"
 done
+for t in carlo-gavazzi-em21 carlo-gavazzi-em24 eastron-sdm120 eastron-sdm230 eastron-sdm630 \
+         eastron-sdm72d-m schneider-iem3000 xy-md02; do
+    check "/usr/share/tbgw/templates/$t.conf" test -s "/usr/share/tbgw/templates/$t.conf"
+done
 check "$unit" test -s "$unit"
 check "$conf is a conffile" sh -c "dpkg-query -W -f '\${Conffiles}' tbgw | grep -q '^ $conf '"
 check "$conf is the documented default (no bus enabled)" grep -qx 'buses = ();' "$conf"

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "load-text.h"
 
 static char *example_path(void)
 {
@@ -29,24 +30,6 @@ static char *example_path(void)
     return path;
 }
 
-static struct config *load_text(const char *text, struct diag **ret_diag)
-{
-    char path[] = "/tmp/tbgw-test-config-XXXXXX";
-    int fd = mkstemp(path);
-    struct diag *d = diag_new();
-    struct config *c;
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    c = config_load(path, d);
-    unlink(path);
-    if (ret_diag)
-        *ret_diag = d;
-    else
-        diag_free(d);
-    return c;
-}
 
 static const struct tag_config *tag(const struct tag_list *l, const char *key)
 {

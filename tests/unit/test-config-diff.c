@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Unit tests of the reload difference (config/diff.h): which buses and devices a new
+ * file leaves alone, restarts, removes and adds.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+#include "config/diff.h"
+#include "load-text.h"
+
+static struct config *load(const char *text)
+{
+    struct diag *d;
+    struct config *c = load_text(text, &d);
+
+    if (!c)
+        fprintf(stderr, "%s", diag_text(d));
+    diag_free(d);
+    assert_non_null(c);
+    return c;
+}
+
+/* A file with two buses: rtu "a" (devices m1, m2) and tcp "b" (device p1). %s are
+ * substituted in order: edge host, baud of "a", m2's register, a device added to "b",
+ * the log level. */
+static struct config *make(const char *edge, int baud, int m2_addr, const char *extra_dev,
+                           const char *level)
+{
+    char text[4096];
+
+    snprintf(text, sizeof(text),
+             "edge = { host = \"%s\"; };\n"
+             "log = { level = \"%s\"; };\n"
+             "buses = (\n"
+             " { name = \"a\"; driver = \"modbus-rtu\"; port = \"/dev/ttyS9\"; baud = %d;\n"
+             "   devices = (\n"
+             "    { name = \"m1\"; unit_id = 1; token = \"T1\";\n"
+             "      telemetry = ( { key = \"v\"; table = \"input\"; address = 0; type = \"float32\"; } ); },\n"
+             "    { name = \"m2\"; unit_id = 2; token = \"T2\";\n"
+             "      telemetry = ( { key = \"v\"; table = \"input\"; address = %d; type = \"float32\"; } ); }\n"
+             "   ); },\n"
+             " { name = \"b\"; driver = \"modbus-tcp\"; host = \"127.0.0.1\"; port = 1502;\n"
+             "   devices = (\n"
+             "    { name = \"p1\"; unit_id = 1; token = \"P1\";\n"
+             "      telemetry = ( { key = \"c\"; table = \"holding\"; address = 0; type = \"uint16\"; } ); }\n"
+             "    %s\n"
+             "   ); }\n"
+             ");\n",
+             edge, level, baud, m2_addr, extra_dev);
+    return load(text);
+}
+
+static const struct bus_diff *bus(const struct config_diff *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_buses; i++) {
+        const struct bus_config *b = d->buses[i].new ? d->buses[i].new : d->buses[i].old;
+        if (strcmp(b->name, name) == 0)
+            return &d->buses[i];
+    }
+    fail_msg("no bus %s in the difference", name);
+    return NULL;
+}
+
+static const struct device_diff *dev(const struct config_diff *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_devices; i++) {
+        const struct device_config *c = d->devices[i].new ? d->devices[i].new : d->devices[i].old;
+        if (strcmp(c->name, name) == 0)
+            return &d->devices[i];
+    }
+    fail_msg("no device %s in the difference", name);
+    return NULL;
+}
+
+#define P1B ""
+#define P2 ", { name = \"p2\"; unit_id = 2; token = \"P2\"; telemetry = ( { key = \"c\"; " \
+           "table = \"holding\"; address = 0; type = \"uint16\"; } ); }"
+
+static void test_same_file_changes_nothing(void **state)
+{
+    struct config *o = make("edge", 9600, 0, P1B, "info"), *n = make("edge", 9600, 0, P1B, "debug");
+    struct config_diff d;
+
+    assert_int_equal(config_diff(o, n, &d), 0);
+    assert_false(d.restart_all);
+    assert_int_equal(d.n_buses, 2);
+    assert_int_equal(d.n_devices, 3);
+    for (size_t i = 0; i < d.n_buses; i++)
+        assert_int_equal(d.buses[i].change, CHANGE_NONE);
+    for (size_t i = 0; i < d.n_devices; i++)
+        assert_int_equal(d.devices[i].change, CHANGE_NONE);
+    config_diff_free(&d);
+    config_free(o);
+    config_free(n);
+}
+
+static void test_transport_change_restarts_the_bus_not_the_sessions(void **state)
+{
+    struct config *o = make("edge", 9600, 0, P1B, "info"), *n = make("edge", 19200, 0, P1B, "info");
+    struct config_diff d;
+
+    config_diff(o, n, &d);
+    assert_int_equal(bus(&d, "a")->change, CHANGE_RESTART);
+    assert_false(bus(&d, "a")->same_transport);
+    assert_int_equal(bus(&d, "b")->change, CHANGE_NONE);
+    assert_int_equal(dev(&d, "m1")->change, CHANGE_NONE);
+    assert_int_equal(dev(&d, "m2")->change, CHANGE_NONE);
+    config_diff_free(&d);
+    config_free(o);
+    config_free(n);
+}
+
+static void test_device_change_restarts_that_device(void **state)
+{
+    struct config *o = make("edge", 9600, 0, P1B, "info"), *n = make("edge", 9600, 4, P1B, "info");
+    struct config_diff d;
+
+    config_diff(o, n, &d);
+    assert_int_equal(dev(&d, "m2")->change, CHANGE_RESTART);
+    assert_int_equal(dev(&d, "m1")->change, CHANGE_NONE);
+    assert_int_equal(dev(&d, "p1")->change, CHANGE_NONE);
+    /* The bus keeps its port: only what it polls changed. */
+    assert_int_equal(bus(&d, "a")->change, CHANGE_RESTART);
+    assert_true(bus(&d, "a")->same_transport);
+    assert_int_equal(bus(&d, "b")->change, CHANGE_NONE);
+    config_diff_free(&d);
+    config_free(o);
+    config_free(n);
+}
+
+static void test_added_and_removed(void **state)
+{
+    struct config *o = make("edge", 9600, 0, P1B, "info"), *n = make("edge", 9600, 0, P2, "info");
+    struct config_diff d;
+
+    config_diff(o, n, &d);
+    assert_int_equal(dev(&d, "p2")->change, CHANGE_ADD);
+    assert_null(dev(&d, "p2")->old);
+    assert_int_equal(bus(&d, "b")->change, CHANGE_RESTART);
+    assert_true(bus(&d, "b")->same_transport);
+    config_diff_free(&d);
+
+    config_diff(n, o, &d);
+    assert_int_equal(dev(&d, "p2")->change, CHANGE_REMOVE);
+    assert_null(dev(&d, "p2")->new);
+    assert_int_equal(d.n_devices, 4);
+    assert_int_equal(dev(&d, "p1")->change, CHANGE_NONE);
+    config_diff_free(&d);
+    config_free(o);
+    config_free(n);
+}
+
+static void test_removed_bus(void **state)
+{
+    struct config *o = make("edge", 9600, 0, P1B, "info");
+    struct config *n = load("edge = { host = \"edge\"; };\nbuses = ( { name = \"b\"; driver = "
+                                 "\"modbus-tcp\"; host = \"127.0.0.1\"; port = 1502; devices = ( "
+                                 "{ name = \"p1\"; unit_id = 1; token = \"P1\"; telemetry = ( { "
+                                 "key = \"c\"; table = \"holding\"; address = 0; type = "
+                                 "\"uint16\"; } ); } ); } );\n");
+    struct config_diff d;
+
+    config_diff(o, n, &d);
+    assert_int_equal(bus(&d, "a")->change, CHANGE_REMOVE);
+    assert_int_equal(dev(&d, "m1")->change, CHANGE_REMOVE);
+    assert_int_equal(dev(&d, "m2")->change, CHANGE_REMOVE);
+    /* Same settings at other lines of the file: nothing to restart. */
+    assert_int_equal(bus(&d, "b")->change, CHANGE_NONE);
+    assert_int_equal(dev(&d, "p1")->change, CHANGE_NONE);
+    config_diff_free(&d);
+    config_free(o);
+    config_free(n);
+}
+
+static void test_edge_change_restarts_everything(void **state)
+{
+    struct config *o = make("edge", 9600, 0, P1B, "info"), *n = make("edge2", 9600, 0, P1B, "info");
+    struct config_diff d;
+
+    config_diff(o, n, &d);
+    assert_true(d.restart_all);
+    for (size_t i = 0; i < d.n_buses; i++)
+        assert_int_equal(d.buses[i].change, CHANGE_RESTART);
+    for (size_t i = 0; i < d.n_devices; i++)
+        assert_int_equal(d.devices[i].change, CHANGE_RESTART);
+    config_diff_free(&d);
+    config_free(o);
+    config_free(n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_file_changes_nothing),
+        cmocka_unit_test(test_transport_change_restarts_the_bus_not_the_sessions),
+        cmocka_unit_test(test_device_change_restarts_that_device),
+        cmocka_unit_test(test_added_and_removed),
+        cmocka_unit_test(test_removed_bus),
+        cmocka_unit_test(test_edge_change_restarts_everything),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
