@@ -937,6 +937,13 @@ void spool_tick(struct spool *s)
         commit(s, false);
 }
 
+uint64_t spool_commit_due_ms(const struct spool *s)
+{
+    if (!s->uncommitted_bytes && !s->n_deleted)
+        return UINT64_MAX; /* everything is where it belongs: no commit to make */
+    return s->last_commit_ms + (uint64_t)s->cfg->storage.commit_interval_ms;
+}
+
 void spool_flush(struct spool *s)
 {
     s->flush_failed = commit(s, true) < 0;

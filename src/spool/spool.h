@@ -84,6 +84,9 @@ size_t spool_pending(const struct spool *s, uint32_t device);
 
 /* Periodic work: commit when the interval has passed. */
 void spool_tick(struct spool *s);
+/* When spool_tick() has a commit to make: UINT64_MAX while memory and disk agree. The
+ * uplink wakes for it, so that SIGKILL loses at most one commit interval. */
+uint64_t spool_commit_due_ms(const struct spool *s);
 
 /* Commit now (graceful stop). */
 void spool_flush(struct spool *s);

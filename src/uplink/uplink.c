@@ -13,7 +13,9 @@
  *      batch when it can send (so one poll is one message), is full or has aged, publishing
  *      the oldest unsent batches while fewer than WINDOW are in flight and pacing allows;
  *      its next deadline goes back into the heap;
- *   5. every TICK_MS: spool commits, downlink timers, health, the status snapshot.
+ *   5. when the spool has a commit due (storage.commit_interval_ms after the last one,
+ *      while anything in memory is not on disk): the commit;
+ *   6. every TICK_MS: downlink timers, health, the status snapshot.
  * A pass costs what changed: nothing walks every device on a timer. After a pass that took
  * samples the thread lingers LINGER_US, so that under load it wakes a bounded number of
  * times a second whatever the number of devices.
@@ -1183,8 +1185,9 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
 
     while (timers_pop_due(&u->timers, now, &i))
         mark(u, &u->devs[i]);
-    if (tick) {
+    if (now >= spool_commit_due_ms(u->spool))
         spool_tick(u->spool);
+    if (tick) {
         router_tick(u, now);
         health_tick(u, now);
         u->next_tick_ms = now + TICK_MS;
@@ -1199,7 +1202,7 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
     }
     if (tick)
         snapshot(u); /* after the pass, so that the accounting adds up */
-    return MIN(timers_next(&u->timers), u->next_tick_ms);
+    return MIN(MIN(timers_next(&u->timers), u->next_tick_ms), spool_commit_due_ms(u->spool));
 }
 
 /* ---- thread ---------------------------------------------------------------------------- */
