@@ -502,6 +502,7 @@ struct config *config_load(const char *path, struct diag *diag)
 
 out:
     cf_tmpls_free(&tmpls);
+    free(ld.library_files);
     config_destroy(&lc);
     free(dir);
     if (diag_errors(diag) > 0)

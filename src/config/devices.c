@@ -333,12 +333,17 @@ void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const cha
 
 /* A Modicon reference (4xxxx: holding register xxxx, 3xxxx: input register xxxx, both
  * numbered from 1) written where an address belongs reads a register ~40000 too high, and
- * the device answers with exception 2 or, worse, with some other register. */
+ * the device answers with exception 2 or, worse, with some other register. Not said of a
+ * register map read from template_path: its numbers come from the vendor's document
+ * (Schneider's energy registers really are at 45100). */
 static void check_modicon(struct load *ld, const char *path, const struct device_config *d,
                           const struct tag_config *t)
 {
     int ref = t->address, first;
 
+    for (size_t i = 0; i < ld->n_library_files; i++)
+        if (t->origin.file == ld->library_files[i])
+            return;
     if (t->table == TABLE_HOLDING && ref >= 40001 && ref <= 49999)
         first = 40001;
     else if (t->table == TABLE_INPUT && ref >= 30001 && ref <= 39999)

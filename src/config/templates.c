@@ -130,6 +130,9 @@ static int read_template_file(struct load *ld, const char *dir, const char *name
                      config_error_line(lc), NULL, "%s", config_error_text(lc));
         r = -EINVAL;
     }
+    ld->library_files = xreallocarray(ld->library_files, ld->n_library_files + 1,
+                                      sizeof(*ld->library_files));
+    ld->library_files[ld->n_library_files++] = cf_intern_file(ld, file);
     t->v = xreallocarray(t->v, t->n + 1, sizeof(*t->v));
     tp = &t->v[t->n++];
     /* An unreadable file still defines the name: the device gets no second error. */

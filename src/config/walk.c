@@ -27,6 +27,11 @@ static const char *intern_file(struct config *c, const char *f)
     return c->files[c->n_files++] = xstrdup(f);
 }
 
+const char *cf_intern_file(struct load *ld, const char *f)
+{
+    return intern_file(ld->cfg, f);
+}
+
 const char *cf_file_of(struct load *ld, const config_setting_t *s)
 {
     const char *f = s ? config_setting_source_file(s) : NULL;

@@ -22,11 +22,17 @@ struct load {
     const char *dir;          /* directory of the main file, for relative paths */
     const char *note;         /* appended to messages about a template's settings */
     bool template_layer;      /* applying a validated template to a device: only scope errors */
+    /* Template files read from template_path (interned names, as in origins): vendor
+     * register maps, whose addresses are taken as written (no Modicon warning). */
+    const char **library_files;
+    size_t n_library_files;
 };
 
 typedef unsigned long long seen_t; /* one bit per row of a key table */
 
 const char *cf_file_of(struct load *ld, const config_setting_t *s);
+/* f as kept in the config (the same pointer for the same name). */
+const char *cf_intern_file(struct load *ld, const char *f);
 int cf_line_of(const config_setting_t *s);
 
 /* Add an error or warning at setting s (its file and line) for path. */

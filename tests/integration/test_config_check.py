@@ -73,7 +73,7 @@ class ConfigCheck(harness.TestCase):
         for line in r.stderr.splitlines():
             self.assertRegex(line, r"warning: buses\.\[\d+\]\.port: port '/dev/ttyUSB\d+' .* "
                                    r"prefer its /dev/serial/by-id/ path$")
-        self.assertIn("(3 buses, 4 devices)", r.stdout)
+        self.assertIn("(5 buses, 6 devices)", r.stdout)
 
     def test_field_link_settings(self):
         """modbus-rtu-tcp, modbus-ascii and listen: what is accepted, what is refused, and the

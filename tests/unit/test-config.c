@@ -65,8 +65,10 @@ static void test_contract_example(void **state)
     assert_int_equal(c->health_interval_s, 60);
     assert_string_equal(c->control_socket, "/run/tbgw/control.sock");
 
-    assert_int_equal(c->n_buses, 3);
-    assert_int_equal(c->n_devices, 4);
+    assert_null(c->metrics_listen); /* commented out in the example */
+
+    assert_int_equal(c->n_buses, 5);
+    assert_int_equal(c->n_devices, 6);
 
     b = &c->buses[0];
     assert_string_equal(b->name, "rs485");
@@ -92,11 +94,15 @@ static void test_contract_example(void **state)
     assert_int_equal(dev->byte_order, ORDER_BIG);
     assert_int_equal(dev->word_order, ORDER_BIG);
     assert_int_equal(dev->report, REPORT_ALWAYS);
-    assert_int_equal(dev->telemetry.n, 9);
+    assert_int_equal(dev->telemetry.n, 11);
     assert_int_equal(dev->attributes.n, 2);
     assert_int_equal(dev->writes.n, 2);
     assert_int_equal(dev->rpc.n, 2);
     assert_false(dev->allow_raw_rpc);
+    assert_int_equal(dev->address_base, 0);
+    assert_false(dev->write_multiple);
+    assert_false(dev->mask_write);
+    assert_false(dev->identify);
 
     t = tag(&dev->telemetry, "temperature");
     assert_int_equal(t->table, TABLE_INPUT);
@@ -121,6 +127,12 @@ static void test_contract_example(void **state)
     t = tag(&dev->telemetry, "mode_bit2");
     assert_int_equal(t->type, VT_BIT);
     assert_int_equal(t->bit, 2);
+    t = tag(&dev->telemetry, "outdoor_temp");
+    assert_int_equal(t->poll_ms, 10000);
+    assert_int_equal(t->n_invalid, 2);
+    assert_true(t->invalid[0] == -32768 && t->invalid[1] == 32767);
+    assert_int_equal(tag(&dev->telemetry, "line_current")->poll_ms, 200);
+    assert_int_equal(tag(&dev->telemetry, "temperature")->poll_ms, 1000); /* the device's */
     t = tag(&dev->attributes, "serial");
     assert_int_equal(t->type, VT_STRING);
     assert_int_equal(t->count, 8);
@@ -164,12 +176,30 @@ static void test_contract_example(void **state)
     assert_int_equal(dev->poll_ms, 100);
     assert_int_equal(tag(&dev->telemetry, "count")->type, VT_UINT32);
 
-    b = &c->buses[2];
+    b = &c->buses[4];
     assert_int_equal(b->driver, DRIVER_SERIAL_LINE);
     dev = config_find_device(c, "weather-station");
     assert_int_equal(dev->format, FORMAT_KV);
     assert_null(dev->send);
     assert_string_equal(dev->cred.token, "WEATHER_TOKEN");
+
+    b = &c->buses[2];
+    assert_string_equal(b->name, "field-server");
+    assert_int_equal(b->driver, DRIVER_MODBUS_RTU_TCP);
+    assert_string_equal(b->host, "192.168.10.30");
+    assert_int_equal(b->tcp_port, 4001);
+    assert_int_equal(b->timeout_ms, 1000);
+    assert_false(b->listen);
+    dev = config_find_device(c, "tank-3");
+    assert_int_equal(dev->unit_id, 3);
+
+    b = &c->buses[3];
+    assert_string_equal(b->name, "legacy-line");
+    assert_int_equal(b->driver, DRIVER_MODBUS_ASCII);
+    assert_int_equal(b->parity, 'E');
+    assert_int_equal(b->data_bits, 7);
+    dev = config_find_device(c, "old-meter");
+    assert_int_equal(tag(&dev->telemetry, "kwh")->type, VT_UINT32);
 
     assert_true(config_has_secrets(c));
     config_free(c);
