@@ -18,7 +18,7 @@
 #include "uplink/events.h"
 #include "uplink/outbox.h"
 #include "uplink/pacing.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "uplink/timers.h"
 #include "uplink/uplink.h"
 #include "util/complain.h"

@@ -55,7 +55,7 @@
 #include "uplink/credstore.h"
 #include "uplink/events.h"
 #include "uplink/session.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "uplink/timers.h"
 #include "uplink/tls-check.h"
 #include "uplink/uplink.h"
