@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The uplink's state, shared by the files that run on the uplink thread (uplink.c and the
- * downlink router). Nothing outside src/uplink and src/downlink includes this.
+ * The uplink's state, shared by the files that run on the uplink thread. Nothing outside
+ * src/uplink includes this: the downlink sees the uplink only through its port
+ * (downlink/port.h).
  */
 #ifndef TBGW_UPLINK_PRIVATE_H
 #define TBGW_UPLINK_PRIVATE_H
@@ -26,9 +27,7 @@
 struct credstore;
 struct device;
 struct ring;
-struct ota;
-struct router;
-struct timesync;
+struct downlink;
 struct session;
 
 enum conn_state {
@@ -102,9 +101,7 @@ struct uplink {
     struct evq evq;
     struct spool *spool;
     struct credstore *creds;
-    struct router *router;
-    struct ota *ota;
-    struct timesync *timesync;
+    struct downlink *downlink;    /* router, OTA, clock check */
     pthread_t thread;
     bool started;
     _Atomic bool stop;
@@ -134,8 +131,6 @@ struct uplink {
 
 /* Publish a JSON object on topic for d at the configured QoS (not tracked). 0 or -errno. */
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
-/* The same, taking o. */
-int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
 /* A message without data points that was published directly (RPC answers, claims, OTA
  * chunk requests): ThingsBoard counts it against the device's and the tenant's limits. */
 void uplink_count_message(struct uplink *u, struct up_dev *d);

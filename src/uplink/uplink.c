@@ -51,6 +51,7 @@
 #include "core/keytab.h"
 #include "core/ring.h"
 #include "core/sample.h"
+#include "downlink/port.h"
 #include "downlink/router.h"
 #include "uplink/credstore.h"
 #include "uplink/events.h"
@@ -381,14 +382,6 @@ static bool flush_held(struct uplink *u, struct up_dev *d, struct outbox *held, 
     return true;
 }
 
-int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o)
-{
-    int r = uplink_publish_json(u, d, topic, o);
-
-    json_object_put(o);
-    return r;
-}
-
 static void publish_attributes(struct uplink *u, struct up_dev *d, json_object *set)
 {
     if (set && json_object_object_length(set) > 0)
@@ -643,9 +636,11 @@ static const char *limit_member(json_object *limits, const char *key)
                : NULL;
 }
 
-static void on_session_limits(struct uplink *u, struct up_dev *d, int err, const char *payload,
+static void on_session_limits(struct downlink *dl, uint32_t dev, int err, const char *payload,
                               size_t len, uint64_t rtt_ms, void *ctx)
 {
+    struct uplink *u = ctx;
+    struct up_dev *d = &u->devs[dev];
     json_tokener *tok;
     json_object *o = NULL, *limits = NULL, *v;
 
@@ -686,8 +681,8 @@ static void ask_limits(struct uplink *u, struct up_dev *d)
 {
     if (u->cfg->edge.rate_limits_set)
         return;
-    if (router_client_rpc(u, d, "getSessionLimits", NULL, LIMITS_TIMEOUT_MS, on_session_limits,
-                          NULL) == 0) {
+    if (router_client_rpc(u->downlink, (uint32_t)d->dc->index, "getSessionLimits", NULL,
+                          LIMITS_TIMEOUT_MS, on_session_limits, u) == 0) {
         if (!d->limits_known)
             d->limits_deadline_ms = now_ms() + LIMITS_TIMEOUT_MS;
     } else {
@@ -732,7 +727,7 @@ static void on_connected(struct uplink *u, struct up_dev *d)
     publish_attributes(u, d, d->attrs);
     json_object_put(d->attrs_dirty);
     d->attrs_dirty = NULL;
-    router_connected(u, d);
+    router_connected(u->downlink, (uint32_t)d->dc->index);
     pump(u, d);
 }
 
@@ -834,7 +829,7 @@ static void on_connection_lost(struct uplink *u, struct up_dev *d, const char *c
     d->inflight = 0;
     outbox_clear(&d->held_msgs); /* requests of that session: the router gives up on them */
     d->ack = (struct complain){0}; /* the lost connection ends that episode, and says so */
-    router_disconnected(u, d);
+    router_disconnected(u->downlink, (uint32_t)d->dc->index);
     /* paho keeps the publishes it had queued but not yet written, and writes them on the
      * client's next connection, ahead of the batches requeued above: older data would
      * arrive after newer, and twice. The next connection gets a new client. */
@@ -936,6 +931,79 @@ static void on_provision_response(struct uplink *u, struct up_dev *d, const char
     d->retry_at_ms = now_ms();
 }
 
+/* ---- the downlink's port ------------------------------------------------------------------- */
+
+static enum dl_session port_session(void *ctx, uint32_t dev)
+{
+    const struct up_dev *d = &((struct uplink *)ctx)->devs[dev];
+
+    if (d->state != CS_UP)
+        return DL_DOWN;
+    return d->provisioning ? DL_PROVISIONING : DL_UP;
+}
+
+static int port_publish(void *ctx, uint32_t dev, const char *topic, const void *payload,
+                        size_t len)
+{
+    struct up_dev *d = &((struct uplink *)ctx)->devs[dev];
+
+    if (d->state != CS_UP || !d->sess)
+        return -ENOTCONN;
+    return session_publish(d->sess, topic, payload, len, 1, NULL);
+}
+
+static int port_publish_json(void *ctx, uint32_t dev, const char *topic, json_object *o)
+{
+    struct uplink *u = ctx;
+
+    return uplink_publish_json(u, &u->devs[dev], topic, o);
+}
+
+static void port_count_message(void *ctx, uint32_t dev)
+{
+    struct uplink *u = ctx;
+
+    uplink_count_message(u, &u->devs[dev]);
+}
+
+static bool port_message_fits(void *ctx, uint32_t dev, uint64_t *retry_at)
+{
+    struct uplink *u = ctx;
+
+    return uplink_message_fits(u, &u->devs[dev], retry_at);
+}
+
+/* Thread: the bus's. */
+static void port_command_done(void *ctx, struct command *cmd)
+{
+    struct event *e = xcalloc(1, sizeof(*e));
+
+    e->type = EV_COMMAND_DONE;
+    e->cmd = cmd;
+    uplink_post(ctx, e);
+}
+
+static struct downlink *downlink_for(struct uplink *u)
+{
+    const struct downlink_port port = {
+        .ctx = u,
+        .session = port_session,
+        .publish = port_publish,
+        .publish_json = port_publish_json,
+        .count_message = port_count_message,
+        .message_fits = port_message_fits,
+        .command_done = port_command_done,
+    };
+    struct device **devices = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*devices));
+    struct downlink *dl;
+
+    for (size_t i = 0; i < u->n_devs; i++)
+        devices[i] = u->devs[i].dev;
+    dl = downlink_new(u->cfg, devices, &port);
+    free(devices);
+    return dl;
+}
+
 /* ---- events ------------------------------------------------------------------------------- */
 
 static void handle_event(struct uplink *u, struct event *e)
@@ -943,12 +1011,13 @@ static void handle_event(struct uplink *u, struct event *e)
     struct up_dev *d;
 
     if (e->type == EV_COMMAND_DONE) {
-        router_command_done(u, e->cmd);
+        router_command_done(u->downlink, e->cmd);
         e->cmd = NULL;
         return;
     }
     if (e->type == EV_CONTROL) {
-        router_control(u, e);
+        router_control(u->downlink, e->device, e->topic, e->payload, e->len, e->reply,
+                       e->reply_ctx);
         return;
     }
     if (e->device >= u->n_devs)
@@ -978,7 +1047,7 @@ static void handle_event(struct uplink *u, struct event *e)
             if (strcmp(e->topic, TOPIC_PROVISION_RESPONSE) == 0)
                 on_provision_response(u, d, e->payload, e->len);
         } else {
-            router_message(u, d, e->topic, e->payload, e->len);
+            router_message(u->downlink, e->device, e->topic, e->payload, e->len);
         }
         break;
     case EV_SUBSCRIBED:
@@ -1184,7 +1253,7 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
         mark(u, &u->devs[i]);
     if (tick) {
         spool_tick(u->spool);
-        router_tick(u, now);
+        router_tick(u->downlink, now);
         health_tick(u, now);
         u->next_tick_ms = now + TICK_MS;
     }
@@ -1322,7 +1391,7 @@ static void open_storage(struct uplink *u)
     u->spool = spool_open(cfg);
     for (size_t i = 0; i < u->n_devs; i++)
         resolve_creds(u, &u->devs[i]);
-    router_init(u);
+    u->downlink = downlink_for(u);
 }
 
 int uplink_wake_fd(const struct uplink *u)
@@ -1369,7 +1438,7 @@ struct uplink *uplink_free(struct uplink *u)
     /* Sessions last: paho may still deliver callbacks until each client is destroyed. */
     for (size_t i = 0; i < u->n_devs; i++)
         u->devs[i].sess = session_free(u->devs[i].sess);
-    router_free(u);
+    u->downlink = downlink_free(u->downlink);
     for (size_t i = 0; i < u->n_devs; i++) {
         struct up_dev *d = &u->devs[i];
         tb_batch_clear(&d->batch);
