@@ -43,7 +43,7 @@
 #include "drivers/driver.h"
 #include "gateway.h"
 #include "uplink/events.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/macros.h"

@@ -52,11 +52,10 @@
 #include "core/bus.h"
 #include "core/command.h"
 #include "core/device.h"
+#include "downlink/downlink.h"
 #include "downlink/ota.h"
 #include "downlink/router.h"
 #include "downlink/rpc.h"
-#include "uplink/session.h"
-#include "uplink/uplink-private.h"
 #include "util/checksum.h"
 #include "util/fileio.h"
 #include "util/log.h"
@@ -125,9 +124,9 @@ struct ota {
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static struct job *job(struct uplink *u, struct up_dev *d, enum kind k)
+static struct job *job(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    return &u->ota->jobs[d->dc->index][k];
+    return &dl->ota->jobs[d->dc->index][k];
 }
 
 void ota_package_clear(struct ota_package *p)
@@ -171,7 +170,7 @@ static bool same_package(const struct ota_package *a, const struct ota_package *
 }
 
 /* Telemetry of the update's progress. extra: more members (taken). */
-static void report(struct uplink *u, struct up_dev *d, enum kind k, const char *state,
+static void report(struct downlink *dl, struct dl_dev *d, enum kind k, const char *state,
                    const char *error, json_object *extra)
 {
     json_object *o = extra ? extra : json_object_new_object();
@@ -188,7 +187,7 @@ static void report(struct uplink *u, struct up_dev *d, enum kind k, const char *
         json_object_object_add(o, key, json_object_new_string(text));
         free(text);
     }
-    uplink_publish_json(u, d, "v1/devices/me/telemetry", o);
+    dl_publish_json(dl, d, "v1/devices/me/telemetry", o);
     json_object_put(o);
 }
 
@@ -239,17 +238,17 @@ static json_object *job_object(const struct job *j, const char *phase, const cha
     return o;
 }
 
-static void save_state(struct uplink *u)
+static void save_state(struct downlink *dl)
 {
     json_object *root = json_object_new_object(), *devs = json_object_new_object();
     const char *text;
     int r;
 
     json_object_object_add(root, "devices", devs);
-    for (size_t i = 0; i < u->n_devs; i++) {
+    for (size_t i = 0; i < dl->n_devs; i++) {
         json_object *dev = NULL;
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &u->ota->jobs[i][k];
+            struct job *j = &dl->ota->jobs[i][k];
             json_object *o, *job = NULL;
 
             if (j->pending)
@@ -270,38 +269,38 @@ static void save_state(struct uplink *u)
             json_object_object_add(dev, kind_names[k], o);
         }
         if (dev)
-            json_object_object_add(devs, u->devs[i].dc->name, dev);
+            json_object_object_add(devs, dl->devs[i].dc->name, dev);
     }
     text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY);
-    r = write_file_atomic(u->ota->state_path, text, strlen(text), 0640);
+    r = write_file_atomic(dl->ota->state_path, text, strlen(text), 0640);
     if (r < 0)
-        log_error_errno(r, "cannot save '%s': %m", u->ota->state_path);
+        log_error_errno(r, "cannot save '%s': %m", dl->ota->state_path);
     json_object_put(root);
 }
 
-static void load_state(struct uplink *u)
+static void load_state(struct downlink *dl)
 {
     char *text = NULL;
     json_object *root, *devs;
 
-    if (read_file(u->ota->state_path, &text, NULL, OTA_STATE_MAX) < 0)
+    if (read_file(dl->ota->state_path, &text, NULL, OTA_STATE_MAX) < 0)
         return;
     root = json_tokener_parse(text);
     free(text);
     if (!root || !json_object_object_get_ex(root, "devices", &devs) ||
         !json_object_is_type(devs, json_type_object)) {
         log_warning("'%s' is unreadable; running versions are unknown until the next update",
-                    u->ota->state_path);
+                    dl->ota->state_path);
         json_object_put(root);
         return;
     }
-    for (size_t i = 0; i < u->n_devs; i++) {
+    for (size_t i = 0; i < dl->n_devs; i++) {
         json_object *dev;
-        if (!json_object_object_get_ex(devs, u->devs[i].dc->name, &dev))
+        if (!json_object_object_get_ex(devs, dl->devs[i].dc->name, &dev))
             continue;
         for (int k = 0; k < N_KINDS; k++) {
             json_object *o, *t, *v;
-            struct job *j = &u->ota->jobs[i][k];
+            struct job *j = &dl->ota->jobs[i][k];
             json_object *jo, *sz;
             if (!json_object_object_get_ex(dev, kind_names[k], &o))
                 continue;
@@ -329,16 +328,16 @@ static void load_state(struct uplink *u)
 
 /* ---- download ---------------------------------------------------------------------------- */
 
-static void request_chunk(struct uplink *u, struct up_dev *d, enum kind k)
+static void request_chunk(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     char topic[96], size[16];
 
     uint64_t at;
 
     /* A chunk request is a message under the Edge's "messages" limit: a download at full
      * speed would get the session closed. It waits for room instead. */
-    if (d->state == CS_UP && !uplink_message_fits(u, d, &at)) {
+    if (dl_session(dl, d) != DL_DOWN && !dl_message_fits(dl, d, &at)) {
         j->request_held = true;
         j->deadline_ms = at;
         return;
@@ -347,9 +346,8 @@ static void request_chunk(struct uplink *u, struct up_dev *d, enum kind k)
     snprintf(topic, sizeof(topic), "v2/%s/request/%d/chunk/%u", kind_names[k], j->req_id, j->chunk);
     snprintf(size, sizeof(size), "%u", CHUNK);
     j->deadline_ms = now_ms() + CHUNK_TIMEOUT_MS;
-    if (d->state == CS_UP && d->sess &&
-        session_publish(d->sess, topic, size, strlen(size), 1, NULL) == 0)
-        uplink_count_message(u, d);
+    if (dl_publish(dl, d, topic, size, strlen(size)) == 0)
+        dl_count_message(dl, d);
 }
 
 static void end_job(struct job *j)
@@ -364,12 +362,12 @@ static void end_job(struct job *j)
     j->phase = IDLE;
 }
 
-static void fail(struct uplink *u, struct up_dev *d, enum kind k, const char *fmt, ...)
+static void fail(struct downlink *dl, struct dl_dev *d, enum kind k, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 
-static void fail(struct uplink *u, struct up_dev *d, enum kind k, const char *fmt, ...)
+static void fail(struct downlink *dl, struct dl_dev *d, enum kind k, const char *fmt, ...)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     char msg[300];
     va_list ap;
 
@@ -379,18 +377,18 @@ static void fail(struct uplink *u, struct up_dev *d, enum kind k, const char *fm
     log_warning("device '%s': %s update %s %s failed: %s", d->dc->name,
                 k == FW ? "firmware" : "software", strempty(j->target.title),
                 strempty(j->target.version), msg);
-    report(u, d, k, "FAILED", msg, NULL);
+    report(dl, d, k, "FAILED", msg, NULL);
     end_job(j);
     j->target_done = true;
     j->target_failed = true;
-    save_state(u);
+    save_state(dl);
 }
 
 /* <storage.path>/ota/<device>.<kind> and its .part. Returns 0 or -errno (directory). */
-static int set_paths(struct uplink *u, struct up_dev *d, enum kind k)
+static int set_paths(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
-    char *dir = xasprintf("%s/ota", u->cfg->storage.path);
+    struct job *j = job(dl, d, k);
+    char *dir = xasprintf("%s/ota", dl->cfg->storage.path);
     int r = mkdir_p(dir, 0750);
 
     free(j->part);
@@ -423,83 +421,83 @@ static int open_part(struct job *j, bool trunc)
     return 0;
 }
 
-static void start_download(struct uplink *u, struct up_dev *d, enum kind k)
+static void start_download(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
-    int r = set_paths(u, d, k);
+    struct job *j = job(dl, d, k);
+    int r = set_paths(dl, d, k);
 
     if (r < 0) {
-        fail(u, d, k, "cannot create the download directory: %s", strerror(-r));
+        fail(dl, d, k, "cannot create the download directory: %s", strerror(-r));
         return;
     }
     r = open_part(j, true);
     if (r < 0) {
-        fail(u, d, k, "cannot create '%s': %s", j->part, strerror(-r));
+        fail(dl, d, k, "cannot create '%s': %s", j->part, strerror(-r));
         return;
     }
     j->retries = 0;
     j->phase = DOWNLOADING;
     j->target_failed = false;
-    j->req_id = ++u->ota->next_req_id;
+    j->req_id = ++dl->ota->next_req_id;
     log_info("device '%s': downloading %s %s %s (%lld bytes)", d->dc->name,
              k == FW ? "firmware" : "software", j->target.title, j->target.version,
              j->target.size);
-    save_state(u);
-    report(u, d, k, "DOWNLOADING", NULL, NULL);
-    request_chunk(u, d, k);
+    save_state(dl);
+    report(dl, d, k, "DOWNLOADING", NULL, NULL);
+    request_chunk(dl, d, k);
 }
 
-static void run_command(struct uplink *u, struct up_dev *d, enum kind k);
+static void run_command(struct downlink *dl, struct dl_dev *d, enum kind k);
 
-static void pause_done(struct uplink *u, struct up_dev *d, struct command *cmd, void *ctx)
+static void pause_done(struct downlink *dl, struct dl_dev *d, struct command *cmd, void *ctx)
 {
     enum kind k = (enum kind)(intptr_t)ctx;
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
 
     if (j->phase != PAUSING)
         return;
     if (cmd->result < 0) {
-        fail(u, d, k, "cannot pause bus '%s': %s", d->dc->bus->name, strerror(-cmd->result));
+        fail(dl, d, k, "cannot pause bus '%s': %s", d->dc->bus->name, strerror(-cmd->result));
         return;
     }
-    run_command(u, d, k);
+    run_command(dl, d, k);
 }
 
-static void resume_done(struct uplink *u, struct up_dev *d, struct command *cmd, void *ctx)
+static void resume_done(struct downlink *dl, struct dl_dev *d, struct command *cmd, void *ctx)
 {
     enum kind k = (enum kind)(intptr_t)ctx;
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
 
     if (j->phase == RESUMING)
         j->phase = IDLE;
 }
 
-static void verified(struct uplink *u, struct up_dev *d, enum kind k)
+static void verified(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     struct command *cmd;
     int r;
 
     if (rename(j->part, j->image) < 0) {
-        fail(u, d, k, "cannot rename the image: %s", strerror(errno));
+        fail(dl, d, k, "cannot rename the image: %s", strerror(errno));
         return;
     }
-    report(u, d, k, "VERIFIED", NULL, NULL);
+    report(dl, d, k, "VERIFIED", NULL, NULL);
     if (!d->dc->ota.exclusive_bus) {
-        run_command(u, d, k);
+        run_command(dl, d, k);
         return;
     }
     cmd = xcalloc(1, sizeof(*cmd));
     cmd->kind = CMD_PAUSE;
     j->phase = PAUSING;
-    r = router_submit_internal(u, d, cmd, pause_done, (void *)(intptr_t)k);
+    r = router_submit_internal(dl, d, cmd, pause_done, (void *)(intptr_t)k);
     if (r < 0)
-        fail(u, d, k, "cannot pause bus '%s': %s", d->dc->bus->name, strerror(-r));
+        fail(dl, d, k, "cannot pause bus '%s': %s", d->dc->bus->name, strerror(-r));
 }
 
-static void download_finished(struct uplink *u, struct up_dev *d, enum kind k)
+static void download_finished(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     char got[CHECKSUM_HEX_MAX];
     int alg = checksum_alg_from_string(j->target.alg);
     int r;
@@ -507,56 +505,56 @@ static void download_finished(struct uplink *u, struct up_dev *d, enum kind k)
     close(j->fd);
     j->fd = -1;
     if (j->target.size >= 0 && (long long)j->bytes != j->target.size) {
-        fail(u, d, k, "size mismatch: expected %lld bytes, got %llu", j->target.size,
+        fail(dl, d, k, "size mismatch: expected %lld bytes, got %llu", j->target.size,
              (unsigned long long)j->bytes);
         return;
     }
-    report(u, d, k, "DOWNLOADED", NULL, NULL);
+    report(dl, d, k, "DOWNLOADED", NULL, NULL);
     r = checksum_file((enum checksum_alg)alg, j->part, got);
     if (r < 0) {
-        fail(u, d, k, "cannot read the image back: %s", strerror(-r));
+        fail(dl, d, k, "cannot read the image back: %s", strerror(-r));
         return;
     }
     if (strcasecmp(got, j->target.checksum) != 0) {
-        fail(u, d, k, "checksum mismatch: %s expected %s, got %s", j->target.alg,
+        fail(dl, d, k, "checksum mismatch: %s expected %s, got %s", j->target.alg,
              j->target.checksum, got);
         return;
     }
-    verified(u, d, k);
+    verified(dl, d, k);
 }
 
-static void on_chunk(struct uplink *u, struct up_dev *d, enum kind k, int req, unsigned n,
+static void on_chunk(struct downlink *dl, struct dl_dev *d, enum kind k, int req, unsigned n,
                      const char *payload, size_t len)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
 
     if (j->phase != DOWNLOADING || req != j->req_id || n != j->chunk)
         return; /* late answer to a request we gave up on */
     if (len == 0) {
-        download_finished(u, d, k);
+        download_finished(dl, d, k);
         return;
     }
     if (len > CHUNK) {
-        fail(u, d, k, "the edge sent a chunk larger than requested");
+        fail(dl, d, k, "the edge sent a chunk larger than requested");
         return;
     }
     if (pwrite(j->fd, payload, len, (off_t)j->bytes) != (ssize_t)len) {
-        fail(u, d, k, "cannot write the image: %s", strerror(errno));
+        fail(dl, d, k, "cannot write the image: %s", strerror(errno));
         return;
     }
     j->bytes += len;
     j->retries = 0;
     if (j->target.size >= 0 && (long long)j->bytes > j->target.size) {
-        fail(u, d, k, "size mismatch: more than the announced %lld bytes", j->target.size);
+        fail(dl, d, k, "size mismatch: more than the announced %lld bytes", j->target.size);
         return;
     }
     /* A short chunk is the last one; asking for the empty one would only cost a round trip. */
     if (len < CHUNK || (j->target.size >= 0 && (long long)j->bytes == j->target.size)) {
-        download_finished(u, d, k);
+        download_finished(dl, d, k);
         return;
     }
     j->chunk++;
-    request_chunk(u, d, k);
+    request_chunk(dl, d, k);
 }
 
 /* ---- the command ----------------------------------------------------------------------------- */
@@ -568,9 +566,9 @@ static void setenvp(char ***envp, size_t *n, const char *name, const char *value
     (*envp)[*n] = NULL;
 }
 
-static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
+static void run_command(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     const struct device_config *dc = d->dc;
     const struct bus_config *bc = dc->bus;
     posix_spawn_file_actions_t fa;
@@ -619,7 +617,7 @@ static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
     setenvp(&envp, &n, "TBGW_EXCLUSIVE_BUS", dc->ota.exclusive_bus ? "1" : "0");
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        fail(u, d, k, "cannot run the command: %s", strerror(errno));
+        fail(dl, d, k, "cannot run the command: %s", strerror(errno));
         goto out;
     }
     posix_spawn_file_actions_init(&fa);
@@ -648,7 +646,7 @@ static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
     close(pipefd[1]);
     if (r != 0) {
         close(pipefd[0]);
-        fail(u, d, k, "cannot run '%s': %s", dc->ota.command, strerror(r));
+        fail(dl, d, k, "cannot run '%s': %s", dc->ota.command, strerror(r));
         goto resume;
     }
     fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
@@ -659,16 +657,16 @@ static void run_command(struct uplink *u, struct up_dev *d, enum kind k)
     j->kill_at_ms = 0;
     j->cmd_deadline_ms = now_ms() + (uint64_t)dc->ota.timeout_s * 1000u;
     j->phase = UPDATING;
-    save_state(u);
+    save_state(dl);
     log_info("device '%s': running '%s %s'", dc->name, dc->ota.command, j->image);
-    report(u, d, k, "UPDATING", NULL, NULL);
+    report(dl, d, k, "UPDATING", NULL, NULL);
     goto out;
 resume:
     if (dc->ota.exclusive_bus) {
         struct command *cmd = xcalloc(1, sizeof(*cmd));
         cmd->kind = CMD_RESUME;
         j->phase = RESUMING;
-        if (router_submit_internal(u, d, cmd, resume_done, (void *)(intptr_t)k) < 0)
+        if (router_submit_internal(dl, d, cmd, resume_done, (void *)(intptr_t)k) < 0)
             j->phase = IDLE;
     }
 out:
@@ -698,9 +696,9 @@ static void read_output(struct job *j)
     }
 }
 
-static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, int status)
+static void command_finished(struct downlink *dl, struct dl_dev *d, enum kind k, int status)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     struct command *cmd;
 
     read_output(j);
@@ -712,31 +710,31 @@ static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, in
     j->out_fd = -1;
     j->pid = 0;
     if (j->timed_out) {
-        fail(u, d, k, "the command did not finish within %d s and was killed",
+        fail(dl, d, k, "the command did not finish within %d s and was killed",
              d->dc->ota.timeout_s);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         free(j->running_title);
         free(j->running_version);
         j->running_title = xstrdup(j->target.title);
         j->running_version = xstrdup(j->target.version);
-        save_state(u);
+        save_state(dl);
         log_info("device '%s': updated to %s %s", d->dc->name, j->target.title, j->target.version);
-        report(u, d, k, "UPDATED", NULL, current_version_object(k, j));
+        report(dl, d, k, "UPDATED", NULL, current_version_object(k, j));
         end_job(j);
         j->target_done = true;
-        save_state(u);
+        save_state(dl);
     } else if (WIFEXITED(status)) {
-        fail(u, d, k, "the command exited with status %d%s%s", WEXITSTATUS(status),
+        fail(dl, d, k, "the command exited with status %d%s%s", WEXITSTATUS(status),
              j->last_line[0] ? ": " : "", j->last_line);
     } else {
-        fail(u, d, k, "the command was killed by signal %d%s%s", WTERMSIG(status),
+        fail(dl, d, k, "the command was killed by signal %d%s%s", WTERMSIG(status),
              j->last_line[0] ? ": " : "", j->last_line);
     }
     if (d->dc->ota.exclusive_bus) {
         cmd = xcalloc(1, sizeof(*cmd));
         cmd->kind = CMD_RESUME;
         j->phase = RESUMING;
-        if (router_submit_internal(u, d, cmd, resume_done, (void *)(intptr_t)k) < 0) {
+        if (router_submit_internal(dl, d, cmd, resume_done, (void *)(intptr_t)k) < 0) {
             log_error("device '%s': cannot resume bus '%s'", d->dc->name, d->dc->bus->name);
             j->phase = IDLE;
         }
@@ -747,9 +745,9 @@ static void command_finished(struct uplink *u, struct up_dev *d, enum kind k, in
 
 /* push: a shared-attribute update (ThingsBoard assigned a package, perhaps the same one
  * again, and set fw_state INITIATED); otherwise the answer to the request at connect. */
-static void consider(struct uplink *u, struct up_dev *d, enum kind k, bool push)
+static void consider(struct downlink *dl, struct dl_dev *d, enum kind k, bool push)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     const struct ota_package *a = &j->announced;
     int r = ota_package_check(a);
 
@@ -759,7 +757,7 @@ static void consider(struct uplink *u, struct up_dev *d, enum kind k, bool push)
         same(a->version, j->running_version)) {
         /* Already running it: say so, or ThingsBoard shows INITIATED for ever. */
         if (push && j->phase == IDLE)
-            report(u, d, k, "UPDATED", NULL, current_version_object(k, j));
+            report(dl, d, k, "UPDATED", NULL, current_version_object(k, j));
         return;
     }
     if (j->target.title && same_package(a, &j->target)) {
@@ -768,13 +766,13 @@ static void consider(struct uplink *u, struct up_dev *d, enum kind k, bool push)
                 log_info("device '%s': %s %s announced again; continuing the download at "
                          "byte %llu", d->dc->name, a->title, a->version,
                          (unsigned long long)j->bytes);
-                report(u, d, k, "DOWNLOADING", NULL, NULL);
+                report(dl, d, k, "DOWNLOADING", NULL, NULL);
             }
             return;
         }
         if (j->phase != IDLE) {
             if (push)
-                report(u, d, k, "UPDATING", NULL, NULL);
+                report(dl, d, k, "UPDATING", NULL, NULL);
             return;
         }
         if (j->target_done && !(push && j->target_failed))
@@ -796,18 +794,18 @@ static void consider(struct uplink *u, struct up_dev *d, enum kind k, bool push)
     package_copy(&j->target, a);
     j->target_done = false;
     if (!d->dc->ota.enabled) {
-        fail(u, d, k, "tbgw has no ota block for device '%s' (see tbgw.conf(5))", d->dc->name);
+        fail(dl, d, k, "tbgw has no ota block for device '%s' (see tbgw.conf(5))", d->dc->name);
         return;
     }
     if (r == -ENOTSUP) {
-        fail(u, d, k, "the package is a URL; tbgw downloads packages over MQTT only");
+        fail(dl, d, k, "the package is a URL; tbgw downloads packages over MQTT only");
         return;
     }
     if (r < 0) {
-        fail(u, d, k, "unknown checksum algorithm '%s'", a->alg);
+        fail(dl, d, k, "unknown checksum algorithm '%s'", a->alg);
         return;
     }
-    start_download(u, d, k);
+    start_download(dl, d, k);
 }
 
 bool ota_key(const char *key)
@@ -926,28 +924,28 @@ int ota_package_check(const struct ota_package *p)
     return checksum_alg_from_string(p->alg) < 0 ? -EINVAL : 0;
 }
 
-void ota_attributes(struct uplink *u, struct up_dev *d, json_object *o, bool push)
+void ota_attributes(struct downlink *dl, struct dl_dev *d, json_object *o, bool push)
 {
-    struct ota_package *pkg[N_KINDS] = {&job(u, d, FW)->announced, &job(u, d, SW)->announced};
+    struct ota_package *pkg[N_KINDS] = {&job(dl, d, FW)->announced, &job(dl, d, SW)->announced};
     unsigned touched = ota_announce(pkg, o);
 
     for (int k = 0; k < N_KINDS; k++)
         if (touched & (1u << k))
-            consider(u, d, (enum kind)k, push);
+            consider(dl, d, (enum kind)k, push);
 }
 
-void ota_deleted(struct uplink *u, struct up_dev *d, json_object *keys)
+void ota_deleted(struct downlink *dl, struct dl_dev *d, json_object *keys)
 {
-    struct ota_package *pkg[N_KINDS] = {&job(u, d, FW)->announced, &job(u, d, SW)->announced};
+    struct ota_package *pkg[N_KINDS] = {&job(dl, d, FW)->announced, &job(dl, d, SW)->announced};
     unsigned gone = ota_unannounce(pkg, keys);
 
     for (int k = 0; k < N_KINDS; k++) {
-        struct job *j = job(u, d, (enum kind)k);
+        struct job *j = job(dl, d, (enum kind)k);
         /* Unassigned. A download stops; a running command is left to finish. */
         if ((gone & (1u << k)) && j->phase == DOWNLOADING) {
             log_info("device '%s': the package was unassigned; download stopped", d->dc->name);
             end_job(j);
-            save_state(u);
+            save_state(dl);
         }
     }
 }
@@ -992,7 +990,7 @@ int ota_chunk_topic(const char *topic, int *ret_req, unsigned *ret_n)
     return -EINVAL;
 }
 
-bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
+bool ota_message(struct downlink *dl, struct dl_dev *d, const char *topic, const char *payload,
                  size_t len)
 {
     int req, kind;
@@ -1000,7 +998,7 @@ bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const ch
 
     kind = ota_chunk_topic(topic, &req, &n);
     if (kind >= 0) {
-        on_chunk(u, d, (enum kind)kind, req, n, payload, len);
+        on_chunk(dl, d, (enum kind)kind, req, n, payload, len);
         return true;
     }
     if (strcmp(topic, "v2/fw/error") == 0 || strcmp(topic, "v2/sw/error") == 0) {
@@ -1009,8 +1007,8 @@ bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const ch
         snprintf(msg, sizeof(msg), "the edge refused the download: %.*s", (int)MIN(len, (size_t)80),
                  payload);
         for (int k = 0; k < N_KINDS; k++)
-            if (job(u, d, (enum kind)k)->phase == DOWNLOADING)
-                fail(u, d, (enum kind)k, "%s", msg);
+            if (job(dl, d, (enum kind)k)->phase == DOWNLOADING)
+                fail(dl, d, (enum kind)k, "%s", msg);
         return true;
     }
     return false;
@@ -1022,9 +1020,9 @@ bool ota_message(struct uplink *u, struct up_dev *d, const char *topic, const ch
  * from the last whole chunk of its .part file, or from chunk 0, and says DOWNLOADING at
  * the next connect; a command that was cut short is reported FAILED (its outcome is
  * unknown, and it is not run again unless the package is assigned again). */
-static void restore_job(struct uplink *u, struct up_dev *d, enum kind k)
+static void restore_job(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(u, d, k);
+    struct job *j = job(dl, d, k);
     int r;
 
     if (!j->pending)
@@ -1051,7 +1049,7 @@ static void restore_job(struct uplink *u, struct up_dev *d, enum kind k)
         }
         return;
     }
-    r = set_paths(u, d, k);
+    r = set_paths(dl, d, k);
     if (r == 0)
         r = open_part(j, false);
     if (r < 0) {
@@ -1066,40 +1064,40 @@ static void restore_job(struct uplink *u, struct up_dev *d, enum kind k)
              j->bytes ? "" : " (chunk 0: nothing usable was kept)");
 }
 
-void ota_init(struct uplink *u)
+void ota_init(struct downlink *dl)
 {
-    u->ota = xcalloc(1, sizeof(*u->ota));
-    u->ota->jobs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->ota->jobs));
-    u->ota->state_path = xasprintf("%s/ota-state.json", u->cfg->storage.path);
+    dl->ota = xcalloc(1, sizeof(*dl->ota));
+    dl->ota->jobs = xcalloc(dl->n_devs ? dl->n_devs : 1, sizeof(*dl->ota->jobs));
+    dl->ota->state_path = xasprintf("%s/ota-state.json", dl->cfg->storage.path);
     /* reqIds only need to differ within a session; starting from the clock keeps them
      * different from any the server saw before a restart, too. */
-    u->ota->next_req_id = (int)(now_ms() % 1000000);
-    for (size_t i = 0; i < u->n_devs; i++)
+    dl->ota->next_req_id = (int)(now_ms() % 1000000);
+    for (size_t i = 0; i < dl->n_devs; i++)
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &u->ota->jobs[i][k];
+            struct job *j = &dl->ota->jobs[i][k];
             j->fd = j->out_fd = -1;
             j->announced.size = j->target.size = -1;
         }
-    load_state(u);
-    for (size_t i = 0; i < u->n_devs; i++)
+    load_state(dl);
+    for (size_t i = 0; i < dl->n_devs; i++)
         for (int k = 0; k < N_KINDS; k++)
-            restore_job(u, &u->devs[i], (enum kind)k);
+            restore_job(dl, &dl->devs[i], (enum kind)k);
 }
 
-void ota_free(struct uplink *u)
+void ota_free(struct downlink *dl)
 {
-    if (!u->ota)
+    if (!dl->ota)
         return;
-    for (size_t i = 0; i < u->n_devs; i++) {
+    for (size_t i = 0; i < dl->n_devs; i++) {
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &u->ota->jobs[i][k];
+            struct job *j = &dl->ota->jobs[i][k];
             if (j->pid > 0) {
                 int status = 0;
 
                 /* Stopping: an update in progress is not abandoned half way, and its
                  * outcome is reported at the next connect. */
                 log_warning("device '%s': waiting for the update command (pid %d) to finish",
-                            u->devs[i].dc->name, (int)j->pid);
+                            dl->devs[i].dc->name, (int)j->pid);
                 waitpid(j->pid, &status, 0);
                 free(j->pending);
                 if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -1114,7 +1112,7 @@ void ota_free(struct uplink *u)
                     j->pending_error = xstrdup("the update command failed while tbgw stopped");
                 }
                 j->phase = IDLE;
-                save_state(u);
+                save_state(dl);
             }
             if (j->out_fd >= 0)
                 close(j->out_fd);
@@ -1133,66 +1131,66 @@ void ota_free(struct uplink *u)
             free(j->pending_error);
         }
     }
-    free(u->ota->jobs);
-    free(u->ota->state_path);
-    free(u->ota);
-    u->ota = NULL;
+    free(dl->ota->jobs);
+    free(dl->ota->state_path);
+    free(dl->ota);
+    dl->ota = NULL;
 }
 
-void ota_connected(struct uplink *u, struct up_dev *d)
+void ota_connected(struct downlink *dl, struct dl_dev *d)
 {
     for (int k = 0; k < N_KINDS; k++) {
-        struct job *j = job(u, d, (enum kind)k);
+        struct job *j = job(dl, d, (enum kind)k);
         if (j->running_title)
-            uplink_publish_json_take(u, d, "v1/devices/me/telemetry",
+            dl_publish_json_take(dl, d, "v1/devices/me/telemetry",
                                      current_version_object((enum kind)k, j));
         if (j->pending) {
             /* After a restart: what happened while tbgw was away, or what it does now. */
-            report(u, d, (enum kind)k, j->pending, j->pending_error,
+            report(dl, d, (enum kind)k, j->pending, j->pending_error,
                    strcmp(j->pending, "UPDATED") == 0 ? current_version_object((enum kind)k, j)
                                                       : NULL);
             free(j->pending);
             free(j->pending_error);
             j->pending = j->pending_error = NULL;
-            save_state(u);
+            save_state(dl);
         }
         if (j->phase == DOWNLOADING) {
             /* Resume where it stopped, under a new reqId for the new session. */
-            j->req_id = ++u->ota->next_req_id;
+            j->req_id = ++dl->ota->next_req_id;
             j->retries = 0;
             log_info("device '%s': resuming the download at byte %llu", d->dc->name,
                      (unsigned long long)j->bytes);
-            request_chunk(u, d, (enum kind)k);
+            request_chunk(dl, d, (enum kind)k);
         }
     }
 }
 
-void ota_disconnected(struct uplink *u, struct up_dev *d)
+void ota_disconnected(struct downlink *dl, struct dl_dev *d)
 {
 }
 
-void ota_tick(struct uplink *u, uint64_t now)
+void ota_tick(struct downlink *dl, uint64_t now)
 {
-    for (size_t i = 0; i < u->n_devs; i++) {
-        struct up_dev *d = &u->devs[i];
+    for (size_t i = 0; i < dl->n_devs; i++) {
+        struct dl_dev *d = &dl->devs[i];
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &u->ota->jobs[i][k];
+            struct job *j = &dl->ota->jobs[i][k];
             int status;
 
-            if (j->phase == DOWNLOADING && d->state == CS_UP && now >= j->deadline_ms) {
+            if (j->phase == DOWNLOADING && dl_session(dl, d) != DL_DOWN && now >= j->deadline_ms) {
                 if (j->request_held)
-                    request_chunk(u, d, (enum kind)k);
+                    request_chunk(dl, d, (enum kind)k);
                 else if (++j->retries > CHUNK_RETRIES)
-                    fail(u, d, (enum kind)k, "download timed out at byte %llu",
+                    fail(dl, d, (enum kind)k, "download timed out at byte %llu",
                          (unsigned long long)j->bytes);
                 else
-                    request_chunk(u, d, (enum kind)k);
+                    request_chunk(dl, d, (enum kind)k);
             }
             if (j->phase != UPDATING || j->pid <= 0)
                 continue;
             read_output(j);
             if (waitpid(j->pid, &status, WNOHANG) == j->pid) {
-                command_finished(u, d, (enum kind)k, status);
+                command_finished(dl, d, (enum kind)k, status);
                 continue;
             }
             if (!j->timed_out && now >= j->cmd_deadline_ms) {

@@ -9,8 +9,8 @@
  * checked against the register type before a command exists (a value that does not fit
  * is refused, never wrapped).
  *
- * Commands go to the owning bus (bus_submit) and come back through the uplink's event
- * queue (router_command_done). Each has a deadline well inside ThingsBoard's 10 s RPC
+ * Commands go to the owning bus (bus_submit) and come back through the uplink thread
+ * (downlink_port.command_done, then router_command_done). Each has a deadline well inside ThingsBoard's 10 s RPC
  * timeout: an RPC still unfinished then is answered {"error":"timeout…"} and its late
  * result is dropped.
  *
@@ -26,7 +26,7 @@
  * Client-side RPC: router_client_rpc() sends a request and calls back with the answer or
  * a timeout. It serves the clock check (src/downlink/timesync.c).
  *
- * Thread: uplink; router_cmd_done_cb on bus threads (it only posts an event).
+ * Thread: uplink; cmd_done_cb on bus threads (it only hands the command to the port).
  */
 #include "config.h"
 
@@ -38,15 +38,12 @@
 #include "core/bus.h"
 #include "core/command.h"
 #include "core/device.h"
+#include "downlink/downlink.h"
 #include "downlink/ota.h"
 #include "downlink/router.h"
 #include "downlink/rpc.h"
 #include "downlink/timesync.h"
 #include "drivers/driver.h"
-#include "uplink/events.h"
-#include "uplink/session.h"
-#include "uplink/uplink-private.h"
-#include "uplink/uplink.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "util/time-util.h"
@@ -114,9 +111,9 @@ struct router {
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static struct rdev *rd(struct uplink *u, struct up_dev *d)
+static struct rdev *rd(struct downlink *dl, struct dl_dev *d)
 {
-    return &u->router->devs[d->dc->index];
+    return &dl->router->devs[d->dc->index];
 }
 
 static unsigned long hash_text(const char *a, const char *b)
@@ -131,21 +128,19 @@ static unsigned long hash_text(const char *a, const char *b)
     return h;
 }
 
-static void publish_text(struct uplink *u, struct up_dev *d, const char *topic, const char *text)
+static void publish_text(struct downlink *dl, struct dl_dev *d, const char *topic, const char *text)
 {
-    if (d->state != CS_UP || !d->sess)
-        return;
-    if (session_publish(d->sess, topic, text, strlen(text), 1, NULL) == 0)
-        uplink_count_message(u, d);
+    if (dl_publish(dl, d, topic, text, strlen(text)) == 0)
+        dl_count_message(dl, d);
 }
 
-static void answer_rpc(struct uplink *u, struct up_dev *d, int rpc_id, char *text)
+static void answer_rpc(struct downlink *dl, struct dl_dev *d, int rpc_id, char *text)
 {
     char topic[64];
-    struct rdev *r = rd(u, d);
+    struct rdev *r = rd(dl, d);
 
     snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_RESPONSE, rpc_id);
-    publish_text(u, d, topic, text);
+    publish_text(dl, d, topic, text);
     /* Remember the answer for a repeat of the same request. */
     for (unsigned i = 0; i < SEEN_RPCS; i++) {
         if (r->seen[i].id == rpc_id && r->seen[i].at_ms && !r->seen[i].answer) {
@@ -156,47 +151,45 @@ static void answer_rpc(struct uplink *u, struct up_dev *d, int rpc_id, char *tex
     free(text);
 }
 
-static void answer_rpc_error(struct uplink *u, struct up_dev *d, int rpc_id, const char *msg)
+static void answer_rpc_error(struct downlink *dl, struct dl_dev *d, int rpc_id, const char *msg)
 {
     log_info("device '%s': RPC %d refused: %s", d->dc->name, rpc_id, msg);
-    answer_rpc(u, d, rpc_id, rpc_answer_error(msg));
+    answer_rpc(dl, d, rpc_id, rpc_answer_error(msg));
 }
 
 /* ---- commands ------------------------------------------------------------------------------ */
 
 static void cmd_done_cb(struct command *cmd)
 {
-    struct event *e = xcalloc(1, sizeof(*e));
+    struct downlink *dl = cmd->ctx;
 
-    e->type = EV_COMMAND_DONE;
-    e->cmd = cmd;
-    uplink_post(cmd->ctx, e);
+    dl->port.command_done(dl->port.ctx, cmd);
 }
 
 /* Queue a command for d's bus. On failure the command is freed and -errno returned. */
-static int submit(struct uplink *u, struct up_dev *d, struct command *cmd, struct pending *p)
+static int submit(struct downlink *dl, struct dl_dev *d, struct command *cmd, struct pending *p)
 {
-    struct rdev *r = rd(u, d);
+    struct rdev *r = rd(dl, d);
     int ret;
 
     if (r->outstanding >= MAX_OUTSTANDING) {
         command_free(cmd);
         return -EAGAIN;
     }
-    p->id = cmd->ctx_id = ++u->router->next_id;
+    p->id = cmd->ctx_id = ++dl->router->next_id;
     p->device = (uint32_t)d->dc->index;
     p->deadline_ms = now_ms() + COMMAND_DEADLINE_MS;
     cmd->device = (uint32_t)d->dc->index;
     cmd->done = cmd_done_cb;
-    cmd->ctx = u;
+    cmd->ctx = dl;
     ret = bus_submit(d->dev->bus, cmd);
     if (ret < 0) {
         command_free(cmd);
         return ret;
     }
     r->outstanding++;
-    p->next = u->router->pending;
-    u->router->pending = p;
+    p->next = dl->router->pending;
+    dl->router->pending = p;
     return 0;
 }
 
@@ -206,9 +199,9 @@ static void pending_free(struct pending *p)
     free(p);
 }
 
-static struct pending *take_pending(struct uplink *u, uint64_t id)
+static struct pending *take_pending(struct downlink *dl, uint64_t id)
 {
-    for (struct pending **pp = &u->router->pending; *pp; pp = &(*pp)->next) {
+    for (struct pending **pp = &dl->router->pending; *pp; pp = &(*pp)->next) {
         if ((*pp)->id == id) {
             struct pending *p = *pp;
             *pp = p->next;
@@ -226,7 +219,7 @@ static const char *busy_text(int r)
 
 /* ---- shared attributes ---------------------------------------------------------------- */
 
-static void write_shared(struct uplink *u, struct up_dev *d, const char *key, json_object *v)
+static void write_shared(struct downlink *dl, struct dl_dev *d, const char *key, json_object *v)
 {
     const struct tag_config *t = device_find_tag(&d->dc->writes, key);
     struct command *cmd;
@@ -251,7 +244,7 @@ static void write_shared(struct uplink *u, struct up_dev *d, const char *key, js
     p = xcalloc(1, sizeof(*p));
     p->kind = P_ATTRIBUTE;
     p->what = xasprintf("shared attribute %s = %s", key, json_object_to_json_string(v));
-    r = submit(u, d, cmd, p);
+    r = submit(dl, d, cmd, p);
     if (r < 0) {
         log_warning("device '%s': %s not written: %s", d->dc->name, p->what, busy_text(r));
         pending_free(p);
@@ -259,28 +252,28 @@ static void write_shared(struct uplink *u, struct up_dev *d, const char *key, js
 }
 
 /* push: an attribute update; otherwise the answer to the request at connect. */
-static void apply_shared(struct uplink *u, struct up_dev *d, json_object *o, bool push)
+static void apply_shared(struct downlink *dl, struct dl_dev *d, json_object *o, bool push)
 {
     json_object *deleted;
 
     if (json_object_object_get_ex(o, "deleted", &deleted) &&
         json_object_is_type(deleted, json_type_array) && json_object_object_length(o) == 1) {
-        ota_deleted(u, d, deleted);
+        ota_deleted(dl, d, deleted);
         return; /* a deletion never writes anything */
     }
-    ota_attributes(u, d, o, push);
+    ota_attributes(dl, d, o, push);
     json_object_object_foreach(o, key, v) {
         if (!ota_key(key))
-            write_shared(u, d, key, v);
+            write_shared(dl, d, key, v);
     }
 }
 
 /* Ask for the current values of the shared keys this device acts on: a setpoint changed
  * while the gateway was away reaches the hardware now (ThingsBoard sends nothing on
  * subscribe). */
-static void request_shared(struct uplink *u, struct up_dev *d)
+static void request_shared(struct downlink *dl, struct dl_dev *d)
 {
-    struct rdev *r = rd(u, d);
+    struct rdev *r = rd(dl, d);
     size_t len = 0;
     char *keys;
     json_object *req;
@@ -304,7 +297,7 @@ static void request_shared(struct uplink *u, struct up_dev *d)
     json_object_object_add(req, "sharedKeys", json_object_new_string(keys));
     r->sync_request_id = r->next_attr_request++ & 0x7fffffff;
     snprintf(topic, sizeof(topic), "%s%d", TOPIC_ATTR_REQUEST, r->sync_request_id);
-    uplink_publish_json(u, d, topic, req);
+    dl_publish_json(dl, d, topic, req);
     json_object_put(req);
     free(keys);
 }
@@ -313,9 +306,9 @@ static void request_shared(struct uplink *u, struct up_dev *d)
 
 /* True if this request was seen recently: a repeat is answered from memory (or, while it
  * is still executing, left to the first execution). */
-static bool repeat(struct uplink *u, struct up_dev *d, int id, unsigned long h)
+static bool repeat(struct downlink *dl, struct dl_dev *d, int id, unsigned long h)
 {
-    struct rdev *r = rd(u, d);
+    struct rdev *r = rd(dl, d);
     uint64_t now = now_ms();
     struct seen *slot;
 
@@ -328,7 +321,7 @@ static bool repeat(struct uplink *u, struct up_dev *d, int id, unsigned long h)
         if (s->answer) {
             char topic[64];
             snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_RESPONSE, id);
-            publish_text(u, d, topic, s->answer);
+            publish_text(dl, d, topic, s->answer);
         }
         return true;
     }
@@ -338,7 +331,7 @@ static bool repeat(struct uplink *u, struct up_dev *d, int id, unsigned long h)
     return false;
 }
 
-static void handle_rpc(struct uplink *u, struct up_dev *d, int id, const char *payload,
+static void handle_rpc(struct downlink *dl, struct dl_dev *d, int id, const char *payload,
                        size_t len)
 {
     struct rpc_request req;
@@ -351,11 +344,11 @@ static void handle_rpc(struct uplink *u, struct up_dev *d, int id, const char *p
     int r;
 
     if (rpc_parse_request(payload, len, &req, err, sizeof(err)) < 0) {
-        repeat(u, d, id, hash_text(payload, NULL));
-        answer_rpc_error(u, d, id, err);
+        repeat(dl, d, id, hash_text(payload, NULL));
+        answer_rpc_error(dl, d, id, err);
         return;
     }
-    if (repeat(u, d, id, hash_text(req.method, req.params ? json_object_to_json_string(req.params) : "")))
+    if (repeat(dl, d, id, hash_text(req.method, req.params ? json_object_to_json_string(req.params) : "")))
         goto out;
 
     t = device_find_tag(&d->dc->rpc, req.method);
@@ -363,18 +356,18 @@ static void handle_rpc(struct uplink *u, struct up_dev *d, int id, const char *p
         (strcmp(req.method, "read") == 0 || strcmp(req.method, "write") == 0)) {
         if (rpc_raw_tag(req.params, strcmp(req.method, "write") == 0, d->dc, &raw, err,
                         sizeof(err)) < 0) {
-            answer_rpc_error(u, d, id, err);
+            answer_rpc_error(dl, d, id, err);
             goto out;
         }
         t = &raw;
     }
     if (!t) {
         snprintf(err, sizeof(err), "unknown method '%.60s'", req.method);
-        answer_rpc_error(u, d, id, err);
+        answer_rpc_error(dl, d, id, err);
         goto out;
     }
     if (d->dc->bus->driver == DRIVER_SERIAL_LINE) {
-        answer_rpc_error(u, d, id, "this device is a text sensor: nothing can be read or written");
+        answer_rpc_error(dl, d, id, "this device is a text sensor: nothing can be read or written");
         goto out;
     }
     write = t->access == ACCESS_WRITE;
@@ -384,7 +377,7 @@ static void handle_rpc(struct uplink *u, struct up_dev *d, int id, const char *p
     if (write && rpc_value_for_tag(t, rpc_write_value(req.params), &cmd->value, err,
                                    sizeof(err)) < 0) {
         command_free(cmd);
-        answer_rpc_error(u, d, id, err);
+        answer_rpc_error(dl, d, id, err);
         goto out;
     }
     p = xcalloc(1, sizeof(*p));
@@ -392,10 +385,10 @@ static void handle_rpc(struct uplink *u, struct up_dev *d, int id, const char *p
     p->rpc_id = id;
     p->read = !write;
     p->what = xasprintf("RPC %d '%s'", id, req.method);
-    r = submit(u, d, cmd, p);
+    r = submit(dl, d, cmd, p);
     if (r < 0) {
         pending_free(p);
-        answer_rpc_error(u, d, id, busy_text(r));
+        answer_rpc_error(dl, d, id, busy_text(r));
     }
 out:
     rpc_request_clear(&req);
@@ -403,16 +396,17 @@ out:
 
 /* ---- client-side RPC ---------------------------------------------------------------------- */
 
-int router_client_rpc(struct uplink *u, struct up_dev *d, const char *method, json_object *params,
+int router_client_rpc(struct downlink *dl, uint32_t dev, const char *method, json_object *params,
                       unsigned timeout_ms, router_client_cb cb, void *ctx)
 {
-    struct rdev *r = rd(u, d);
+    struct dl_dev *d = &dl->devs[dev];
+    struct rdev *r = rd(dl, d);
     struct client_rpc *slot = NULL;
     json_object *o;
     char topic[64];
     int ret;
 
-    if (d->state != CS_UP || d->provisioning)
+    if (dl_session(dl, d) != DL_UP)
         return -ENOTCONN;
     for (unsigned i = 0; i < CLIENT_RPC_MAX && !slot; i++)
         if (!r->crpc[i].cb)
@@ -426,73 +420,90 @@ int router_client_rpc(struct uplink *u, struct up_dev *d, const char *method, js
                                 .cb = cb, .ctx = ctx};
     slot->deadline_ms = slot->sent_ms + timeout_ms;
     snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_REQUEST, slot->id);
-    ret = uplink_publish_json(u, d, topic, o);
+    ret = dl_publish_json(dl, d, topic, o);
     json_object_put(o);
     if (ret < 0)
         slot->cb = NULL;
     return ret;
 }
 
-static void client_rpc_answer(struct uplink *u, struct up_dev *d, int id, const char *payload,
+static void client_rpc_answer(struct downlink *dl, struct dl_dev *d, int id, const char *payload,
                               size_t len)
 {
-    struct rdev *r = rd(u, d);
+    struct rdev *r = rd(dl, d);
 
     for (unsigned i = 0; i < CLIENT_RPC_MAX; i++) {
         struct client_rpc c = r->crpc[i];
         if (!c.cb || c.id != id)
             continue;
         r->crpc[i].cb = NULL;
-        c.cb(u, d, 0, payload, len, now_ms() - c.sent_ms, c.ctx);
+        c.cb(dl, dl_index(d), 0, payload, len, now_ms() - c.sent_ms, c.ctx);
         return;
     }
 }
 
 /* ---- entry points --------------------------------------------------------------------- */
 
-void router_init(struct uplink *u)
+struct downlink *downlink_new(const struct config *cfg, struct device **devices,
+                              const struct downlink_port *port)
 {
-    u->router = xcalloc(1, sizeof(*u->router));
-    u->router->devs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->router->devs));
-    for (size_t i = 0; i < u->n_devs; i++) {
-        u->router->devs[i].sync_request_id = -1;
-        u->router->devs[i].next_attr_request = 1;
-        u->router->devs[i].next_client_rpc = 1;
+    struct downlink *dl = xcalloc(1, sizeof(*dl));
+
+    dl->cfg = cfg;
+    dl->port = *port;
+    dl->n_devs = cfg->n_devices;
+    dl->devs = xcalloc(dl->n_devs ? dl->n_devs : 1, sizeof(*dl->devs));
+    for (size_t i = 0; i < dl->n_devs; i++) {
+        dl->devs[i].dev = devices[i];
+        dl->devs[i].dc = devices[i]->cfg;
     }
-    ota_init(u);
-    timesync_init(u);
+    dl->router = xcalloc(1, sizeof(*dl->router));
+    dl->router->devs = xcalloc(dl->n_devs ? dl->n_devs : 1, sizeof(*dl->router->devs));
+    for (size_t i = 0; i < dl->n_devs; i++) {
+        dl->router->devs[i].sync_request_id = -1;
+        dl->router->devs[i].next_attr_request = 1;
+        dl->router->devs[i].next_client_rpc = 1;
+    }
+    ota_init(dl);
+    timesync_init(dl);
+    return dl;
 }
 
-void router_free(struct uplink *u)
+struct downlink *downlink_free(struct downlink *dl)
 {
     struct pending *p;
 
-    if (!u->router)
-        return;
-    ota_free(u);
-    timesync_free(u);
-    while ((p = u->router->pending)) {
-        u->router->pending = p->next;
+    if (!dl)
+        return NULL;
+    ota_free(dl);
+    timesync_free(dl);
+    while ((p = dl->router->pending)) {
+        dl->router->pending = p->next;
         pending_free(p);
     }
-    for (size_t i = 0; i < u->n_devs; i++)
+    for (size_t i = 0; i < dl->n_devs; i++)
         for (unsigned k = 0; k < SEEN_RPCS; k++)
-            free(u->router->devs[i].seen[k].answer);
-    free(u->router->devs);
-    free(u->router);
-    u->router = NULL;
+            free(dl->router->devs[i].seen[k].answer);
+    free(dl->router->devs);
+    free(dl->router);
+    free(dl->devs);
+    free(dl);
+    return NULL;
 }
 
-void router_connected(struct uplink *u, struct up_dev *d)
+void router_connected(struct downlink *dl, uint32_t dev)
 {
-    ota_connected(u, d);
-    request_shared(u, d);
-    timesync_connected(u, d);
+    struct dl_dev *d = &dl->devs[dev];
+
+    ota_connected(dl, d);
+    request_shared(dl, d);
+    timesync_connected(dl, d);
 }
 
-void router_disconnected(struct uplink *u, struct up_dev *d)
+void router_disconnected(struct downlink *dl, uint32_t dev)
 {
-    struct rdev *r = rd(u, d);
+    struct dl_dev *d = &dl->devs[dev];
+    struct rdev *r = rd(dl, d);
 
     /* Client RPCs sent on the old session will not be answered on the new one. */
     for (unsigned i = 0; i < CLIENT_RPC_MAX; i++) {
@@ -500,14 +511,15 @@ void router_disconnected(struct uplink *u, struct up_dev *d)
         if (!c.cb)
             continue;
         r->crpc[i].cb = NULL;
-        c.cb(u, d, -ENOTCONN, NULL, 0, 0, c.ctx);
+        c.cb(dl, dl_index(d), -ENOTCONN, NULL, 0, 0, c.ctx);
     }
-    ota_disconnected(u, d);
+    ota_disconnected(dl, d);
 }
 
-void router_message(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
+void router_message(struct downlink *dl, uint32_t dev, const char *topic, const char *payload,
                     size_t len)
 {
+    struct dl_dev *d = &dl->devs[dev];
     int id;
 
     if (strcmp(topic, TOPIC_ATTRIBUTES) == 0) {
@@ -517,26 +529,26 @@ void router_message(struct uplink *u, struct up_dev *d, const char *topic, const
                         "object", d->dc->name);
             return;
         }
-        apply_shared(u, d, o, true);
+        apply_shared(dl, d, o, true);
         json_object_put(o);
     } else if (rpc_topic_id(topic, TOPIC_ATTR_RESPONSE, &id) == 0) {
         json_object *o = attributes_parse(payload, len), *shared;
-        if (o && id == rd(u, d)->sync_request_id && (shared = attributes_response_shared(o)))
-            apply_shared(u, d, shared, false);
+        if (o && id == rd(dl, d)->sync_request_id && (shared = attributes_response_shared(o)))
+            apply_shared(dl, d, shared, false);
         json_object_put(o);
     } else if (rpc_topic_id(topic, TOPIC_RPC_REQUEST, &id) == 0) {
-        handle_rpc(u, d, id, payload, len);
+        handle_rpc(dl, d, id, payload, len);
     } else if (rpc_topic_id(topic, TOPIC_RPC_RESPONSE, &id) == 0) {
-        client_rpc_answer(u, d, id, payload, len);
-    } else if (!ota_message(u, d, topic, payload, len)) {
+        client_rpc_answer(dl, d, id, payload, len);
+    } else if (!ota_message(dl, d, topic, payload, len)) {
         log_debug("device '%s': ignoring a message on '%s'", d->dc->name, topic);
     }
 }
 
-void router_command_done(struct uplink *u, struct command *cmd)
+void router_command_done(struct downlink *dl, struct command *cmd)
 {
-    struct pending *p = take_pending(u, cmd->ctx_id);
-    struct up_dev *d;
+    struct pending *p = take_pending(dl, cmd->ctx_id);
+    struct dl_dev *d;
     char err[RPC_ERROR_MAX];
 
     if (!p) {
@@ -546,9 +558,9 @@ void router_command_done(struct uplink *u, struct command *cmd)
         command_free(cmd);
         return;
     }
-    d = &u->devs[p->device];
-    if (rd(u, d)->outstanding)
-        rd(u, d)->outstanding--;
+    d = &dl->devs[p->device];
+    if (rd(dl, d)->outstanding)
+        rd(dl, d)->outstanding--;
     if (cmd->result < 0)
         snprintf(err, sizeof(err), "%s", cmd->hint                    ? cmd->hint
                                          : cmd->result == -ERANGE    ? "value out of range"
@@ -558,9 +570,9 @@ void router_command_done(struct uplink *u, struct command *cmd)
     switch (p->kind) {
     case P_RPC:
         if (cmd->result < 0)
-            answer_rpc_error(u, d, p->rpc_id, err);
+            answer_rpc_error(dl, d, p->rpc_id, err);
         else
-            answer_rpc(u, d, p->rpc_id, p->read ? rpc_answer_value(&cmd->out) : rpc_answer_ok());
+            answer_rpc(dl, d, p->rpc_id, p->read ? rpc_answer_value(&cmd->out) : rpc_answer_ok());
         break;
     case P_ATTRIBUTE:
         if (cmd->result < 0)
@@ -569,50 +581,50 @@ void router_command_done(struct uplink *u, struct command *cmd)
             log_info("device '%s': %s written", d->dc->name, p->what);
         break;
     case P_INTERNAL:
-        p->cb(u, d, cmd, p->cb_ctx);
+        p->cb(dl, d, cmd, p->cb_ctx);
         break;
     }
     pending_free(p);
     command_free(cmd);
 }
 
-void router_tick(struct uplink *u, uint64_t now)
+void router_tick(struct downlink *dl, uint64_t now)
 {
-    struct pending **pp = &u->router->pending;
+    struct pending **pp = &dl->router->pending;
 
     while (*pp) {
         struct pending *p = *pp;
-        struct up_dev *d = &u->devs[p->device];
+        struct dl_dev *d = &dl->devs[p->device];
 
         if (p->kind == P_INTERNAL || now < p->deadline_ms) {
             pp = &p->next;
             continue;
         }
         *pp = p->next;
-        if (rd(u, d)->outstanding)
-            rd(u, d)->outstanding--;
+        if (rd(dl, d)->outstanding)
+            rd(dl, d)->outstanding--;
         if (p->kind == P_RPC)
-            answer_rpc_error(u, d, p->rpc_id, "timeout: the bus did not finish in time");
+            answer_rpc_error(dl, d, p->rpc_id, "timeout: the bus did not finish in time");
         else
             log_warning("device '%s': %s: no result in %us", d->dc->name, p->what,
                         COMMAND_DEADLINE_MS / 1000);
         pending_free(p);
     }
-    for (size_t i = 0; i < u->n_devs; i++) {
-        struct rdev *r = &u->router->devs[i];
+    for (size_t i = 0; i < dl->n_devs; i++) {
+        struct rdev *r = &dl->router->devs[i];
         for (unsigned k = 0; k < CLIENT_RPC_MAX; k++) {
             struct client_rpc c = r->crpc[k];
             if (!c.cb || now < c.deadline_ms)
                 continue;
             r->crpc[k].cb = NULL;
-            c.cb(u, &u->devs[i], -ETIMEDOUT, NULL, 0, now - c.sent_ms, c.ctx);
+            c.cb(dl, (uint32_t)i, -ETIMEDOUT, NULL, 0, now - c.sent_ms, c.ctx);
         }
     }
-    ota_tick(u, now);
-    timesync_tick(u, now);
+    ota_tick(dl, now);
+    timesync_tick(dl, now);
 }
 
-int router_submit_internal(struct uplink *u, struct up_dev *d, struct command *cmd,
+int router_submit_internal(struct downlink *dl, struct dl_dev *d, struct command *cmd,
                            router_done_cb cb, void *ctx)
 {
     struct pending *p = xcalloc(1, sizeof(*p));
@@ -623,30 +635,31 @@ int router_submit_internal(struct uplink *u, struct up_dev *d, struct command *c
     p->cb_ctx = ctx;
     p->what = xstrdup("internal command");
     /* The gateway's own commands are not limited by MAX_OUTSTANDING's "busy". */
-    rd(u, d)->outstanding = MIN(rd(u, d)->outstanding, MAX_OUTSTANDING - 1u);
-    r = submit(u, d, cmd, p);
+    rd(dl, d)->outstanding = MIN(rd(dl, d)->outstanding, MAX_OUTSTANDING - 1u);
+    r = submit(dl, d, cmd, p);
     if (r < 0)
         pending_free(p);
     return r;
 }
 
-void router_control(struct uplink *u, struct event *e)
+void router_control(struct downlink *dl, uint32_t dev, const char *what, const char *payload,
+                    size_t len, void (*reply)(void *ctx, int err), void *reply_ctx)
 {
-    struct up_dev *d;
+    struct dl_dev *d;
     int r = -ENODEV;
 
-    if (e->device < u->n_devs && e->topic && strcmp(e->topic, "claim") == 0) {
-        d = &u->devs[e->device];
-        if (d->state != CS_UP || d->provisioning) {
+    if (dev < dl->n_devs && what && strcmp(what, "claim") == 0) {
+        d = &dl->devs[dev];
+        if (dl_session(dl, d) != DL_UP) {
             r = -ENOTCONN;
         } else {
-            r = session_publish(d->sess, "v1/devices/me/claim", e->payload, e->len, 1, NULL);
+            r = dl_publish(dl, d, "v1/devices/me/claim", payload, len);
             if (r == 0) {
-                uplink_count_message(u, d);
+                dl_count_message(dl, d);
                 log_info("device '%s': claiming request sent", d->dc->name);
             }
         }
     }
-    if (e->reply)
-        e->reply(e->reply_ctx, r);
+    if (reply)
+        reply(reply_ctx, r);
 }

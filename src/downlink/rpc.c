@@ -12,7 +12,7 @@
 
 #include "core/decode.h"
 #include "downlink/rpc.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/macros.h"
 #include "util/utf8.h"
 

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/timex.h>
 
+#include "downlink/downlink.h"
 #include "downlink/router.h"
 #include "downlink/timesync.h"
-#include "uplink/uplink-private.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/macros.h"
@@ -69,10 +69,11 @@ int timesync_parse_answer(const char *payload, size_t len, int64_t *ret_ms)
     return r;
 }
 
-static void on_answer(struct uplink *u, struct up_dev *d, int err, const char *payload,
+static void on_answer(struct downlink *dl, uint32_t dev, int err, const char *payload,
                       size_t len, uint64_t rtt_ms, void *ctx)
 {
-    struct timesync *ts = u->timesync;
+    struct timesync *ts = dl->timesync;
+    const struct dl_dev *d = &dl->devs[dev];
     int64_t server, offset, old;
 
     ts->asking = false;
@@ -104,38 +105,38 @@ static void on_answer(struct uplink *u, struct up_dev *d, int err, const char *p
                  (long long)offset);
 }
 
-void timesync_init(struct uplink *u)
+void timesync_init(struct downlink *dl)
 {
-    u->timesync = xcalloc(1, sizeof(struct timesync));
+    dl->timesync = xcalloc(1, sizeof(struct timesync));
 }
 
-void timesync_free(struct uplink *u)
+void timesync_free(struct downlink *dl)
 {
-    free(u->timesync);
-    u->timesync = NULL;
+    free(dl->timesync);
+    dl->timesync = NULL;
 }
 
-static void ask(struct uplink *u, struct up_dev *d, uint64_t now)
+static void ask(struct downlink *dl, struct dl_dev *d, uint64_t now)
 {
-    struct timesync *ts = u->timesync;
+    struct timesync *ts = dl->timesync;
 
     if (ts->asking || now < ts->next_ask_ms)
         return;
-    if (router_client_rpc(u, d, "getTime", NULL, ANSWER_TIMEOUT_MS, on_answer, NULL) == 0) {
+    if (router_client_rpc(dl, dl_index(d), "getTime", NULL, ANSWER_TIMEOUT_MS, on_answer, NULL) == 0) {
         ts->asking = true;
         ts->next_ask_ms = now + RESYNC_INTERVAL_MS;
     }
 }
 
-void timesync_connected(struct uplink *u, struct up_dev *d)
+void timesync_connected(struct downlink *dl, struct dl_dev *d)
 {
     if (!timesync_clock_synchronised())
-        ask(u, d, now_ms());
+        ask(dl, d, now_ms());
 }
 
-void timesync_tick(struct uplink *u, uint64_t now)
+void timesync_tick(struct downlink *dl, uint64_t now)
 {
-    struct timesync *ts = u->timesync;
+    struct timesync *ts = dl->timesync;
 
     if (now < ts->next_check_ms)
         return;
@@ -148,9 +149,9 @@ void timesync_tick(struct uplink *u, uint64_t now)
         }
         return;
     }
-    for (size_t i = 0; i < u->n_devs; i++) {
-        if (u->devs[i].state == CS_UP && !u->devs[i].provisioning) {
-            ask(u, &u->devs[i], now);
+    for (size_t i = 0; i < dl->n_devs; i++) {
+        if (dl_session(dl, &dl->devs[i]) == DL_UP) {
+            ask(dl, &dl->devs[i], now);
             return;
         }
     }

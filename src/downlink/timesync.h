@@ -19,13 +19,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct uplink;
-struct up_dev;
+struct downlink;
+struct dl_dev;
 
-void timesync_init(struct uplink *u);
-void timesync_free(struct uplink *u);
-void timesync_connected(struct uplink *u, struct up_dev *d);
-void timesync_tick(struct uplink *u, uint64_t now_ms);
+void timesync_init(struct downlink *dl);
+void timesync_free(struct downlink *dl);
+void timesync_connected(struct downlink *dl, struct dl_dev *d);
+void timesync_tick(struct downlink *dl, uint64_t now_ms);
 
 /* Is the system clock synchronised (per the kernel, or TBGW_CLOCK)? */
 bool timesync_clock_synchronised(void);

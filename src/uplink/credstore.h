@@ -10,7 +10,7 @@
 #ifndef TBGW_UPLINK_CREDSTORE_H
 #define TBGW_UPLINK_CREDSTORE_H
 
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 
 struct credstore;
 

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "uplink/gw-json.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/macros.h"
 
 struct gw_member {

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 
 #define GW_TOPIC_CONNECT "v1/gateway/connect"
 #define GW_TOPIC_DISCONNECT "v1/gateway/disconnect"

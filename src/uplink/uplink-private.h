@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The uplink's state, shared by the files that run on the uplink thread (uplink.c and the
- * downlink router). Nothing outside src/uplink and src/downlink includes this.
+ * The uplink's state, shared by the files that run on the uplink thread. Nothing outside
+ * src/uplink includes this: the downlink sees the uplink only through its port
+ * (downlink/port.h).
  */
 #ifndef TBGW_UPLINK_PRIVATE_H
 #define TBGW_UPLINK_PRIVATE_H
@@ -18,7 +19,7 @@
 #include "uplink/events.h"
 #include "uplink/outbox.h"
 #include "uplink/pacing.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "uplink/timers.h"
 #include "uplink/uplink.h"
 #include "util/complain.h"
@@ -26,9 +27,7 @@
 struct credstore;
 struct device;
 struct ring;
-struct ota;
-struct router;
-struct timesync;
+struct downlink;
 struct session;
 
 enum conn_state {
@@ -103,9 +102,7 @@ struct uplink {
     struct evq evq;
     struct spool *spool;
     struct credstore *creds;
-    struct router *router;
-    struct ota *ota;
-    struct timesync *timesync;
+    struct downlink *downlink;    /* router, OTA, clock check */
     pthread_t thread;
     bool started;
     _Atomic bool stop;
@@ -133,15 +130,64 @@ struct uplink {
     uint64_t rng;
 };
 
+#define WINDOW 4                  /* QoS 1 messages in flight per device */
+#define PROVISION_TIMEOUT_MS 30000u
+
+#define TOPIC_ATTRIBUTES "v1/devices/me/attributes"
+#define TOPIC_PROVISION_RESPONSE "/provision/response"
+
+/* uplink.c: the thread. Something happened to d: serve it in this pass (see serve()). */
+void uplink_mark(struct uplink *u, struct up_dev *d);
+
+/* connection.c: one device's session and its state machine. */
+void conn_set_state(struct uplink *u, struct up_dev *d, enum conn_state st);
+void conn_free_creds(struct up_creds *c);
+void conn_resolve_creds(struct uplink *u, struct up_dev *d);
+void conn_schedule_retry(struct uplink *u, struct up_dev *d, bool auth);
+void conn_start_connect(struct uplink *u, struct up_dev *d);
+void conn_on_connected(struct uplink *u, struct up_dev *d);
+void conn_on_connect_failed(struct uplink *u, struct up_dev *d, int code, const char *text);
+void conn_on_connection_lost(struct uplink *u, struct up_dev *d, const char *cause);
+void conn_on_provision_response(struct uplink *u, struct up_dev *d, const char *payload,
+                                size_t len);
+
+/* limits.c: the Edge's rate limits. */
+void limits_set_tenant(struct uplink *u);
+void limits_set(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
+                const char *points);
+void limits_ask(struct uplink *u, struct up_dev *d);
+
+/* publish.c: sending, pacing, acknowledgements. */
+/* points: the data points ThingsBoard counts for it (0: a message without any). */
+int pub_send(struct uplink *u, struct up_dev *d, const char *topic, const char *payload,
+             size_t len, int qos, int *ret_token, uint32_t points);
 /* Publish a JSON object on topic for d at the configured QoS (not tracked). 0 or -errno. */
 int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
-/* The same, taking o. */
-int uplink_publish_json_take(struct uplink *u, struct up_dev *d, const char *topic, json_object *o);
+void pub_attributes(struct uplink *u, struct up_dev *d, json_object *set);
+void pub_gateway_attributes(struct uplink *u, struct up_dev *d);
+void pub_pump(struct uplink *u, struct up_dev *d);
+void pub_on_delivered(struct uplink *u, struct up_dev *d, int token);
+void pub_on_delivery_failed(struct uplink *u, struct up_dev *d, int token);
 /* A message without data points that was published directly (RPC answers, claims, OTA
  * chunk requests): ThingsBoard counts it against the device's and the tenant's limits. */
 void uplink_count_message(struct uplink *u, struct up_dev *d);
 /* Whether such a message fits the device's and the tenant's limits now; if not, *retry_at
  * is when to look again. */
 bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at);
+
+/* batch.c: samples from the rings into batches. */
+void batch_close(struct uplink *u, struct up_dev *d);
+uint64_t batch_max_age_ms(const struct uplink *u);
+void batch_close_if_ready(struct uplink *u, struct up_dev *d, uint64_t now);
+void batch_drain_rings(struct uplink *u);
+
+/* health.c */
+void health_tick(struct uplink *u, uint64_t now);
+
+/* status.c: for uplink_status(), on the uplink thread. */
+void status_snapshot(struct uplink *u);
+
+/* downlink-port.c: the downlink, talking to u through its port. */
+struct downlink *port_downlink_new(struct uplink *u);
 
 #endif

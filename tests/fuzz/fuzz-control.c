@@ -18,7 +18,7 @@
 #include "control/control.h"
 #include "downlink/rpc.h"
 #include "tests/fuzz/fuzz.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/macros.h"
 
 static struct tag_config writes[] = {

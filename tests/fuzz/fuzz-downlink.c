@@ -31,7 +31,7 @@
 #include "downlink/timesync.h"
 #include "tests/fuzz/fuzz.h"
 #include "uplink/credstore.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/macros.h"
 #include "util/utf8.h"
 

@@ -24,7 +24,7 @@
 #include "downlink/rpc.h"
 #include "tests/fuzz/fuzz.h"
 #include "uplink/gw-json.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/macros.h"
 
 #define MSG_LIMIT 300

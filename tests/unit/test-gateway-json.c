@@ -17,7 +17,7 @@
 #include "downlink/gw-parse.h"
 #include "downlink/rpc.h"
 #include "uplink/gw-json.h"
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 
 static int add(struct gw_msg *m, const char *device, const char *text)
 {

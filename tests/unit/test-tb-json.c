@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 
 static void test_batch_groups_by_ts(void **state)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uplink/tb-json.h"
+#include "tb/tb-json.h"
 #include "util/fmt-num.h"
 #include "util/macros.h"
 

@@ -9,10 +9,13 @@
  * util/fmt-num.h); values ThingsBoard cannot store (NaN, integers beyond int64) never
  * reach a payload.
  *
+ * Both directions speak it: the uplink builds telemetry and attribute messages, the
+ * downlink answers RPCs, and the control socket reads values, so it lives apart from both.
+ *
  * Pure: no I/O, no locks, no globals. Thread: any.
  */
-#ifndef TBGW_UPLINK_TB_JSON_H
-#define TBGW_UPLINK_TB_JSON_H
+#ifndef TBGW_TB_TB_JSON_H
+#define TBGW_TB_TB_JSON_H
 
 #include <json-c/json.h>
 #include <stdbool.h>
