@@ -44,7 +44,7 @@
 #include "config/templates.h"
 #include "config/walk.h"
 #include "core/keytab.h"
-#include "uplink/pacing.h"
+#include "tb/pacing.h"
 #include "util/hostport.h"
 #include "util/macros.h"
 #include "util/suggest.h"

@@ -22,7 +22,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/config.h"
 #include "core/value.h"
 
 #define TB_BATCH_SOFT_MAX 4096u /* close a batch once it is this big */

@@ -18,7 +18,7 @@
 #include "uplink/closewatch.h"
 #include "uplink/events.h"
 #include "uplink/outbox.h"
-#include "uplink/pacing.h"
+#include "tb/pacing.h"
 #include "tb/tb-json.h"
 #include "uplink/timers.h"
 #include "uplink/uplink.h"

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "uplink/pacing.h"
+#include "tb/pacing.h"
 
 static void test_parse(void **state)
 {

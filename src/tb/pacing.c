@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uplink/pacing.h"
+#include "tb/pacing.h"
 #include "util/macros.h"
 
 #define MAX_PERIOD_S 86400u
