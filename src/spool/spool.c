@@ -931,17 +931,17 @@ size_t spool_pending(const struct spool *s, uint32_t device)
     return s->q[device].n_mem + s->q[device].n_disk_only;
 }
 
-void spool_tick(struct spool *s)
-{
-    if (now_ms() - s->last_commit_ms >= (uint64_t)s->cfg->storage.commit_interval_ms)
-        commit(s, false);
-}
-
 uint64_t spool_commit_due_ms(const struct spool *s)
 {
     if (!s->uncommitted_bytes && !s->n_deleted)
         return UINT64_MAX; /* everything is where it belongs: no commit to make */
     return s->last_commit_ms + (uint64_t)s->cfg->storage.commit_interval_ms;
+}
+
+void spool_tick(struct spool *s)
+{
+    if (now_ms() >= spool_commit_due_ms(s))
+        commit(s, false);
 }
 
 void spool_flush(struct spool *s)

@@ -82,7 +82,7 @@ bool spool_batch_alone(const struct batch *b);
 /* Batches waiting for device. */
 size_t spool_pending(const struct spool *s, uint32_t device);
 
-/* Periodic work: commit when the interval has passed. */
+/* Commit when one is due (spool_commit_due_ms); cheap to call on every pass. */
 void spool_tick(struct spool *s);
 /* When spool_tick() has a commit to make: UINT64_MAX while memory and disk agree. The
  * uplink wakes for it, so that SIGKILL loses at most one commit interval. */

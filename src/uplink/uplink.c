@@ -249,8 +249,7 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
 
     while (timers_pop_due(&u->timers, now, &i))
         uplink_mark(u, &u->devs[i]);
-    if (now >= spool_commit_due_ms(u->spool))
-        spool_tick(u->spool);
+    spool_tick(u->spool);
     if (tick) {
         router_tick(u->downlink, now);
         health_tick(u, now);
