@@ -26,6 +26,7 @@
 
 struct credstore;
 struct device;
+struct up_gw;
 struct ring;
 struct downlink;
 struct session;
@@ -90,6 +91,11 @@ struct up_dev {
      * CONNECT slot. */
     bool ready, connq;
     uint32_t next_ready;
+    /* Gateway mode (gw-session.c): announced with v1/gateway/connect in the gateway's current
+     * session (state is CS_UP from then, CS_WAIT before); on the gateway's queue of devices
+     * with something to send. */
+    bool gw_queued;
+    uint32_t gw_next;
 };
 
 struct uplink {
@@ -128,6 +134,9 @@ struct uplink {
     unsigned n_connecting;
     uint64_t batching_values; /* values in open batches */
     uint64_t rng;
+    /* Gateway mode (edge.gateway): the one session that carries every device, or NULL in
+     * device mode (one session per device). */
+    struct up_gw *gw;
 };
 
 #define WINDOW 4                  /* QoS 1 messages in flight per device */
@@ -186,6 +195,46 @@ void health_tick(struct uplink *u, uint64_t now);
 
 /* status.c: for uplink_status(), on the uplink thread. */
 void status_snapshot(struct uplink *u);
+
+/* gw-session.c: gateway mode (edge.gateway). One session, with the gateway device's
+ * credentials, carries every device over ThingsBoard's gateway API (v1/gateway/...). Its
+ * state machine is a device's (connection.c): the gateway is an up_dev of its own,
+ * u->devs[u->n_devs], with a device_config built from edge.gateway, so backoff,
+ * provisioning, pacing (from gatewayRateLimits) and the close watch are the same code.
+ * A device is CS_UP while the gateway is up and the device has been announced in the
+ * current session (v1/gateway/connect acknowledged). */
+struct up_gw;
+
+/* The gateway's own up_dev (its session, its limits), or NULL in device mode. */
+struct up_dev *gw_self(const struct uplink *u);
+/* Whether the gateway's session is up (CONNACK 0, not provisioning). */
+bool gw_session_up(const struct uplink *u);
+/* Whether device d is announced in the gateway's current session. */
+bool gw_announced(const struct uplink *u, const struct up_dev *d);
+/* Publish a ready text on the gateway's session, now and unpaced, counted against the
+ * gateway's and the tenant's limits like any message (RPC replies, claims, attribute
+ * requests). qos 0 or 1; *ret_token may be NULL. 0, -ENOTCONN without a session, or
+ * -errno. Use uplink_message_fits(u, gw_self(u), …) first to keep below the limits. */
+int gw_send(struct uplink *u, const char *topic, const char *payload, size_t len, int qos,
+            int *ret_token);
+/* Client attributes of device d (set stays the caller's): merged into what d has to
+ * publish and sent in the next v1/gateway/attributes message that fits the gateway's
+ * limits, grouped with other devices' (pub_attributes() comes here in gateway mode). */
+void gw_pub_attributes(struct uplink *u, struct up_dev *d, json_object *set);
+
+int gw_new(struct uplink *u);            /* uplink_new: edge.gateway set */
+void gw_free(struct uplink *u);
+void gw_on_connected(struct uplink *u);  /* the gateway's CONNACK 0 (not provisioning) */
+void gw_on_lost(struct uplink *u);       /* the gateway's session ended */
+void gw_on_message(struct uplink *u, const char *topic, const char *payload, size_t len);
+void gw_on_delivered(struct uplink *u, int token);
+void gw_on_delivery_failed(struct uplink *u, int token);
+/* Device d has something to send (a closed batch, attributes): queue it for gw_pump(). */
+void gw_want(struct uplink *u, struct up_dev *d);
+/* Announce, then send what the queued devices have, as the window and pacing allow. */
+void gw_pump(struct uplink *u);
+/* Stopping: disconnect (v1/gateway/disconnect) the devices a reload removes. */
+void gw_leave_publish(struct uplink *u);
 
 /* downlink-port.c: the downlink, talking to u through its port. */
 struct downlink *port_downlink_new(struct uplink *u);
