@@ -48,10 +48,9 @@ enum gwx_topic gwx_classify(const char *topic, int *ret_id)
     return t;
 }
 
-char *gwx_wrap(enum gwx_topic kind, const char *device, json_object *o)
+json_object *gwx_wrap(enum gwx_topic kind, const char *device, json_object *o)
 {
     json_object *w, *member;
-    char *text;
 
     if (kind == GWX_TELEMETRY && json_object_is_type(o, json_type_object)) {
         member = json_object_new_array_ext(1);
@@ -66,9 +65,7 @@ char *gwx_wrap(enum gwx_topic kind, const char *device, json_object *o)
     }
     w = json_object_new_object();
     json_object_object_add(w, device, member);
-    text = tb_json_text(w, NULL);
-    json_object_put(w);
-    return text;
+    return w;
 }
 
 /* ---- attribute requests ---------------------------------------------------------------- */

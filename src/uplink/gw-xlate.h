@@ -44,9 +44,9 @@ enum gwx_topic {
 enum gwx_topic gwx_classify(const char *topic, int *ret_id);
 
 /* The gateway message carrying device's device-mode telemetry (an object or an array of
- * them) or client-attribute object o (borrowed). Malloc'd text; NULL if o is not of the
- * right shape. */
-char *gwx_wrap(enum gwx_topic kind, const char *device, json_object *o);
+ * them) or client-attribute object o (borrowed, not copied: the result holds a reference).
+ * NULL if o is not of the right shape. */
+json_object *gwx_wrap(enum gwx_topic kind, const char *device, json_object *o);
 
 /* ---- attribute requests ---- */
 
