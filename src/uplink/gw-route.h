@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Gateway mode's downlink half (edge.gateway): the one gateway session carries every
- * device's shared attributes, server RPC, attribute answers and claims on v1/gateway/*
+ * device's shared attributes, server RPC, attribute answers and claims on v1/gateway/...
  * topics. The device-mode router (downlink/router.h) stays as it is: this file translates
  * at its edges. A gateway downlink becomes the device-mode call the router already takes,
  * and what the router publishes through its port on device-mode topics becomes the
@@ -17,10 +17,15 @@
 struct uplink;
 struct downlink_port;
 
-/* A message that arrived on the gateway session on a v1/gateway/* topic. Thread: uplink. */
+/* A message that arrived on the gateway session on a v1/gateway/... topic. Thread: uplink. */
 void gw_route_downlink(struct uplink *u, const char *topic, const char *payload, size_t len);
 
-/* The downlink_port callbacks (src/downlink/port.h) to use in gateway mode. */
+/* The downlink_port callbacks (src/downlink/port.h) to use in gateway mode: every one that
+ * reaches a session is replaced (command_done, which only hands a command to the uplink
+ * thread, stays as the caller set it). */
 void gw_route_port(struct uplink *u, struct downlink_port *port);
+
+/* The route's state (uplink_free). */
+void gw_route_free(struct uplink *u);
 
 #endif

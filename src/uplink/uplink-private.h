@@ -26,6 +26,7 @@
 
 struct credstore;
 struct device;
+struct gw_route;
 struct up_gw;
 struct ring;
 struct downlink;
@@ -137,6 +138,7 @@ struct uplink {
     /* Gateway mode (edge.gateway): the one session that carries every device, or NULL in
      * device mode (one session per device). */
     struct up_gw *gw;
+    struct gw_route *gw_route; /* its downlink side (gw-route.c) */
 };
 
 #define WINDOW 4                  /* QoS 1 messages in flight per device */
