@@ -62,6 +62,11 @@
 /* getSessionLimits ids of the gateway's own requests: far above the router's, which
  * count from 1 per device, so that an answer is told apart by its id alone. */
 #define LIMITS_RPC_ID_BASE 0x40000000
+/* Telemetry gathers this long after the first batch is queued before a message goes: a
+ * poll of each device is one batch, and without a pause every poll would be a message of
+ * its own. The gateway's message limit is the whole site's, so fewer, fuller messages
+ * matter; this is the most it adds to the latency from poll to Edge. */
+#define GATHER_MS 100u
 
 static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/";
 static const char TOPIC_RPC_RESPONSE[] = "v1/devices/me/rpc/response/";
@@ -92,6 +97,7 @@ struct up_gw {
     struct flight *fl;
     size_t n_fl, cap_fl;
     unsigned tele_inflight;  /* telemetry messages in flight */
+    uint64_t gather_ms;      /* when queued telemetry began to gather, 0: none */
     bool lone;               /* a suspect batch is in flight alone */
     struct gw_msg msg;
     int limits_id;           /* the pending getSessionLimits request, or 0 */
@@ -213,9 +219,10 @@ void gw_pub_attributes(struct uplink *u, struct up_dev *d, json_object *set)
         return;
     if (!d->attrs_dirty)
         d->attrs_dirty = json_object_new_object();
-    if (set != d->attrs_dirty)
+    if (set != d->attrs_dirty) {
         json_object_object_foreach(set, k, v)
             json_object_object_add(d->attrs_dirty, k, json_object_get(v));
+    }
     gw_want(u, d);
 }
 
@@ -233,6 +240,12 @@ static void gateway_attributes(struct uplink *u, struct up_dev *d)
     json_object_put(o);
 }
 
+/* Something waits for room until at: the gateway is served again then. */
+static void pace_later(struct up_dev *gd, uint64_t now, uint64_t at)
+{
+    gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
+}
+
 /* Announce the devices still to announce while the window and the limits allow. */
 static void announce(struct uplink *u, uint64_t now)
 {
@@ -246,7 +259,7 @@ static void announce(struct uplink *u, uint64_t now)
         uint64_t at;
 
         if (!pace_fits(&gd->pace, &u->tenant_pace, 0, now, &at)) {
-            gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
+            pace_later(gd, now, at);
             return;
         }
         body = gw_connect_body(d->dc->name, d->dc->type);
@@ -259,11 +272,6 @@ static void announce(struct uplink *u, uint64_t now)
         g->ann_head = (g->ann_head + 1) % u->n_devs;
         g->ann_len--;
     }
-}
-
-static void pace_later(struct up_dev *gd, uint64_t now, uint64_t at)
-{
-    gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
 }
 
 /* One v1/gateway/attributes message from the queued devices' changed attributes. Returns
@@ -433,18 +441,22 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
     return full && !alone && at <= now;
 }
 
-/* Drop the devices with nothing left to send from the queue. */
-static void prune_queue(struct uplink *u)
+/* Drop the devices with nothing left to send from the queue. Returns whether telemetry
+ * is left. */
+static bool prune_queue(struct uplink *u)
 {
     struct up_gw *g = u->gw;
     uint32_t i = g->q_head, prev = NO_DEV;
+    bool telemetry = false;
 
     while (i != NO_DEV) {
         struct up_dev *d = &u->devs[i];
         uint32_t next = d->gw_next;
-        bool keep = (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0) ||
-                    spool_next(u->spool, i) != NULL;
+        bool has_batch = spool_next(u->spool, i) != NULL;
+        bool keep = has_batch ||
+                    (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0);
 
+        telemetry |= has_batch && d->state == CS_UP;
         if (keep) {
             prev = i;
         } else {
@@ -458,6 +470,7 @@ static void prune_queue(struct uplink *u)
         }
         i = next;
     }
+    return telemetry;
 }
 
 void gw_pump(struct uplink *u)
@@ -476,9 +489,18 @@ void gw_pump(struct uplink *u)
     announce(u, now);
     while (send_attributes(u, now))
         ;
-    while (send_telemetry(u, now))
-        ;
-    prune_queue(u);
+    if (g->q_head != NO_DEV && !g->gather_ms)
+        g->gather_ms = now;
+    if (g->gather_ms && now < g->gather_ms + GATHER_MS && !atomic_load(&u->stop)) {
+        pace_later(gd, now, g->gather_ms + GATHER_MS);
+    } else {
+        while (send_telemetry(u, now))
+            ;
+    }
+    /* Telemetry left behind (window full, paced) goes as soon as it can, not after
+     * another gathering pause. */
+    if (!prune_queue(u))
+        g->gather_ms = 0;
     if (gd->sess)
         session_wake_on_ack(gd->sess, g->tele_inflight >= gd->window || g->announcing > 0);
 }
@@ -673,7 +695,7 @@ void gw_on_message(struct uplink *u, const char *topic, const char *payload, siz
         uplink_mark(u, g->self);
         return;
     }
-    /* v1/gateway/*, and the device-mode answers the uplink did not ask for (the clock
+    /* v1/gateway/..., and the device-mode answers the uplink did not ask for (the clock
      * check's getTime): the downlink's. */
     gw_route_downlink(u, topic, payload, len);
 }
