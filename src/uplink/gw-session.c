@@ -616,6 +616,8 @@ static void ask_limits(struct uplink *u)
         gd->limits_known = true;
         return;
     }
+    /* Free for a device; a gateway's limits count every message of its session. */
+    uplink_count_message(u, gd);
     if (!gd->limits_known)
         gd->limits_deadline_ms = now_ms() + LIMITS_TIMEOUT_MS;
 }
@@ -722,7 +724,10 @@ void gw_leave_publish(struct uplink *u)
         char *body = gw_disconnect_body(g->leaving[i]);
         int token = 0;
 
-        if (gw_send(u, GW_TOPIC_DISCONNECT, body, strlen(body), 1, &token) == 0) {
+        int r = gw_send(u, GW_TOPIC_DISCONNECT, body, strlen(body), 1, &token);
+
+        free(body);
+        if (r == 0) {
             flight_add(g, FLIGHT_OTHER, token);
             log_info("device '%s': removed from the configuration; disconnected from the "
                      "gateway", g->leaving[i]);
@@ -757,6 +762,8 @@ int gw_new(struct uplink *u)
     g->dc.origin = u->cfg->edge.gw_origin;
     g->self = &u->devs[u->n_devs];
     g->self->dc = &g->dc;
+    /* ThingsBoard's gateway limits count every message of the session (telemetry too). */
+    g->self->pace.every_msg = true;
     g->announce = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*g->announce));
     g->q_head = g->q_tail = NO_DEV;
     g->next_limits_id = 1;

@@ -79,7 +79,8 @@ bool uplink_device_connected(struct uplink *u, size_t device);
 
 struct uplink_device_status {
     bool connected;
-    const char *state;      /* "connected", "connecting", "reconnecting", "refused", "halted" */
+    const char *state;      /* "connected", "connecting", "reconnecting", "refused", "halted";
+                             * gateway mode: "announced", "announcing", "gateway offline" */
     const char *reason;     /* why halted or refused, or NULL */
     uint64_t delivered;     /* values acknowledged by the Edge */
     uint64_t backlog;       /* batches waiting in the spool */

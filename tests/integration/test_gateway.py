@@ -123,7 +123,7 @@ class Gateway(harness.TestCase):
         self.assertEqual(st["gateway"]["mode"], "gateway")
         self.assertEqual(st["gateway"]["gateway_session"]["connected"], True)
         self.assertEqual(st["gateway"]["gateway_session"]["announced"], 3)
-        self.assertEqual({d["state"] for d in st["devices"]}, {"announced"})
+        self.assertEqual({d["edge"] for d in st["devices"]}, {"announced"})
         self.stop_tbgw(self.proc)
 
     def test_large_messages_stay_below_64_KiB(self):
