@@ -346,7 +346,7 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
     struct up_dev *gd = g->self;
     struct flight *f;
     struct batch **taken = NULL;
-    uint32_t *devs = NULL, points = 0;
+    uint32_t *devs = NULL, points = 0, cap = batch_points_cap(u, gd);
     size_t n_taken = 0, n_devs = 0, len;
     bool full = false, alone = false;
     int token = 0, r;
@@ -371,6 +371,12 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
                     break;
                 }
                 alone = true;
+            }
+            /* More points than a period admits would be refused however long it waited:
+             * the message ends before them (a batch never holds more, batch.c). */
+            if (n_taken && cap && points + b->n_values > cap) {
+                full = true;
+                break;
             }
             if (!pace_fits(&gd->pace, &u->tenant_pace, points + b->n_values, now, &at)) {
                 full = true;
