@@ -226,20 +226,6 @@ void gw_pub_attributes(struct uplink *u, struct up_dev *d, json_object *set)
     gw_want(u, d);
 }
 
-/* The gateway's own client attributes for d, as device mode publishes them on each of its
- * sessions: where a device hangs, for dashboards. */
-static void gateway_attributes(struct uplink *u, struct up_dev *d)
-{
-    json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "tbgw_version", json_object_new_string(PACKAGE_VERSION));
-    json_object_object_add(o, "tbgw_bus", json_object_new_string(d->dc->bus->name));
-    if (d->dc->bus->driver != DRIVER_SERIAL_LINE)
-        json_object_object_add(o, "tbgw_unit_id", json_object_new_int(d->dc->unit_id));
-    gw_pub_attributes(u, d, o);
-    json_object_put(o);
-}
-
 /* Something waits for room until at: the gateway is served again then. */
 static void pace_later(struct up_dev *gd, uint64_t now, uint64_t at)
 {
@@ -524,7 +510,7 @@ static void on_announced(struct uplink *u, uint32_t dev)
     atomic_fetch_add_explicit(&d->sessions, 1, memory_order_relaxed);
     d->up_since_ms = u->gw->self->up_since_ms;
     /* Every client attribute known, as device mode sends them on each new session. */
-    gateway_attributes(u, d);
+    pub_gateway_attributes(u, d);
     gw_pub_attributes(u, d, d->attrs);
     router_connected(u->downlink, dev);
     gw_want(u, d);
