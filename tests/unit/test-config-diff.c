@@ -200,9 +200,52 @@ static void test_edge_change_restarts_everything(void **state)
     config_free(n);
 }
 
+/* Gateway mode: the gateway's credentials are the session of every device; a device's
+ * type is how it is announced. */
+static void test_gateway_changes(void **state)
+{
+    static const char fmt[] =
+        "edge = { host = \"h\"; %s };\n"
+        "buses = ( { name = \"b\"; driver = \"modbus-tcp\"; host = \"127.0.0.1\"; devices = (\n"
+        "  { name = \"m1\"; unit_id = 1; type = \"%s\";\n"
+        "    telemetry = ( { key = \"k\"; table = \"holding\"; address = 0; type = \"uint16\"; } ); }\n"
+        "); } );\n";
+    char a[1024], b[1024];
+    struct config *o, *n;
+    struct config_diff d;
+
+    snprintf(a, sizeof(a), fmt, "gateway = { token = \"G\"; };", "meter");
+    snprintf(b, sizeof(b), fmt, "gateway = { token = \"G2\"; };", "meter");
+    o = load(a);
+    n = load(b);
+    config_diff(o, n, &d);
+    assert_true(d.restart_all);
+    config_diff_free(&d);
+    config_free(n);
+
+    snprintf(b, sizeof(b), fmt, "gateway = { token = \"G\"; };", "meter2");
+    n = load(b);
+    config_diff(o, n, &d);
+    assert_false(d.restart_all);
+    assert_int_equal(d.n_devices, 1);
+    assert_int_equal(d.devices[0].change, CHANGE_RESTART);
+    config_diff_free(&d);
+    config_free(n);
+
+    n = load(a);
+    config_diff(o, n, &d);
+    assert_false(d.restart_all);
+    assert_int_equal(d.devices[0].change, CHANGE_NONE);
+    config_diff_free(&d);
+    config_free(n);
+    config_free(o);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gateway_changes),
         cmocka_unit_test(test_same_file_changes_nothing),
         cmocka_unit_test(test_transport_change_restarts_the_bus_not_the_sessions),
         cmocka_unit_test(test_device_change_restarts_that_device),

@@ -449,9 +449,84 @@ static void test_register_map_problems(void **state)
                    true, "poll_ms");
 }
 
+/* edge.gateway: the gateway's credentials in any device form, devices without theirs and
+ * with a type (default "default"); a device's credentials or ota block are errors there. */
+static void test_gateway_mode(void **state)
+{
+    static const char bus[] =
+        "buses = ( { name = \"b\"; driver = \"modbus-tcp\"; host = \"127.0.0.1\"; devices = (\n"
+        "  { name = \"m1\"; unit_id = 1; type = \"meter\";\n"
+        "    telemetry = ( { key = \"k\"; table = \"holding\"; address = 0; type = \"uint16\"; } ); },\n"
+        "  { name = \"m2\"; unit_id = 2; %s\n"
+        "    telemetry = ( { key = \"k\"; table = \"holding\"; address = 0; type = \"uint16\"; } ); }\n"
+        "); } );\n";
+    char text[2048], devs[1024];
+    struct diag *d;
+    struct config *c;
+
+    snprintf(devs, sizeof(devs), bus, "");
+    snprintf(text, sizeof(text),
+             "edge = { host = \"h\"; gateway = { mqtt = { username = \"gw\"; password = \"p\"; }; }; };\n%s",
+             devs);
+    c = load_text(text, NULL);
+    assert_non_null(c);
+    assert_true(c->edge.gateway);
+    assert_int_equal(c->edge.gw_cred.kind, CRED_MQTT);
+    assert_string_equal(c->edge.gw_cred.username, "gw");
+    assert_string_equal(c->devices[0]->type, "meter");
+    assert_string_equal(c->devices[1]->type, "default");
+    assert_true(config_has_secrets(c));
+    config_free(c);
+
+    snprintf(text, sizeof(text), "edge = { host = \"h\"; gateway = { provision = { key = \"k\"; "
+             "secret = \"s\"; }; }; };\n%s", devs);
+    c = load_text(text, NULL);
+    assert_non_null(c);
+    assert_int_equal(c->edge.gw_cred.kind, CRED_PROVISION);
+    config_free(c);
+
+    /* A device's own token, an ota block: each an error at its line. */
+    snprintf(devs, sizeof(devs), bus, "token = \"T\"; ota = { command = \"/bin/true\"; };");
+    snprintf(text, sizeof(text), "edge = { host = \"h\"; gateway = { token = \"G\"; }; };\n%s",
+             devs);
+    c = load_text(text, &d);
+    assert_null(c);
+    assert_int_equal(diag_errors(d), 2);
+    assert_non_null(strstr(diag_text(d), ":5: buses.[0].devices.[1].token: device 'm2': in gateway "
+                                         "mode (edge.gateway) a device has no credentials"));
+    assert_non_null(strstr(diag_text(d), ":5: buses.[0].devices.[1]: device 'm2': OTA cannot be "
+                                         "carried for a device over the gateway API"));
+    diag_free(d);
+
+    /* The gateway needs exactly one credential form. */
+    snprintf(devs, sizeof(devs), bus, "");
+    snprintf(text, sizeof(text), "edge = { host = \"h\"; gateway = { }; };\n%s", devs);
+    c = load_text(text, &d);
+    assert_null(c);
+    assert_non_null(strstr(diag_text(d), ":1: edge.gateway: the gateway has no credentials"));
+    diag_free(d);
+    snprintf(text, sizeof(text), "edge = { host = \"h\"; gateway = { tokn = \"G\"; }; };\n%s", devs);
+    c = load_text(text, &d);
+    assert_null(c);
+    assert_non_null(strstr(diag_text(d), "edge.gateway.tokn: unknown setting"));
+    diag_free(d);
+
+    /* Without gateway mode: devices need credentials; type is accepted with a warning. */
+    snprintf(devs, sizeof(devs), bus, "token = \"T\";");
+    snprintf(text, sizeof(text), "edge = { host = \"h\"; };\n%s", devs);
+    c = load_text(text, &d);
+    assert_null(c); /* m1 has none */
+    assert_non_null(strstr(diag_text(d), "device 'm1' has no credentials"));
+    assert_non_null(strstr(diag_text(d), ":3: warning: buses.[0].devices.[0]: device 'm1': type has an "
+                                         "effect only in gateway mode"));
+    diag_free(d);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gateway_mode),
         cmocka_unit_test(test_contract_example),
         cmocka_unit_test(test_template_override),
         cmocka_unit_test(test_environment_defaults),
