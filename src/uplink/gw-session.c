@@ -67,6 +67,10 @@
  * its own. The gateway's message limit is the whole site's, so fewer, fuller messages
  * matter; this is the most it adds to the latency from poll to Edge. */
 #define GATHER_MS 100u
+/* A session whose announcements are not acknowledged for this long is that of a device
+ * ThingsBoard does not take for a gateway (§11: its v1/gateway messages are never
+ * acknowledged): say so, once. */
+#define NOT_A_GATEWAY_MS 10000u
 
 static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/";
 static const char TOPIC_RPC_RESPONSE[] = "v1/devices/me/rpc/response/";
@@ -92,6 +96,9 @@ struct up_gw {
     uint32_t *announce;
     size_t ann_head, ann_len;
     unsigned announcing;     /* announcements in flight */
+    uint64_t announce_since_ms; /* the session's first announcement went out then */
+    bool any_announced;      /* ... and one was acknowledged in this session */
+    bool not_gateway_logged;
     /* Devices with something to send, a FIFO through up_dev.gw_next. */
     uint32_t q_head, q_tail;
     struct flight *fl;
@@ -254,6 +261,8 @@ static void announce(struct uplink *u, uint64_t now)
         if (r < 0)
             return;
         flight_add_dev(flight_add(g, FLIGHT_CONNECT, token), dev_index(d));
+        if (!g->announce_since_ms)
+            g->announce_since_ms = now;
         g->announcing++;
         g->ann_head = (g->ann_head + 1) % u->n_devs;
         g->ann_len--;
@@ -465,6 +474,24 @@ static bool prune_queue(struct uplink *u)
     return telemetry;
 }
 
+/* No announcement acknowledged for long: the likeliest cause is the device's flag. */
+static void check_gateway_flag(struct uplink *u, uint64_t now)
+{
+    struct up_gw *g = u->gw;
+
+    if (g->any_announced || !g->announce_since_ms || g->not_gateway_logged)
+        return;
+    if (now < g->announce_since_ms + NOT_A_GATEWAY_MS) {
+        pace_later(g->self, now, g->announce_since_ms + NOT_A_GATEWAY_MS);
+        return;
+    }
+    g->not_gateway_logged = true;
+    log_error("gateway '%s': ThingsBoard has acknowledged none of its %u device announcements "
+              "in %us; is the device a gateway in ThingsBoard (\"Is gateway\", set before it "
+              "connects)? The data is kept until it is",
+              g->dc.name, g->announcing, NOT_A_GATEWAY_MS / 1000);
+}
+
 void gw_pump(struct uplink *u)
 {
     struct up_gw *g = u->gw;
@@ -477,6 +504,7 @@ void gw_pump(struct uplink *u)
     now = now_ms();
     if (pub_limits_pending(gd, now))
         return;
+    check_gateway_flag(u, now);
     pub_pump(u, gd); /* the gateway's own held messages */
     announce(u, now);
     while (send_attributes(u, now))
@@ -531,6 +559,7 @@ void gw_on_delivered(struct uplink *u, int token)
     switch (f.kind) {
     case FLIGHT_CONNECT:
         g->announcing--;
+        g->any_announced = true;
         on_announced(u, f.devs[0]);
         break;
     case FLIGHT_TELEMETRY:
@@ -622,6 +651,8 @@ void gw_on_connected(struct uplink *u)
     flights_clear(g);
     g->ann_head = 0;
     g->ann_len = 0;
+    g->announce_since_ms = 0;
+    g->any_announced = false;
     for (size_t i = 0; i < u->n_devs; i++)
         g->announce[g->ann_len++] = (uint32_t)i;
     /* ThingsBoard counts the session's open and each subscribe as a message. */

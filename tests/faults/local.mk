@@ -50,6 +50,7 @@ VALGRIND_TESTS = \
 	tests/integration/test_serial_line.py \
 	tests/integration/test_modbus_rtu.py \
 	tests/integration/test_field_links.py \
+	tests/integration/test_gateway.py \
 	tests/faults/test_edge_faults.py \
 	tests/faults/test_bus_faults.py \
 	tests/faults/test_host_faults.py \

@@ -140,6 +140,23 @@ class Gateway(harness.TestCase):
         self.assertEqual(emu.counts("gw")["rejected_msgs"], 0)
         self.stop_tbgw(self.proc)
 
+    def test_a_device_not_flagged_gateway_is_named_and_loses_nothing(self):
+        emu = self.emulator(devices=[("gw", "GW")])   # not "Is gateway"
+        self.start(emu=emu)
+        started = int(time.time() * 1000)
+        harness.wait_until(lambda: "is the device a gateway in ThingsBoard" in self.proc.output(),
+                           20, "the hint about the gateway flag")
+        self.assertEqual(emu.gateway_connected("gw"), [])
+        self.assertEqual(self.gw_messages(TELEMETRY), [])
+        # Flagged, and the session renewed: everything read meanwhile arrives.
+        emu.set_gateway("gw")
+        emu.drop("gw")
+        emu.wait(lambda: all(self.stamps(d) and self.stamps(d)[-1] > started + 12000
+                             for d in self.devices), 30, "the data after the flag was set")
+        for dev in self.devices:
+            self.assert_complete(self.stamps(dev), started + 500, started + 11000)
+        self.stop_tbgw(self.proc)
+
     # ---- store and forward ----
 
     def test_outage_loses_nothing_and_keeps_order(self):
