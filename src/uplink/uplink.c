@@ -50,6 +50,7 @@
 #include "tb/tb-json.h"
 #include "uplink/credstore.h"
 #include "uplink/events.h"
+#include "uplink/gw-route.h"
 #include "uplink/session.h"
 #include "uplink/timers.h"
 #include "uplink/uplink-private.h"
@@ -433,6 +434,7 @@ struct uplink *uplink_free(struct uplink *u)
     for (size_t i = 0; i < u->n_devs; i++)
         u->devs[i].sess = session_free(u->devs[i].sess);
     u->downlink = downlink_free(u->downlink);
+    gw_route_free(u);
     for (size_t i = 0; i < u->n_devs; i++) {
         struct up_dev *d = &u->devs[i];
         tb_batch_clear(&d->batch);
