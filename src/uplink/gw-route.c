@@ -69,7 +69,6 @@ static struct gw_route *route(struct uplink *u)
         for (size_t i = 0; i < u->n_devs; i++)
             gwx_request_init(&r->reqs[i]);
         r->next_request_id = 1;
-        r->client_rpc.next_id = 1;
         u->gw_route = r;
     }
     return u->gw_route;
@@ -131,11 +130,15 @@ static struct up_dev *target(struct uplink *u, const char *name, char *why, size
 {
     struct up_dev *d = find_device(u, name);
 
-    if (!d)
+    if (!d) {
         snprintf(why, size, "no device '%.60s' on this gateway", name);
-    else if (!gw_announced(u, d))
+        return NULL;
+    }
+    if (!gw_announced(u, d)) {
         snprintf(why, size, "device '%.60s' is not connected through this gateway yet", name);
-    return d && gw_announced(u, d) ? d : NULL;
+        return NULL;
+    }
+    return d;
 }
 
 static void on_rpc(struct uplink *u, const char *payload, size_t len)

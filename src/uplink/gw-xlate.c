@@ -244,9 +244,9 @@ long gwx_names_find(const struct gwx_names *ix, const char *name)
 int gwx_idmap_put(struct gwx_idmap *m, uint32_t dev, int dev_id)
 {
     unsigned k = m->next++ % GWX_CLIENT_RPCS;
-    int id = m->next_id;
+    int id = m->next_id >= 1 && m->next_id <= GWX_CLIENT_RPC_ID_MAX ? m->next_id : 1;
 
-    m->next_id = next_java_int(m->next_id);
+    m->next_id = id >= GWX_CLIENT_RPC_ID_MAX || id < 1 ? 1 : id + 1;
     m->v[k].used = true;
     m->v[k].gw_id = id;
     m->v[k].dev = dev;

@@ -251,10 +251,12 @@ static void test_idmap(void **state)
     assert_int_equal(gwx_idmap_take(&m, a + 2 + GWX_CLIENT_RPCS - 1, &dev, &dev_id), 0);
     assert_int_equal(dev, 3);
     assert_int_equal(dev_id, GWX_CLIENT_RPCS - 1);
-    /* Ids stay Java ints. */
-    m.next_id = 0x7fffffff;
-    assert_int_equal(gwx_idmap_put(&m, 0, 0), 0x7fffffff);
-    assert_int_equal(gwx_idmap_put(&m, 0, 1), 0);
+    /* Ids stay in their range, below the uplink's own. */
+    m.next_id = GWX_CLIENT_RPC_ID_MAX;
+    assert_int_equal(gwx_idmap_put(&m, 0, 0), GWX_CLIENT_RPC_ID_MAX);
+    assert_int_equal(gwx_idmap_put(&m, 0, 1), 1);
+    m = (struct gwx_idmap){0}; /* a zeroed map starts at 1 */
+    assert_int_equal(gwx_idmap_put(&m, 0, 1), 1);
 }
 
 int main(void)
