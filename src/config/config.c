@@ -53,7 +53,7 @@ static void parse_edge(struct load *ld, const config_setting_t *root)
 {
     struct edge_config *e = &ld->cfg->edge;
     const config_setting_t *s = cf_member(root, "edge");
-    const config_setting_t *tls, *rl;
+    const config_setting_t *tls, *rl, *gw;
     seen_t seen;
 
     cf_apply_defaults(edge_keys, PLAIN, e);
@@ -74,6 +74,15 @@ static void parse_edge(struct load *ld, const config_setting_t *root)
     }
     if (!cf_was_seen(edge_keys, seen, "port"))
         e->port = e->tls ? 8883 : 1883;
+
+    gw = cf_member(s, "gateway");
+    if (gw && config_setting_type(gw) == CONFIG_TYPE_GROUP) {
+        e->gateway = true;
+        e->gw_origin = (struct origin){.file = cf_file_of(ld, gw), .line = cf_line_of(gw)};
+        cf_walk(ld, gw, "edge.gateway", gateway_keys, DEV(D_ALL, C_DEVICE), "", "", &e->gw_cred);
+        cf_parse_creds(ld, gw, "edge.gateway", &e->gw_cred, "the gateway", DEV(D_ALL, C_DEVICE),
+                       "");
+    }
 
     rl = cf_member(s, "rate_limits");
     cf_apply_defaults(rate_limit_keys, PLAIN, e);
@@ -534,6 +543,14 @@ struct config *config_free(struct config *c)
     free(c->edge.rl_tenant_messages);
     free(c->edge.rl_tenant_telemetry_messages);
     free(c->edge.rl_tenant_telemetry_datapoints);
+    free(c->edge.gw_cred.token);
+    free(c->edge.gw_cred.client_id);
+    free(c->edge.gw_cred.username);
+    free(c->edge.gw_cred.password);
+    free(c->edge.gw_cred.cert_file);
+    free(c->edge.gw_cred.key_file);
+    free(c->edge.gw_cred.provision_key);
+    free(c->edge.gw_cred.provision_secret);
     free(c->storage.path);
     free(c->control_socket);
     free(c->metrics_listen);
@@ -563,6 +580,10 @@ const struct tag_config *device_find_tag(const struct tag_list *l, const char *k
 
 bool config_has_secrets(const struct config *c)
 {
+    const struct credentials *g = &c->edge.gw_cred;
+
+    if (c->edge.gateway && (g->token || g->password || g->provision_secret))
+        return true;
     for (size_t i = 0; i < c->n_devices; i++) {
         const struct credentials *cr = &c->devices[i]->cred;
         if (cr->token || cr->password || cr->provision_secret)

@@ -139,6 +139,8 @@ struct device_config {
     char *send;     /* request to send every poll_ms; NULL: the sensor streams */
 
     char *template_name;
+    /* Gateway mode: the ThingsBoard device profile (v1/gateway/connect "type"). */
+    char *type;
     struct origin origin;
 };
 
@@ -183,6 +185,11 @@ struct edge_config {
     /* edge.rate_limits.tenant_*: the tenant's own limits, shared by every device of the
      * tenant ("" = off). ThingsBoard's getSessionLimits never tells them. */
     char *rl_tenant_messages, *rl_tenant_telemetry_messages, *rl_tenant_telemetry_datapoints;
+    /* edge.gateway: gateway mode, one session with these credentials for every device
+     * (the devices then have none). */
+    bool gateway;
+    struct credentials gw_cred;
+    struct origin gw_origin;
 };
 
 struct storage_config {

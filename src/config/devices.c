@@ -272,27 +272,28 @@ void cf_parse_group_into(struct load *ld, const struct layer *layer, const char 
     ld->note = saved;
 }
 
-void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const char *path,
-                          struct device_config *d, unsigned scope, const char *driver_desc)
+/* Exactly one credential form of group ds (a device's, or edge.gateway) into c; who
+ * names its owner in messages ("device 'x'", "the gateway"). */
+void cf_parse_creds(struct load *ld, const config_setting_t *ds, const char *path,
+                    struct credentials *c, const char *who, unsigned scope,
+                    const char *driver_desc)
 {
     static const char *const forms[] = {"token", "mqtt", "x509", "provision"};
     struct layer self = {.s = ds, .path = path};
     const char *present[4];
     size_t n = 0;
-    struct credentials *c = &d->cred;
 
     for (size_t i = 0; i < ARRAY_SIZE(forms); i++)
         if (cf_member(ds, forms[i]))
             present[n++] = forms[i];
     if (n == 0) {
-        ERR(ld, ds, path,
-            "device '%s' has no credentials: set exactly one of token, mqtt, x509 or provision",
-            d->name);
+        ERR(ld, ds, path, "%s has no credentials: set exactly one of token, mqtt, x509 or provision",
+            who);
         return;
     }
     if (n > 1) {
-        ERR(ld, ds, path, "device '%s' has %s and %s: set exactly one credential form", d->name,
-            present[0], present[1]);
+        ERR(ld, ds, path, "%s has %s and %s: set exactly one credential form", who, present[0],
+            present[1]);
         return;
     }
     if (cf_member(ds, "token")) {
@@ -316,8 +317,7 @@ void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const cha
         cf_parse_group_into(ld, &self, "x509", x509_keys, scope, driver_desc, c);
         if (!ld->cfg->edge.tls)
             ERR(ld, cf_at(ds, "x509"), path,
-                "device '%s': x509 credentials need TLS to the edge: add edge.tls { ca_file = … }",
-                d->name);
+                "%s: x509 credentials need TLS to the edge: add edge.tls { ca_file = … }", who);
         {
             char sub[512];
             cf_path_join(sub, sizeof(sub), path, "x509.cert_file");
@@ -329,6 +329,33 @@ void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const cha
         c->kind = CRED_PROVISION;
         cf_parse_group_into(ld, &self, "provision", provision_keys, scope, driver_desc, c);
     }
+}
+
+void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const char *path,
+                          struct device_config *d, unsigned scope, const char *driver_desc)
+{
+    static const char *const forms[] = {"token", "mqtt", "x509", "provision"};
+    char who[300];
+
+    /* Gateway mode: the gateway's credentials carry every device, and ThingsBoard knows a
+     * device only by its name. A device's own would never be used: say so rather than
+     * ignore them. */
+    if (ld->cfg->edge.gateway) {
+        for (size_t i = 0; i < ARRAY_SIZE(forms); i++) {
+            char sub[512];
+
+            if (!cf_member(ds, forms[i]))
+                continue;
+            cf_path_join(sub, sizeof(sub), path, forms[i]);
+            ERR(ld, cf_at(ds, forms[i]), sub,
+                "device '%s': in gateway mode (edge.gateway) a device has no credentials of its "
+                "own; the gateway's carry it: remove %s",
+                d->name, forms[i]);
+        }
+        return;
+    }
+    snprintf(who, sizeof(who), "device '%s'", d->name);
+    cf_parse_creds(ld, ds, path, &d->cred, who, scope, driver_desc);
 }
 
 /* A Modicon reference (4xxxx: holding register xxxx, 3xxxx: input register xxxx, both
@@ -460,7 +487,17 @@ void cf_check_device(struct load *ld, const config_setting_t *ds, const char *pa
             }
         }
     }
-    if (d->ota.enabled && d->ota.command && d->ota.command[0] != '/')
+    if (!ld->cfg->edge.gateway && cf_member(ds, "type"))
+        WARN(ld, cf_at(ds, "type"), path,
+             "device '%s': type has an effect only in gateway mode (edge.gateway); with a session "
+             "of its own, a device's profile is the one of the device its credentials belong to",
+             d->name);
+    if (d->ota.enabled && ld->cfg->edge.gateway)
+        ERR(ld, cf_at(ds, "ota"), path,
+            "device '%s': OTA cannot be carried for a device over the gateway API (edge.gateway): "
+            "remove the ota block, or give the device its own session (no edge.gateway)",
+            d->name);
+    else if (d->ota.enabled && d->ota.command && d->ota.command[0] != '/')
         ERR(ld, cf_at(ds, "ota"), path, "device '%s': ota.command must be an absolute path",
             d->name);
     if (d->report == REPORT_ALWAYS && (d->deadband > 0 || d->heartbeat_s > 0))
@@ -548,6 +585,7 @@ void cf_device_free(struct device_config *d)
     struct credentials *c = &d->cred;
 
     free(d->name);
+    free(d->type);
     free(c->token);
     free(c->client_id);
     free(c->username);

@@ -24,7 +24,13 @@ char **cf_parse_strings(struct load *ld, const config_setting_t *arr, const char
 void cf_parse_group_into(struct load *ld, const struct layer *layer, const char *name,
                          const struct key *keys, unsigned scope, const char *driver_desc,
                          void *target);
-/* Exactly one credential form (token, mqtt, x509, provision) of the device group ds. */
+/* Exactly one credential form (token, mqtt, x509, provision) of group ds into c (a
+ * device's, or edge.gateway's); who names the owner in messages. */
+void cf_parse_creds(struct load *ld, const config_setting_t *ds, const char *path,
+                    struct credentials *c, const char *who, unsigned scope,
+                    const char *driver_desc);
+/* Exactly one credential form (token, mqtt, x509, provision) of the device group ds; in
+ * gateway mode, none (one is an error). */
 void cf_parse_credentials(struct load *ld, const config_setting_t *ds, const char *path,
                           struct device_config *d, unsigned scope, const char *driver_desc);
 /* Rules across one device's settings; clean: no error was found in it so far. */

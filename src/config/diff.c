@@ -65,7 +65,8 @@ static bool cred_eq(const struct credentials *a, const struct credentials *b)
 /* A device's own settings, its bus's transport aside (but not which bus it is on). */
 static bool device_eq(const struct device_config *a, const struct device_config *b)
 {
-    return str_eq(a->name, b->name) && str_eq(a->bus->name, b->bus->name) &&
+    return str_eq(a->name, b->name) && str_eq(a->type, b->type) &&
+           str_eq(a->bus->name, b->bus->name) &&
            a->bus->driver == b->bus->driver && a->unit_id == b->unit_id &&
            a->poll_ms == b->poll_ms && cred_eq(&a->cred, &b->cred) &&
            a->byte_order == b->byte_order && a->word_order == b->word_order &&
@@ -107,7 +108,8 @@ static bool edge_eq(const struct edge_config *a, const struct edge_config *b)
            a->verify_hostname == b->verify_hostname && a->rate_limits_set == b->rate_limits_set &&
            str_eq(a->rl_messages, b->rl_messages) &&
            str_eq(a->rl_telemetry_messages, b->rl_telemetry_messages) &&
-           str_eq(a->rl_telemetry_datapoints, b->rl_telemetry_datapoints);
+           str_eq(a->rl_telemetry_datapoints, b->rl_telemetry_datapoints) &&
+           a->gateway == b->gateway && (!a->gateway || cred_eq(&a->gw_cred, &b->gw_cred));
 }
 
 static const struct bus_config *find_bus(const struct config *c, const char *name)

@@ -93,6 +93,18 @@ const struct key edge_keys[] = {
      .min = 0, .max = 1, .idef = 1},
     {.name = "tls", .type = KT_GROUP, .scope = PLAIN, .off = NO_OFF},
     {.name = "rate_limits", .type = KT_GROUP, .scope = PLAIN, .off = NO_OFF},
+    {.name = "gateway", .type = KT_GROUP, .scope = PLAIN, .off = NO_OFF},
+    END_KEYS,
+};
+
+/* edge.gateway: the gateway device's credentials, in the forms a device has (its group is
+ * read with a device's scope, so that mqtt / x509 / provision are the device rows). */
+const struct key gateway_keys[] = {
+    {.name = "token", .type = KT_STR, .scope = DEV(D_ALL, C_DEVICE),
+     .off = offsetof(struct credentials, token), .flags = K_NONEMPTY},
+    {.name = "mqtt", .type = KT_GROUP, .scope = DEV(D_ALL, C_DEVICE), .off = NO_OFF},
+    {.name = "x509", .type = KT_GROUP, .scope = DEV(D_ALL, C_DEVICE), .off = NO_OFF},
+    {.name = "provision", .type = KT_GROUP, .scope = DEV(D_ALL, C_DEVICE), .off = NO_OFF},
     END_KEYS,
 };
 
@@ -212,6 +224,8 @@ const struct key device_keys[] = {
      .off = offsetof(struct device_config, name), .flags = K_REQUIRED | K_NONEMPTY | K_IDENTITY},
     {.name = "template", .type = KT_STR, .scope = DEV(D_ALL, C_DEVICE),
      .off = offsetof(struct device_config, template_name), .flags = K_NONEMPTY},
+    {.name = "type", .type = KT_STR, .scope = DEV(D_ALL, C_DEVLIKE),
+     .off = offsetof(struct device_config, type), .flags = K_NONEMPTY, .sdef = "default"},
     {.name = "unit_id", .type = KT_INT, .scope = DEV(D_MODBUS, C_DEVLIKE),
      .off = offsetof(struct device_config, unit_id), .flags = K_REQUIRED, .min = 0, .max = 255,
      .idef = -1 /* "not set", so that cross-checks skip a missing or invalid unit_id */},

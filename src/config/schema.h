@@ -90,7 +90,8 @@ extern const char *const role_names[];
 extern const unsigned role_scope[N_ROLES];
 extern const char *const format_names[];
 
-extern const struct key top_keys[], edge_keys[], rate_limit_keys[], tls_keys[], storage_keys[],
+extern const struct key top_keys[], edge_keys[], gateway_keys[], rate_limit_keys[], tls_keys[],
+    storage_keys[],
     log_keys[], health_keys[], control_keys[], metrics_keys[];
 extern const struct key bus_keys[], rs485_keys[], listen_keys[];
 extern const struct key device_keys[], mqtt_keys[], x509_keys[], provision_keys[], ota_keys[];

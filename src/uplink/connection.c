@@ -59,7 +59,8 @@ void conn_set_state(struct uplink *u, struct up_dev *d, enum conn_state st)
     else if (d->state != CS_CONNECTING && st == CS_CONNECTING)
         u->n_connecting++;
     d->state = st;
-    if (was_up != (st == CS_UP))
+    /* Devices only: in gateway mode, the gateway's own session is not one of them. */
+    if (was_up != (st == CS_UP) && d != gw_self(u))
         atomic_fetch_add(&u->n_connected, st == CS_UP ? 1 : -1);
     atomic_store(&d->connected, st == CS_UP);
     atomic_store(&d->public_state, (int)st);
@@ -215,6 +216,10 @@ void conn_on_connected(struct uplink *u, struct up_dev *d)
     /* ThingsBoard counts the session's open and each attribute and RPC subscribe as a
      * message (DefaultTransportService): they use up the device's allowance too. */
     close_watch_up(&d->cw);
+    if (u->gw) {
+        gw_on_connected(u);
+        return;
+    }
     for (int i = 0; i < 3; i++)
         uplink_count_message(u, d);
     /* ThingsBoard keeps no session state: subscribe after every CONNACK. */
@@ -323,12 +328,16 @@ void conn_on_connection_lost(struct uplink *u, struct up_dev *d, const char *cau
     complain(&d->conn, LOG_WARNING, 0, "device '%s': connection to the edge lost%s%s; "
              "reconnecting", d->dc->name, cause ? ": " : "", cause ? cause : "");
     refused = judge_loss(u, d, now_ms());
-    spool_requeue(u->spool, idx, d->up_since_ms, !refused);
+    if (u->gw)
+        gw_on_lost(u, refused); /* every device's batches in flight, every announcement */
+    else
+        spool_requeue(u->spool, idx, d->up_since_ms, !refused);
     d->lone_inflight = false;
     d->inflight = 0;
     outbox_clear(&d->held_msgs); /* requests of that session: the router gives up on them */
     d->ack = (struct complain){0}; /* the lost connection ends that episode, and says so */
-    router_disconnected(u->downlink, (uint32_t)d->dc->index);
+    if (!u->gw)
+        router_disconnected(u->downlink, (uint32_t)d->dc->index);
     /* paho keeps the publishes it had queued but not yet written, and writes them on the
      * client's next connection, ahead of the batches requeued above: older data would
      * arrive after newer, and twice. The next connection gets a new client. */

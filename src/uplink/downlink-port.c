@@ -16,6 +16,7 @@
 #include "downlink/port.h"
 #include "downlink/router.h"
 #include "uplink/events.h"
+#include "uplink/gw-route.h"
 #include "uplink/session.h"
 #include "uplink/uplink-private.h"
 #include "util/macros.h"
@@ -72,7 +73,7 @@ static void port_command_done(void *ctx, struct command *cmd)
 
 struct downlink *port_downlink_new(struct uplink *u)
 {
-    const struct downlink_port port = {
+    struct downlink_port port = {
         .ctx = u,
         .session = port_session,
         .publish = port_publish,
@@ -84,6 +85,8 @@ struct downlink *port_downlink_new(struct uplink *u)
     struct device **devices = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*devices));
     struct downlink *dl;
 
+    if (u->gw)
+        gw_route_port(u, &port); /* every device on the gateway's session */
     for (size_t i = 0; i < u->n_devs; i++)
         devices[i] = u->devs[i].dev;
     dl = downlink_new(u->cfg, devices, &port);

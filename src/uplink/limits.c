@@ -24,10 +24,9 @@
 #include "util/macros.h"
 #include "util/time-util.h"
 
-/* How long telemetry waits, after a device's first connect, for the Edge to tell its rate
- * limits. ThingsBoard answers getSessionLimits in its transport (3.8 and later) within
- * milliseconds; an older one passes it to the rule chain, which does not answer. */
-#define LIMITS_TIMEOUT_MS 3000u
+/* LIMITS_TIMEOUT_MS (uplink-private.h): ThingsBoard answers getSessionLimits in its
+ * transport (3.8 and later) within milliseconds; an older one passes it to the rule chain,
+ * which does not answer. */
 
 /* What was sent counts against a limit that is confirmed, not only against a new one. */
 static void update_limit(struct up_dev *d, struct pace_limit *l, enum pace_kind kind,
@@ -99,16 +98,12 @@ static const char *limit_member(json_object *limits, const char *key)
                : NULL;
 }
 
-static void on_session_limits(struct downlink *dl, uint32_t dev, int err, const char *payload,
-                              size_t len, uint64_t rtt_ms, void *ctx)
+void limits_apply(struct uplink *u, struct up_dev *d, int err, const char *payload, size_t len,
+                  const char *member)
 {
-    struct uplink *u = ctx;
-    struct up_dev *d = &u->devs[dev];
     json_tokener *tok;
     json_object *o = NULL, *limits = NULL, *v;
 
-    if (err == -ENOTCONN)
-        return; /* gone before the answer: the next connect asks again */
     if (!err) {
         tok = json_tokener_new();
         o = json_tokener_parse_ex(tok, payload, (int)MIN(len, (size_t)INT_MAX));
@@ -116,7 +111,7 @@ static void on_session_limits(struct downlink *dl, uint32_t dev, int err, const 
     }
     if (!o || !json_object_is_type(o, json_type_object) ||
         json_object_object_get_ex(o, "error", NULL) ||
-        !json_object_object_get_ex(o, "rateLimits", &limits)) {
+        !json_object_object_get_ex(o, member, &limits)) {
         if (!d->limits_known && !u->limits_logged) {
             u->limits_logged = true;
             log_info("the edge does not tell its rate limits (getSessionLimits needs ThingsBoard "
@@ -134,8 +129,19 @@ static void on_session_limits(struct downlink *dl, uint32_t dev, int err, const 
     }
     limits_set(u, d, limit_member(limits, "messages"), limit_member(limits, "telemetryMessages"),
                limit_member(limits, "telemetryDataPoints"));
-    log_debug("device '%s': rate limits answered in %" PRIu64 " ms", d->dc->name, rtt_ms);
     json_object_put(o);
+}
+
+static void on_session_limits(struct downlink *dl, uint32_t dev, int err, const char *payload,
+                              size_t len, uint64_t rtt_ms, void *ctx)
+{
+    struct uplink *u = ctx;
+    struct up_dev *d = &u->devs[dev];
+
+    if (err == -ENOTCONN)
+        return; /* gone before the answer: the next connect asks again */
+    limits_apply(u, d, err, payload, len, "rateLimits");
+    log_debug("device '%s': rate limits answered in %" PRIu64 " ms", d->dc->name, rtt_ms);
 }
 
 /* Asked at every connect: the tenant profile may have changed. Telemetry waits for the

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "tb/tb-json.h"
+#include "uplink/gw-json.h"
 #include "uplink/session.h"
 #include "uplink/uplink-private.h"
 #include "util/log.h"
@@ -63,7 +64,8 @@ void uplink_count_message(struct uplink *u, struct up_dev *d)
 
 static bool is_upload(const char *topic)
 {
-    return strcmp(topic, TOPIC_TELEMETRY) == 0 || strcmp(topic, TOPIC_ATTRIBUTES) == 0;
+    return strcmp(topic, TOPIC_TELEMETRY) == 0 || strcmp(topic, TOPIC_ATTRIBUTES) == 0 ||
+           strcmp(topic, GW_TOPIC_TELEMETRY) == 0 || strcmp(topic, GW_TOPIC_ATTRIBUTES) == 0;
 }
 
 /* getSessionLimits is answered by ThingsBoard's MQTT transport itself, before anything is
@@ -77,8 +79,7 @@ static bool free_of_charge(const char *topic, json_object *o)
            strcmp(json_object_get_string(m), "getSessionLimits") == 0;
 }
 
-/* Until the Edge has told its limits (or the wait for them is over), what counts waits. */
-static bool limits_pending(const struct up_dev *d, uint64_t now)
+bool pub_limits_pending(const struct up_dev *d, uint64_t now)
 {
     return !d->limits_known && now < d->limits_deadline_ms;
 }
@@ -87,7 +88,7 @@ bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at)
 {
     uint64_t now = now_ms();
 
-    if (limits_pending(d, now)) {
+    if (pub_limits_pending(d, now)) {
         *retry_at = d->limits_deadline_ms;
         return false;
     }
@@ -120,7 +121,7 @@ int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, j
         r = session_publish(d->sess, topic, text, len, u->cfg->edge.qos, NULL);
         if (r == 0)
             close_watch_published(&d->cw, now);
-    } else if (outbox_peek(held) || limits_pending(d, now)) {
+    } else if (outbox_peek(held) || pub_limits_pending(d, now)) {
         outbox_push(held, topic, text, len, points);
         r = 0;
     } else if (!pace_fits(&d->pace, &u->tenant_pace, points, now, &at)) {
@@ -154,7 +155,9 @@ static bool flush_held(struct uplink *u, struct up_dev *d, struct outbox *held, 
 
 void pub_attributes(struct uplink *u, struct up_dev *d, json_object *set)
 {
-    if (set && json_object_object_length(set) > 0)
+    if (u->gw)
+        gw_pub_attributes(u, d, set); /* grouped with other devices' */
+    else if (set && json_object_object_length(set) > 0)
         uplink_publish_json(u, d, TOPIC_ATTRIBUTES, set);
 }
 
@@ -180,7 +183,7 @@ void pub_pump(struct uplink *u, struct up_dev *d)
     if (d->state != CS_UP || d->provisioning)
         return;
     now = now_ms();
-    if (limits_pending(d, now))
+    if (pub_limits_pending(d, now))
         return;
     /* Changed attributes gather in attrs_dirty until a post fits: one post, the latest
      * values, rather than a queue of every change. */
@@ -197,8 +200,8 @@ void pub_pump(struct uplink *u, struct up_dev *d)
     /* Other messages go by their own limit; held attributes and OTA state go first, in
      * order, and telemetry after them. */
     flush_held(u, d, &d->held_msgs, now);
-    if (!flush_held(u, d, &d->held, now))
-        return;
+    if (!flush_held(u, d, &d->held, now) || u->gw)
+        return; /* in gateway mode, telemetry goes grouped (gw_pump) */
     while (!d->lone_inflight && d->inflight < d->window &&
            (b = spool_next(u->spool, (uint32_t)d->dc->index))) {
         int token = 0;

@@ -46,6 +46,14 @@ void uplink_status(struct uplink *u, struct uplink_status *ret)
     ret->delivered_batches = atomic_load(&u->delivered_batches);
     ret->rejected_values = atomic_load(&u->rejected_values);
     ret->alive_ms = atomic_load(&u->alive_ms);
+    if (u->gw) {
+        const struct up_dev *g = gw_self(u);
+
+        ret->gateway = true;
+        ret->gateway_connected = atomic_load(&g->public_state) == CS_UP && atomic_load(&g->connected);
+        ret->announced = gw_announced_count(u);
+        ret->gateway_sessions = atomic_load_explicit(&g->sessions, memory_order_relaxed);
+    }
     pthread_mutex_lock(&u->status_lock);
     ret->spool = u->spool_snapshot;
     ret->acct = u->acct_snapshot;
@@ -67,6 +75,13 @@ void uplink_device_status(struct uplink *u, size_t device, struct uplink_device_
     ret->delivered = atomic_load_explicit(&d->delivered, memory_order_relaxed);
     ret->backlog = atomic_load_explicit(&d->backlog, memory_order_relaxed);
     ret->sessions = atomic_load_explicit(&d->sessions, memory_order_relaxed);
+    if (u->gw) {
+        /* A device of the gateway's session: announced in it, or waiting for it. */
+        int gst = atomic_load(&gw_self(u)->public_state);
+
+        ret->state = st == CS_UP ? "announced" : gst == CS_UP ? "announcing" : "gateway offline";
+        return;
+    }
     switch (st) {
     case CS_UP:
         ret->state = "connected";

@@ -167,6 +167,12 @@ void limits_set_tenant(struct uplink *u);
 void limits_set(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
                 const char *points);
 void limits_ask(struct uplink *u, struct up_dev *d);
+/* A getSessionLimits answer (err < 0: none) for d; member names the limits that govern
+ * d's session: "rateLimits" for a device, "gatewayRateLimits" for the gateway. */
+void limits_apply(struct uplink *u, struct up_dev *d, int err, const char *payload, size_t len,
+                  const char *member);
+/* How long telemetry waits, after a session's first connect, for the Edge's limits. */
+#define LIMITS_TIMEOUT_MS 3000u
 
 /* publish.c: sending, pacing, acknowledgements. */
 /* points: the data points ThingsBoard counts for it (0: a message without any). */
@@ -177,6 +183,8 @@ int uplink_publish_json(struct uplink *u, struct up_dev *d, const char *topic, j
 void pub_attributes(struct uplink *u, struct up_dev *d, json_object *set);
 void pub_gateway_attributes(struct uplink *u, struct up_dev *d);
 void pub_pump(struct uplink *u, struct up_dev *d);
+/* Until the Edge has told its limits (or the wait for them is over), what counts waits. */
+bool pub_limits_pending(const struct up_dev *d, uint64_t now);
 void pub_on_delivered(struct uplink *u, struct up_dev *d, int token);
 void pub_on_delivery_failed(struct uplink *u, struct up_dev *d, int token);
 /* A message without data points that was published directly (RPC answers, claims, OTA
@@ -227,7 +235,12 @@ void gw_pub_attributes(struct uplink *u, struct up_dev *d, json_object *set);
 int gw_new(struct uplink *u);            /* uplink_new: edge.gateway set */
 void gw_free(struct uplink *u);
 void gw_on_connected(struct uplink *u);  /* the gateway's CONNACK 0 (not provisioning) */
-void gw_on_lost(struct uplink *u);       /* the gateway's session ended */
+/* The gateway's session ended; refused: ThingsBoard refuses its uploads (the close watch),
+ * so no batch is to blame. */
+void gw_on_lost(struct uplink *u, bool refused);
+/* A message on the gateway's session: its own getSessionLimits answer, or the downlink's
+ * (gw_route_downlink(), which also gets the device-mode answers v1/devices/me/rpc/response/+
+ * the uplink did not ask for). */
 void gw_on_message(struct uplink *u, const char *topic, const char *payload, size_t len);
 void gw_on_delivered(struct uplink *u, int token);
 void gw_on_delivery_failed(struct uplink *u, int token);
@@ -237,6 +250,9 @@ void gw_want(struct uplink *u, struct up_dev *d);
 void gw_pump(struct uplink *u);
 /* Stopping: disconnect (v1/gateway/disconnect) the devices a reload removes. */
 void gw_leave_publish(struct uplink *u);
+/* Messages of the gateway awaiting a PUBACK. */
+bool gw_inflight(const struct uplink *u);
+size_t gw_announced_count(const struct uplink *u);
 
 /* downlink-port.c: the downlink, talking to u through its port. */
 struct downlink *port_downlink_new(struct uplink *u);

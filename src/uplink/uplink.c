@@ -97,10 +97,26 @@ static void handle_event(struct uplink *u, struct event *e)
                        e->reply_ctx);
         return;
     }
-    if (e->device >= u->n_devs)
+    if (e->device >= u->n_devs + (u->gw ? 1 : 0))
         return;
     d = &u->devs[e->device];
     uplink_mark(u, d);
+    if (d == gw_self(u) && !d->provisioning) {
+        /* The gateway's session: its answers and messages are every device's. */
+        switch (e->type) {
+        case EV_DELIVERED:
+            gw_on_delivered(u, e->token);
+            return;
+        case EV_DELIVERY_FAILED:
+            gw_on_delivery_failed(u, e->token);
+            return;
+        case EV_MESSAGE:
+            gw_on_message(u, e->topic, e->payload, e->len);
+            return;
+        default:
+            break;
+        }
+    }
     switch (e->type) {
     case EV_CONNECTED:
         if (d->state == CS_CONNECTING)
@@ -202,13 +218,31 @@ static void connq_release(struct uplink *u)
     }
 }
 
+/* Gateway mode: a device has no session of its own. Its batch closes as in device mode,
+ * and what it has to send joins the gateway's queue; the gateway sends it (gw_pump). */
+static void serve_gw_device(struct uplink *u, struct up_dev *d, uint64_t now)
+{
+    uint32_t i = (uint32_t)d->dc->index;
+
+    batch_close_if_ready(u, d, now);
+    gw_want(u, d);
+    atomic_store_explicit(&d->backlog, spool_pending(u->spool, i), memory_order_relaxed);
+    timers_set(&u->timers, i, tb_batch_empty(&d->batch) ? TIMERS_NEVER
+                                                        : d->batch_opened_ms + batch_max_age_ms(u));
+}
+
 /* Everything d needs now: its deadlines that have passed, closing its batch, publishing
  * what its window and pacing allow; then its next deadline goes into the heap. Only the
  * devices something happened to are served, so a pass costs what changed. */
 static void serve(struct uplink *u, struct up_dev *d, uint64_t now)
 {
     uint32_t i = (uint32_t)d->dc->index;
+    bool is_gw = d == gw_self(u);
 
+    if (u->gw && !is_gw) {
+        serve_gw_device(u, d, now);
+        return;
+    }
     if (d->state == CS_WAIT && !d->connq && d->retry_at_ms <= now) {
         if (u->n_connecting < MAX_CONNECTING)
             conn_start_connect(u, d);
@@ -231,13 +265,17 @@ static void serve(struct uplink *u, struct up_dev *d, uint64_t now)
                  "nothing for %llus; %u messages wait for it, and the data is kept",
                  d->dc->name, (unsigned long long)(now - d->ack_since_ms + 500) / 1000,
                  d->inflight);
-    batch_close_if_ready(u, d, now);
-    pub_pump(u, d);
-    /* An acknowledgement matters now only to a device whose window is full; the others'
-     * wait for the next wake-up and retire together. */
-    if (d->sess)
-        session_wake_on_ack(d->sess, d->inflight >= d->window);
-    atomic_store_explicit(&d->backlog, spool_pending(u->spool, i), memory_order_relaxed);
+    if (is_gw) {
+        gw_pump(u); /* what every device queued in this pass, grouped */
+    } else {
+        batch_close_if_ready(u, d, now);
+        pub_pump(u, d);
+        /* An acknowledgement matters now only to a device whose window is full; the
+         * others' wait for the next wake-up and retire together. */
+        if (d->sess)
+            session_wake_on_ack(d->sess, d->inflight >= d->window);
+        atomic_store_explicit(&d->backlog, spool_pending(u->spool, i), memory_order_relaxed);
+    }
     timers_set(&u->timers, i, next_deadline(u, d, now));
 }
 
@@ -262,8 +300,12 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
 
         u->ready_head = d->next_ready;
         d->ready = false;
-        serve(u, d, now);
+        if (d != gw_self(u))
+            serve(u, d, now);
     }
+    /* The gateway last, once: it sends what the devices queued in this pass together. */
+    if (u->gw)
+        serve(u, gw_self(u), now);
     if (tick)
         status_snapshot(u); /* after the pass, so that the accounting adds up */
     return MIN(MIN(timers_next(&u->timers), u->next_tick_ms), spool_commit_due_ms(u->spool));
@@ -274,7 +316,8 @@ static void *uplink_thread(void *arg)
     struct uplink *u = arg;
 
     pthread_setname_np(pthread_self(), "tbgw/uplink");
-    for (size_t i = 0; i < u->n_devs; i++) {
+    /* In gateway mode the gateway connects, its devices wait for their announcement. */
+    for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++) {
         u->devs[i].retry_at_ms = now_ms();
         conn_set_state(u, &u->devs[i], CS_WAIT);
         uplink_mark(u, &u->devs[i]);
@@ -303,12 +346,19 @@ static void *uplink_thread(void *arg)
     batch_drain_rings(u);
     for (size_t i = 0; i < u->n_devs; i++)
         batch_close(u, &u->devs[i]);
-    for (size_t i = 0; i < u->n_devs; i++)
-        pub_pump(u, &u->devs[i]);
+    if (u->gw) {
+        for (size_t i = 0; i < u->n_devs; i++)
+            gw_want(u, &u->devs[i]);
+        gw_pump(u);
+        gw_leave_publish(u); /* a reload removed them: the only disconnects there are */
+    } else {
+        for (size_t i = 0; i < u->n_devs; i++)
+            pub_pump(u, &u->devs[i]);
+    }
     /* A moment for PUBACKs of what is in flight: saves resending it after a restart. */
     for (uint64_t deadline = now_ms() + 500; now_ms() < deadline;) {
         struct pollfd p = {.fd = u->wake_fd, .events = POLLIN};
-        bool busy = false;
+        bool busy = gw_inflight(u);
         eventfd_t v;
         handle_events(u);
         for (size_t i = 0; i < u->n_devs; i++)
@@ -321,7 +371,7 @@ static void *uplink_thread(void *arg)
     /* Everything unacknowledged, in flight or not, is on disk from here. */
     spool_flush(u->spool);
     status_snapshot(u); /* final: what a failed flush left unsaved is reported as lost */
-    for (size_t i = 0; i < u->n_devs; i++) {
+    for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++) {
         struct up_dev *d = &u->devs[i];
         if (d->sess)
             session_disconnect(d->sess, 100);
@@ -333,6 +383,7 @@ static void *uplink_thread(void *arg)
 struct uplink *uplink_new(const struct config *cfg, struct device **devices)
 {
     struct uplink *u = xcalloc(1, sizeof(*u));
+    size_t n_all;
 
     u->cfg = cfg;
     u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -345,20 +396,28 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
     pthread_mutex_init(&u->status_lock, NULL);
     u->rng = (uint64_t)now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     u->n_devs = cfg->n_devices;
-    u->devs = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->devs));
-    u->connq = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*u->connq));
+    n_all = u->n_devs + (cfg->edge.gateway ? 1 : 0); /* the gateway is the last */
+    u->devs = xcalloc(n_all ? n_all : 1, sizeof(*u->devs));
+    u->connq = xcalloc(n_all ? n_all : 1, sizeof(*u->connq));
     u->ready_head = NO_DEVICE;
-    timers_init(&u->timers, u->n_devs);
-    for (size_t i = 0; i < u->n_devs; i++) {
+    timers_init(&u->timers, n_all);
+    if (cfg->edge.gateway)
+        gw_new(u);
+    for (size_t i = 0; i < n_all; i++) {
         struct up_dev *d = &u->devs[i];
-        d->dev = devices[i];
-        d->dc = devices[i]->cfg;
+        if (i < u->n_devs) {
+            d->dev = devices[i];
+            d->dc = devices[i]->cfg;
+        }
         d->attrs = json_object_new_object();
         tb_batch_init(&d->batch);
         d->window = WINDOW;
-        if (cfg->edge.rate_limits_set)
+        /* In gateway mode the edge's limits are the gateway session's. */
+        if (cfg->edge.rate_limits_set && (!u->gw || d == gw_self(u)))
             limits_set(u, d, cfg->edge.rl_messages, cfg->edge.rl_telemetry_messages,
                        cfg->edge.rl_telemetry_datapoints);
+        else if (u->gw && d != gw_self(u))
+            d->limits_known = true; /* a device's data waits for the gateway's, not its own */
     }
     limits_set_tenant(u);
     return u;
@@ -384,8 +443,9 @@ static void open_storage(struct uplink *u)
                         cfg->storage.path);
     u->creds = credstore_load(cfg->storage.path);
     u->spool = spool_open(cfg);
-    for (size_t i = 0; i < u->n_devs; i++)
-        conn_resolve_creds(u, &u->devs[i]);
+    for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++)
+        if (!u->gw || &u->devs[i] == gw_self(u)) /* gateway mode: the gateway's only */
+            conn_resolve_creds(u, &u->devs[i]);
     u->downlink = port_downlink_new(u);
 }
 
@@ -431,11 +491,11 @@ struct uplink *uplink_free(struct uplink *u)
         return NULL;
     uplink_stop(u);
     /* Sessions last: paho may still deliver callbacks until each client is destroyed. */
-    for (size_t i = 0; i < u->n_devs; i++)
+    for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++)
         u->devs[i].sess = session_free(u->devs[i].sess);
     u->downlink = downlink_free(u->downlink);
     gw_route_free(u);
-    for (size_t i = 0; i < u->n_devs; i++) {
+    for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++) {
         struct up_dev *d = &u->devs[i];
         tb_batch_clear(&d->batch);
         json_object_put(d->attrs);
@@ -445,6 +505,7 @@ struct uplink *uplink_free(struct uplink *u)
         conn_free_creds(&d->creds);
         free(d->halted_reason);
     }
+    gw_free(u);
     free(u->devs);
     free(u->connq);
     timers_free(&u->timers);

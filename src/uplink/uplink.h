@@ -36,6 +36,11 @@ int uplink_start(struct uplink *u);
 void uplink_stop(struct uplink *u);
 struct uplink *uplink_free(struct uplink *u);
 
+/* Gateway mode: the devices a reload removes (by name) leave the gateway's session
+ * (v1/gateway/disconnect) when u stops; nobody else is disconnected. Thread: main, before
+ * uplink_stop(). No effect in device mode. */
+void uplink_gateway_leave(struct uplink *u, const char *const *names, size_t n);
+
 /* Hand an event to the uplink thread (finished commands, control requests). */
 void uplink_post(struct uplink *u, struct event *e);
 
@@ -59,6 +64,11 @@ struct uplink_status {
         uint64_t batching_values;  /* values in batches not yet closed into the spool */
     } acct;
     uint64_t alive_ms;          /* monotonic time the thread last ran */
+    /* Gateway mode (edge.gateway): one session carries every device. */
+    bool gateway;
+    bool gateway_connected;     /* its session is up */
+    size_t announced;           /* devices announced in it (v1/gateway/connect) */
+    uint64_t gateway_sessions;  /* its sessions established since start */
 };
 
 /* Thread: any. */
