@@ -89,7 +89,7 @@ class GatewayDownlink(harness.TestCase):
     def test_attribute_sync_at_connect(self):
         def prepare(emu, fm):
             # Known to ThingsBoard before the gateway connects: m1 exists with its values.
-            emu.add_device("m1")
+            emu.add_device("m1", token="M1")
             emu.set_shared("m1", {"sp": 19.5, "pump": True, "other": 1})
         emu, fm, proc = self.start(prepare=prepare)
         harness.wait_until(lambda: fm.get(1, "holding", 20) == [195] and fm.get(1, "coil", 1) == [1],
