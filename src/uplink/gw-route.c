@@ -45,6 +45,7 @@
 #include "uplink/uplink-private.h"
 #include "util/log.h"
 #include "util/macros.h"
+#include "util/utf8.h"
 
 struct gw_route {
     const char **names;         /* u->devs[i].dc->name, for the index */
@@ -119,6 +120,12 @@ static void refuse_rpc(struct uplink *u, const char *device, int id, const char 
 {
     char *answer;
 
+    if (!utf8_valid(device, strlen(device))) {
+        /* No ThingsBoard device has such a name, and echoing it would make ThingsBoard
+         * drop the gateway's session (it closes on bad UTF-8). */
+        log_warning("gateway: ignoring an RPC request for a device name that is not UTF-8");
+        return;
+    }
     log_info("gateway: RPC %d for '%s' refused: %s", id, device, why);
     answer = rpc_answer_error(why);
     send_text(u, GW_TOPIC_RPC, gw_rpc_reply_body(device, id, answer));

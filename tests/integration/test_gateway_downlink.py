@@ -169,7 +169,9 @@ class GatewayDownlink(harness.TestCase):
         n = len(self.replies())
         for body in [b"", b"not json", b"[]", b"{}", b'{"device":"m1"}', b'{"device":5,"data":{"id":1}}',
                      b'{"device":"m1","data":{"method":"setValve","params":true}}',
-                     b'{"device":"m1","data":[1]}', b"\xff\xfe\x00", b"[" * 5000]:
+                     b'{"device":"m1","data":[1]}', b"\xff\xfe\x00", b"[" * 5000,
+                     # Not a name ThingsBoard has; echoing it would close the session.
+                     b'{"device":"m\xff","data":{"id":1,"method":"setValve","params":true}}']:
             emu.push_raw("gw", RPC, body)
         for body in [b"not json", b"{}", b'{"device":"m1"}', b'{"device":"m1","data":[1]}',
                      b'{"data":{"sp":1}}', b'{"device":"m1","data":"sp"}']:
@@ -184,6 +186,8 @@ class GatewayDownlink(harness.TestCase):
         self.assertEqual(self.hw_writes(), [(1, 6, 20, 1)])
         out = proc.output()
         self.assertIn("gateway: ignoring an RPC request that names no device", out)
+        self.assertIn("gateway: ignoring an RPC request for a device name that is not UTF-8", out)
+        self.assertEqual(emu.connect_count("gw"), 1)  # the session was never dropped
         self.assertIn("gateway: ignoring a shared-attribute message", out)
         self.assertTrue(proc.alive())
         self.stop_tbgw(proc)
