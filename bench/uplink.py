@@ -6,7 +6,7 @@ wake-ups per second of each of its threads, and how long until every device had 
 Each job runs --runs times (default 3); the figures are medians.
 
     bench/uplink.py --build BUILD [--job small|large|idle|fast|small-qos0|all]
-                    [--seconds 20] [--runs 3] [--devices N] [--tags M]
+                    [--seconds 20] [--runs 3] [--devices N] [--tags M] [--gateway]
 
 With TBGW_WRAPPER="valgrind --tool=massif --massif-out-file=F" tbgw runs under massif
 (the memory table in ARCHITECTURE.md was made so).
@@ -17,6 +17,10 @@ Jobs (the targets of the uplink's design, see bench/README.md):
   large       1000 devices x 10 registers every 1 s, qos 1
   idle        100 devices x 10 registers every 1 s, report = "change", nothing changing
   fast        100 devices x 20 registers every 100 ms (20 000 samples/s), qos 1
+
+--gateway runs the job in gateway mode (edge.gateway): one session carries every device
+over v1/gateway/*, the devices have no credentials; the broker acknowledges the
+announcements and nobody answers getSessionLimits (telemetry waits 3 s for it once).
 
 A device is told apart at the broker by its first register's value: device i reads unit
 (i % 100) + 1 at address (i // 100) * 32, where register 0 holds i.
@@ -105,7 +109,8 @@ class Counter:
         self.devices = devices
         self.c = mqtt.Client(client_id="bench-counter", clean_session=True)
         self.c.on_message = self.on_message
-        self.c.on_connect = lambda c, u, f, rc: c.subscribe("v1/devices/me/telemetry", 0)
+        self.c.on_connect = lambda c, u, f, rc: c.subscribe([("v1/devices/me/telemetry", 0),
+                                                              ("v1/gateway/telemetry", 0)])
         self.c.connect("127.0.0.1", port, 60)
         self.c.loop_start()
 
@@ -114,20 +119,24 @@ class Counter:
             doc = json.loads(m.payload)
         except ValueError:
             return
-        entries = doc if isinstance(doc, list) else [doc]
+        if m.topic == "v1/gateway/telemetry" and isinstance(doc, dict):
+            groups = [v for v in doc.values() if isinstance(v, list)]  # {"dev": [...], ...}
+        else:
+            groups = [doc if isinstance(doc, list) else [doc]]
         n = 0
-        dev = None
-        for e in entries:
-            vals = e.get("values", e) if isinstance(e, dict) else {}
-            n += sum(1 for k in vals if k.startswith("t"))
-            if dev is None and "t00" in vals:
-                dev = vals["t00"]
+        devs = set()
+        for entries in groups:
+            for e in entries:
+                vals = e.get("values", e) if isinstance(e, dict) else {}
+                n += sum(1 for k in vals if k.startswith("t"))
+                if "t00" in vals:
+                    devs.add(vals["t00"])
         now = time.monotonic()
         with self.lock:
             self.values += n
             self.messages += 1
-            if dev is not None and dev not in self.first_seen:
-                self.first_seen[dev] = now
+            for dev in devs:
+                self.first_seen.setdefault(dev, now)
 
     def snapshot(self):
         with self.lock:
@@ -186,14 +195,18 @@ def run_once(job, seconds, warmup):
                 base = (i // 100) * 32
                 tl = ", ".join('{ key = "t%02d"; table = "holding"; address = %d; type = "uint16"; }'
                                % (k, base + k) for k in range(tags))
-                devs.append('{ name = "dev%04d"; unit_id = %d; token = "T%04d"; poll_ms = %d; %s'
+                cred = "" if job.get("gateway") else 'token = "T%04d"; ' % i
+                devs.append('{ name = "dev%04d"; unit_id = %d; %spoll_ms = %d; %s'
                             'telemetry = ( %s ); }'
-                            % (i, i % 100 + 1, i, job["poll_ms"],
+                            % (i, i % 100 + 1, cred, job["poll_ms"],
                                'report = "change"; heartbeat_s = 3600; ' if job["change"] else "",
                                tl))
             buses.append('{ name = "bus%d"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
                          'devices = ( %s ); }' % (b, fm.port, ", ".join(devs)))
-        cfg = t.config(port, ", ".join(buses), edge="qos = %d;" % job["qos"],
+        edge = "qos = %d;" % job["qos"]
+        if job.get("gateway"):
+            edge += ' gateway = { token = "GATEWAY"; };'
+        cfg = t.config(port, ", ".join(buses), edge=edge,
                        storage="commit_interval_ms = 1000;")
         cfg = cfg.replace('level = "debug"', 'level = "warning"')
         cfg = cfg.replace("commit_interval_ms = 200; commit_interval_ms = 1000;",
@@ -241,8 +254,9 @@ def med(xs):
 
 
 def report(name, job, runs):
-    print("bench uplink %s: %d devices x %d registers every %d ms, qos %d%s; median of %d"
-          % (name, job["devices"], job["tags"], job["poll_ms"], job["qos"],
+    print("bench uplink %s%s: %d devices x %d registers every %d ms, qos %d%s; median of %d"
+          % (name, " (gateway mode)" if job.get("gateway") else "", job["devices"], job["tags"],
+             job["poll_ms"], job["qos"],
              ', report = "change", nothing changing' if job["change"] else "", len(runs)))
     print("  delivered:        %.0f samples/s (offered %.0f), %.0f messages/s"
           % (med(r["values_s"] for r in runs), 0 if job["change"] else runs[0]["offered"],
@@ -274,6 +288,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--devices", type=int, help="override the job's number of devices")
     ap.add_argument("--tags", type=int, help="override the job's registers per device")
+    ap.add_argument("--gateway", action="store_true",
+                    help="gateway mode: one session for every device (edge.gateway)")
     a = ap.parse_args()
     harness.BUILDDIR = os.path.abspath(a.build)
     harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
@@ -283,6 +299,7 @@ def main():
         job = dict(JOBS[name])
         job["devices"] = a.devices or job["devices"]
         job["tags"] = a.tags or job["tags"]
+        job["gateway"] = a.gateway
         runs = [run_once(job, a.seconds, a.warmup) for _ in range(a.runs)]
         report(name, job, runs)
 

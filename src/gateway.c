@@ -127,6 +127,12 @@ int gateway_start(struct gateway *g)
     return 0;
 }
 
+void gateway_leave(struct gateway *g, const char *const *names, size_t n)
+{
+    if (g->uplink)
+        uplink_gateway_leave(g->uplink, names, n);
+}
+
 void gateway_stop(struct gateway *g)
 {
     for (size_t b = 0; b < g->n_buses; b++)
@@ -189,8 +195,10 @@ void gateway_status(struct gateway *g, char *buf, size_t size)
         g->rate_values = st.delivered_values;
         g->rate_at_ms = now;
     }
-    snprintf(buf, size, "%zu/%zu devices connected, %.0f values/s, spool %llu batches (%llu KiB)%s",
-             st.connected, st.devices, g->rate, (unsigned long long)st.spool.batches,
+    snprintf(buf, size, "%s%zu/%zu devices %s, %.0f values/s, spool %llu batches (%llu KiB)%s",
+             !st.gateway ? "" : st.gateway_connected ? "gateway connected, " : "gateway offline, ",
+             st.connected, st.devices, st.gateway ? "announced" : "connected", g->rate,
+             (unsigned long long)st.spool.batches,
              (unsigned long long)(st.spool.bytes + 1023) / 1024,
              st.payload_refused ? ", a device profile refuses JSON payloads" : "");
 }
@@ -291,6 +299,17 @@ json_object *gateway_status_json(struct gateway *g)
     add_int(gw, "edge_port", g->cfg->edge.port);
     add_int(gw, "devices", (int64_t)st.devices);
     add_int(gw, "connected", (int64_t)st.connected);
+    /* Gateway mode: the one session, and the devices announced in it ("connected" counts
+     * those too). */
+    add_str(gw, "mode", st.gateway ? "gateway" : "device");
+    if (st.gateway) {
+        json_object *s = json_object_new_object();
+
+        json_object_object_add(s, "connected", json_object_new_boolean(st.gateway_connected));
+        add_int(s, "announced", (int64_t)st.announced);
+        add_int(s, "sessions", (int64_t)st.gateway_sessions);
+        json_object_object_add(gw, "gateway_session", s);
+    }
     json_object_object_add(gw, "values_per_s", json_object_new_double(g->rate));
     add_int(gw, "values_delivered", (int64_t)st.delivered_values);
     add_int(gw, "values_rejected", (int64_t)st.rejected_values);
@@ -532,5 +551,9 @@ void gateway_metrics(struct gateway *g, FILE *f)
     prom_scalar(f, "tbgw_values_waiting", "gauge",
                 "Values read and not yet acknowledged (rings, open messages, spool).", waiting);
     prom_scalar(f, "tbgw_sessions_up", "gauge",
-                "MQTT sessions with the Edge that are up.", st.connected);
+                "MQTT sessions with the Edge that are up.",
+                st.gateway ? (uint64_t)st.gateway_connected : st.connected);
+    if (st.gateway)
+        prom_scalar(f, "tbgw_gateway_devices_announced", "gauge",
+                    "Devices announced in the gateway's session (gateway mode).", st.announced);
 }

@@ -26,6 +26,10 @@ json_object *gateway_spool_json(struct gateway *g, char *err, size_t errlen);
 /* Start threads and connections. Returns 0 or -errno (logged). */
 int gateway_start(struct gateway *g);
 
+/* Gateway mode: these devices (by name) leave the gateway's session when g stops (a
+ * reload removed them). Before gateway_stop(). */
+void gateway_leave(struct gateway *g, const char *const *names, size_t n);
+
 /* Orderly stop: buses first, then drain what they produced, commit, disconnect. */
 void gateway_stop(struct gateway *g);
 

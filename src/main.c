@@ -222,6 +222,29 @@ static bool gateway_changes(const struct config *old, const struct config *nc)
     return changed;
 }
 
+/* Gateway mode (edge.gateway): the devices the new configuration no longer has leave
+ * ThingsBoard's gateway session (v1/gateway/disconnect) as the running gateway stops;
+ * every other device stays, and the new gateway announces the ones it adds. Without
+ * gateway mode in the new file, every device leaves: it will have a session of its own. */
+static void reload_gateway_leave(struct daemon *dm, const struct config *nc)
+{
+    const struct config *old = dm->gw_cfg;
+    struct config_diff d;
+    const char **names;
+    size_t n = 0;
+
+    if (!old->edge.gateway)
+        return;
+    config_diff(old, nc, &d);
+    names = xcalloc(d.n_devices + 1, sizeof(*names));
+    for (size_t i = 0; i < d.n_devices; i++)
+        if (d.devices[i].old && (d.devices[i].change == CHANGE_REMOVE || !nc->edge.gateway))
+            names[n++] = d.devices[i].old->name;
+    gateway_leave(dm->gw, names, n);
+    free(names);
+    config_diff_free(&d);
+}
+
 /* Validate the new file completely before touching the running gateway. Returns 0, or
  * -EINVAL when it was refused; *ret_problems gets the report (errors and warnings). */
 static int reload(struct daemon *dm, char **ret_problems)
@@ -264,6 +287,7 @@ static int reload(struct daemon *dm, char **ret_problems)
         r = -EINVAL;
         goto out;
     }
+    reload_gateway_leave(dm, nc);
     gateway_stop(dm->gw);
     gateway_carry(ng, dm->gw);
     dm->gw = gateway_free(dm->gw);

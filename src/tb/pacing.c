@@ -184,15 +184,17 @@ bool pace_level_allows(const struct pace_level *v, uint32_t points, uint64_t now
 {
     if (!points)
         return pace_allows(&v->msgs, 1, now_ms);
+    if (v->every_msg && !pace_allows(&v->msgs, 1, now_ms))
+        return false;
     return pace_allows(&v->tmsgs, 1, now_ms) && pace_allows(&v->points, points, now_ms);
 }
 
 void pace_level_take(struct pace_level *v, uint32_t points, uint64_t now_ms)
 {
-    if (!points) {
+    if (!points || v->every_msg)
         pace_take(&v->msgs, 1, now_ms);
+    if (!points)
         return;
-    }
     pace_take(&v->tmsgs, 1, now_ms);
     pace_take(&v->points, points, now_ms);
 }
@@ -201,10 +203,11 @@ uint64_t pace_level_retry_at(const struct pace_level *v, uint32_t points, uint64
 {
     uint64_t at = UINT64_MAX;
 
-    if (!points) {
+    if (!points || v->every_msg) {
         if (!pace_allows(&v->msgs, 1, now_ms))
             at = pace_retry_at(&v->msgs, now_ms);
-    } else {
+    }
+    if (points) {
         if (!pace_allows(&v->tmsgs, 1, now_ms))
             at = MIN(at, pace_retry_at(&v->tmsgs, now_ms));
         if (!pace_allows(&v->points, points, now_ms))
@@ -274,7 +277,7 @@ void pace_replay(struct pace_limit *l, enum pace_kind kind, const struct pace_le
         unsigned k = (g->next + PACE_LEDGER - g->n + i) % PACE_LEDGER;
         uint32_t p = g->points[k];
 
-        if (kind == PACE_MSGS && !p)
+        if ((kind == PACE_MSGS && !p) || kind == PACE_ALL_MSGS)
             pace_take(l, 1, g->ms[k]);
         else if (kind == PACE_TMSGS && p)
             pace_take(l, 1, g->ms[k]);

@@ -76,6 +76,9 @@ void pace_fill(struct pace_limit *l, uint64_t now_ms);
 
 struct pace_level {
     struct pace_limit msgs, tmsgs, points;
+    /* A gateway session's level (gatewayRateLimits): every message costs one message, and
+     * one with data points costs its telemetry message and its points besides. */
+    bool every_msg;
 };
 
 /* Whether any limit of the level is set. */
@@ -116,7 +119,8 @@ struct pace_ledger {
     unsigned next, n;
 };
 
-enum pace_kind { PACE_MSGS, PACE_TMSGS, PACE_POINTS };
+/* PACE_ALL_MSGS: the messages limit of an every_msg level (every message counts). */
+enum pace_kind { PACE_MSGS, PACE_TMSGS, PACE_POINTS, PACE_ALL_MSGS };
 
 void pace_ledger_add(struct pace_ledger *g, uint32_t points, uint64_t now_ms);
 

@@ -61,12 +61,20 @@ void batch_close_if_ready(struct uplink *u, struct up_dev *d, uint64_t now)
         batch_close(u, d);
 }
 
+uint32_t batch_points_cap(const struct uplink *u, const struct up_dev *d)
+{
+    /* In gateway mode the gateway's session carries the message, under its limits. */
+    const struct pace_level *p = u->gw ? &gw_self(u)->pace : &d->pace;
+    uint32_t dev = pace_capacity(&p->points), ten = pace_capacity(&u->tenant_pace.points);
+
+    return !dev ? ten : !ten ? dev : MIN(dev, ten);
+}
+
 /* Whether the open batch holds as many data points as a period of the device's or the
  * tenant's limit admits: more would be refused however long it waited. */
 static bool batch_full_of_points(struct uplink *u, struct up_dev *d)
 {
-    uint32_t dev = pace_capacity(&d->pace.points), ten = pace_capacity(&u->tenant_pace.points);
-    uint32_t cap = !dev ? ten : !ten ? dev : MIN(dev, ten);
+    uint32_t cap = batch_points_cap(u, d);
 
     return cap && d->batch.n_values >= cap;
 }

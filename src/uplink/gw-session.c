@@ -62,6 +62,11 @@
 /* getSessionLimits ids of the gateway's own requests: far above the router's, which
  * count from 1 per device, so that an answer is told apart by its id alone. */
 #define LIMITS_RPC_ID_BASE 0x40000000
+/* Telemetry gathers this long after the first batch is queued before a message goes: a
+ * poll of each device is one batch, and without a pause every poll would be a message of
+ * its own. The gateway's message limit is the whole site's, so fewer, fuller messages
+ * matter; this is the most it adds to the latency from poll to Edge. */
+#define GATHER_MS 100u
 
 static const char TOPIC_RPC_REQUEST[] = "v1/devices/me/rpc/request/";
 static const char TOPIC_RPC_RESPONSE[] = "v1/devices/me/rpc/response/";
@@ -92,6 +97,7 @@ struct up_gw {
     struct flight *fl;
     size_t n_fl, cap_fl;
     unsigned tele_inflight;  /* telemetry messages in flight */
+    uint64_t gather_ms;      /* when queued telemetry began to gather, 0: none */
     bool lone;               /* a suspect batch is in flight alone */
     struct gw_msg msg;
     int limits_id;           /* the pending getSessionLimits request, or 0 */
@@ -213,24 +219,17 @@ void gw_pub_attributes(struct uplink *u, struct up_dev *d, json_object *set)
         return;
     if (!d->attrs_dirty)
         d->attrs_dirty = json_object_new_object();
-    if (set != d->attrs_dirty)
+    if (set != d->attrs_dirty) {
         json_object_object_foreach(set, k, v)
             json_object_object_add(d->attrs_dirty, k, json_object_get(v));
+    }
     gw_want(u, d);
 }
 
-/* The gateway's own client attributes for d, as device mode publishes them on each of its
- * sessions: where a device hangs, for dashboards. */
-static void gateway_attributes(struct uplink *u, struct up_dev *d)
+/* Something waits for room until at: the gateway is served again then. */
+static void pace_later(struct up_dev *gd, uint64_t now, uint64_t at)
 {
-    json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "tbgw_version", json_object_new_string(PACKAGE_VERSION));
-    json_object_object_add(o, "tbgw_bus", json_object_new_string(d->dc->bus->name));
-    if (d->dc->bus->driver != DRIVER_SERIAL_LINE)
-        json_object_object_add(o, "tbgw_unit_id", json_object_new_int(d->dc->unit_id));
-    gw_pub_attributes(u, d, o);
-    json_object_put(o);
+    gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
 }
 
 /* Announce the devices still to announce while the window and the limits allow. */
@@ -246,7 +245,7 @@ static void announce(struct uplink *u, uint64_t now)
         uint64_t at;
 
         if (!pace_fits(&gd->pace, &u->tenant_pace, 0, now, &at)) {
-            gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
+            pace_later(gd, now, at);
             return;
         }
         body = gw_connect_body(d->dc->name, d->dc->type);
@@ -259,11 +258,6 @@ static void announce(struct uplink *u, uint64_t now)
         g->ann_head = (g->ann_head + 1) % u->n_devs;
         g->ann_len--;
     }
-}
-
-static void pace_later(struct up_dev *gd, uint64_t now, uint64_t at)
-{
-    gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
 }
 
 /* One v1/gateway/attributes message from the queued devices' changed attributes. Returns
@@ -338,7 +332,7 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
     struct up_dev *gd = g->self;
     struct flight *f;
     struct batch **taken = NULL;
-    uint32_t *devs = NULL, points = 0;
+    uint32_t *devs = NULL, points = 0, cap = batch_points_cap(u, gd);
     size_t n_taken = 0, n_devs = 0, len;
     bool full = false, alone = false;
     int token = 0, r;
@@ -363,6 +357,12 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
                     break;
                 }
                 alone = true;
+            }
+            /* More points than a period admits would be refused however long it waited:
+             * the message ends before them (a batch never holds more, batch.c). */
+            if (n_taken && cap && points + b->n_values > cap) {
+                full = true;
+                break;
             }
             if (!pace_fits(&gd->pace, &u->tenant_pace, points + b->n_values, now, &at)) {
                 full = true;
@@ -433,18 +433,22 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
     return full && !alone && at <= now;
 }
 
-/* Drop the devices with nothing left to send from the queue. */
-static void prune_queue(struct uplink *u)
+/* Drop the devices with nothing left to send from the queue. Returns whether telemetry
+ * is left. */
+static bool prune_queue(struct uplink *u)
 {
     struct up_gw *g = u->gw;
     uint32_t i = g->q_head, prev = NO_DEV;
+    bool telemetry = false;
 
     while (i != NO_DEV) {
         struct up_dev *d = &u->devs[i];
         uint32_t next = d->gw_next;
-        bool keep = (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0) ||
-                    spool_next(u->spool, i) != NULL;
+        bool has_batch = spool_next(u->spool, i) != NULL;
+        bool keep = has_batch ||
+                    (d->attrs_dirty && json_object_object_length(d->attrs_dirty) > 0);
 
+        telemetry |= has_batch && d->state == CS_UP;
         if (keep) {
             prev = i;
         } else {
@@ -458,6 +462,7 @@ static void prune_queue(struct uplink *u)
         }
         i = next;
     }
+    return telemetry;
 }
 
 void gw_pump(struct uplink *u)
@@ -476,9 +481,18 @@ void gw_pump(struct uplink *u)
     announce(u, now);
     while (send_attributes(u, now))
         ;
-    while (send_telemetry(u, now))
-        ;
-    prune_queue(u);
+    if (g->q_head != NO_DEV && !g->gather_ms)
+        g->gather_ms = now;
+    if (g->gather_ms && now < g->gather_ms + GATHER_MS && !atomic_load(&u->stop)) {
+        pace_later(gd, now, g->gather_ms + GATHER_MS);
+    } else {
+        while (send_telemetry(u, now))
+            ;
+    }
+    /* Telemetry left behind (window full, paced) goes as soon as it can, not after
+     * another gathering pause. */
+    if (!prune_queue(u))
+        g->gather_ms = 0;
     if (gd->sess)
         session_wake_on_ack(gd->sess, g->tele_inflight >= gd->window || g->announcing > 0);
 }
@@ -496,7 +510,7 @@ static void on_announced(struct uplink *u, uint32_t dev)
     atomic_fetch_add_explicit(&d->sessions, 1, memory_order_relaxed);
     d->up_since_ms = u->gw->self->up_since_ms;
     /* Every client attribute known, as device mode sends them on each new session. */
-    gateway_attributes(u, d);
+    pub_gateway_attributes(u, d);
     gw_pub_attributes(u, d, d->attrs);
     router_connected(u->downlink, dev);
     gw_want(u, d);
@@ -594,6 +608,8 @@ static void ask_limits(struct uplink *u)
         gd->limits_known = true;
         return;
     }
+    /* Free for a device; a gateway's limits count every message of its session. */
+    uplink_count_message(u, gd);
     if (!gd->limits_known)
         gd->limits_deadline_ms = now_ms() + LIMITS_TIMEOUT_MS;
 }
@@ -673,7 +689,7 @@ void gw_on_message(struct uplink *u, const char *topic, const char *payload, siz
         uplink_mark(u, g->self);
         return;
     }
-    /* v1/gateway/*, and the device-mode answers the uplink did not ask for (the clock
+    /* v1/gateway/..., and the device-mode answers the uplink did not ask for (the clock
      * check's getTime): the downlink's. */
     gw_route_downlink(u, topic, payload, len);
 }
@@ -700,7 +716,10 @@ void gw_leave_publish(struct uplink *u)
         char *body = gw_disconnect_body(g->leaving[i]);
         int token = 0;
 
-        if (gw_send(u, GW_TOPIC_DISCONNECT, body, strlen(body), 1, &token) == 0) {
+        int r = gw_send(u, GW_TOPIC_DISCONNECT, body, strlen(body), 1, &token);
+
+        free(body);
+        if (r == 0) {
             flight_add(g, FLIGHT_OTHER, token);
             log_info("device '%s': removed from the configuration; disconnected from the "
                      "gateway", g->leaving[i]);
@@ -735,6 +754,8 @@ int gw_new(struct uplink *u)
     g->dc.origin = u->cfg->edge.gw_origin;
     g->self = &u->devs[u->n_devs];
     g->self->dc = &g->dc;
+    /* ThingsBoard's gateway limits count every message of the session (telemetry too). */
+    g->self->pace.every_msg = true;
     g->announce = xcalloc(u->n_devs ? u->n_devs : 1, sizeof(*g->announce));
     g->q_head = g->q_tail = NO_DEV;
     g->next_limits_id = 1;

@@ -72,7 +72,7 @@ void limits_set_tenant(struct uplink *u)
 void limits_set(struct uplink *u, struct up_dev *d, const char *msgs, const char *tmsgs,
                 const char *points)
 {
-    update_limit(d, &d->pace.msgs, PACE_MSGS, msgs);
+    update_limit(d, &d->pace.msgs, d->pace.every_msg ? PACE_ALL_MSGS : PACE_MSGS, msgs);
     update_limit(d, &d->pace.tmsgs, PACE_TMSGS, tmsgs);
     update_limit(d, &d->pace.points, PACE_POINTS, points);
     d->limits_known = true;

@@ -23,7 +23,9 @@
  * The other files of src/uplink each do one job for this loop: connection.c (a device's
  * session and its state machine), limits.c (the Edge's rate limits), publish.c (sending,
  * pacing, acknowledgements), batch.c (samples into batches), health.c (health telemetry),
- * status.c (figures for other threads), downlink-port.c (what the downlink may use). All
+ * status.c (figures for other threads), downlink-port.c (what the downlink may use),
+ * gw-session.c (gateway mode: one session for every device; the gateway is the last
+ * up_dev, served last in each pass so that it sends what the devices queued together). All
  * session state lives on this thread, so none of it needs a lock.
  *
  * Invariants: a device is on the ready list at most once per pass (up_dev.ready), and in

@@ -3,7 +3,7 @@
  * The uplink: the one thread that drains every bus's ring, turns samples into
  * ThingsBoard batches per device, keeps them in the spool until the Edge acknowledges
  * them, and runs one MQTT session per device (connect, subscribe, publish, reconnect,
- * provisioning). Downlink messages arrive here too and are routed to the buses.
+ * provisioning), or in gateway mode (edge.gateway) one session that carries every device. Downlink messages arrive here too and are routed to the buses.
  *
  * Thread: uplink_new/start/stop/free on main; uplink_status and uplink_post on any.
  * uplink_start, not uplink_new, opens what lives under storage.path: on a reload the old
@@ -79,7 +79,8 @@ bool uplink_device_connected(struct uplink *u, size_t device);
 
 struct uplink_device_status {
     bool connected;
-    const char *state;      /* "connected", "connecting", "reconnecting", "refused", "halted" */
+    const char *state;      /* "connected", "connecting", "reconnecting", "refused", "halted";
+                             * gateway mode: "announced", "announcing", "gateway offline" */
     const char *reason;     /* why halted or refused, or NULL */
     uint64_t delivered;     /* values acknowledged by the Edge */
     uint64_t backlog;       /* batches waiting in the spool */

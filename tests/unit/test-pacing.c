@@ -123,6 +123,7 @@ static void level(struct pace_level *v, const char *msgs, const char *tmsgs, con
     assert_int_equal(pace_parse(msgs, &v->msgs, err, sizeof(err)), 0);
     assert_int_equal(pace_parse(tmsgs, &v->tmsgs, err, sizeof(err)), 0);
     assert_int_equal(pace_parse(points, &v->points, err, sizeof(err)), 0);
+    v->every_msg = false; /* a device's level, unless a test says otherwise */
 }
 
 /* As DefaultTransportRateLimitService.checkEntityRateLimit: a message with data points
@@ -179,6 +180,40 @@ static void test_tenant_level_is_shared(void **state)
     assert_true(pace_level_allows(&tenant, 1, 7000));
 }
 
+/* A gateway session's level: telemetry costs a message too, and a limit learnt late is
+ * charged with every message the ledger holds. */
+static void test_gateway_level_counts_every_message(void **state)
+{
+    struct pace_level v = {0};
+    struct pace_ledger g = {0};
+    struct pace_limit l;
+    char err[128];
+
+    level(&v, "3:1", "100:1", "1000:1");
+    v.every_msg = true;
+    pace_level_take(&v, 10, 5000);
+    pace_level_take(&v, 10, 5000);
+    assert_true(pace_level_allows(&v, 10, 5000));
+    assert_true(pace_level_allows(&v, 0, 5000));
+    pace_level_take(&v, 10, 5000);
+    /* Three messages, all telemetry: the messages limit is spent for both kinds. */
+    assert_false(pace_level_allows(&v, 10, 5000));
+    assert_false(pace_level_allows(&v, 0, 5000));
+    assert_true(pace_level_retry_at(&v, 10, 5000) > 5000);
+    v.every_msg = false;
+    assert_true(pace_level_allows(&v, 10, 5000));
+
+    pace_ledger_add(&g, 5, 1000);
+    pace_ledger_add(&g, 0, 1000);
+    assert_int_equal(pace_parse("2:1", &l, err, sizeof(err)), 0);
+    pace_replay(&l, PACE_MSGS, &g);
+    assert_true(pace_allows(&l, 1, 1000));
+    assert_int_equal(pace_parse("2:1", &l, err, sizeof(err)), 0);
+    pace_replay(&l, PACE_ALL_MSGS, &g);
+    assert_false(pace_allows(&l, 1, 1000));
+    (void)state;
+}
+
 /* After ThingsBoard closed a session, a full window passes before more is sent. */
 static void test_fill_waits_a_whole_window(void **state)
 {
@@ -196,6 +231,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_gateway_level_counts_every_message),
         cmocka_unit_test(test_window_boundaries),
         cmocka_unit_test(test_no_window_is_ever_exceeded),
         cmocka_unit_test(test_level_counts_by_kind),
