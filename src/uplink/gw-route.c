@@ -148,6 +148,15 @@ static struct up_dev *target(struct uplink *u, const char *name, char *why, size
     return d;
 }
 
+/* Hand o (borrowed) to the router as the device-mode message on topic for d. */
+static void to_router(struct uplink *u, const struct up_dev *d, const char *topic, json_object *o)
+{
+    size_t n;
+    const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+
+    router_message(u->downlink, (uint32_t)d->dc->index, topic, text, n);
+}
+
 static void on_rpc(struct uplink *u, const char *payload, size_t len)
 {
     struct gw_downlink g;
@@ -174,11 +183,7 @@ static void on_rpc(struct uplink *u, const char *payload, size_t len)
     if (g.rpc.params)
         json_object_object_add(req, "params", json_object_get(g.rpc.params));
     snprintf(topic, sizeof(topic), "%s%d", GWX_TOPIC_RPC_REQUEST, g.id);
-    {
-        size_t n;
-        const char *text = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &n);
-        router_message(u->downlink, (uint32_t)d->dc->index, topic, text, n);
-    }
+    to_router(u, d, topic, req);
     json_object_put(req);
 out:
     gw_downlink_clear(&g);
@@ -189,17 +194,13 @@ static void on_attributes(struct uplink *u, const char *payload, size_t len)
     struct gw_downlink g;
     char err[RPC_ERROR_MAX];
     struct up_dev *d;
-    const char *text;
-    size_t n;
 
-    if (gw_parse_attribute_push(payload, len, &g, err, sizeof(err)) < 0) {
+    if (gw_parse_attribute_push(payload, len, &g, err, sizeof(err)) < 0)
         log_warning("gateway: ignoring a shared-attribute message: %s", err);
-    } else if (!(d = target(u, g.device, err, sizeof(err)))) {
+    else if (!(d = target(u, g.device, err, sizeof(err))))
         log_warning("gateway: ignoring shared attributes: %s", err);
-    } else {
-        text = json_object_to_json_string_length(g.data, JSON_C_TO_STRING_PLAIN, &n);
-        router_message(u->downlink, (uint32_t)d->dc->index, GWX_TOPIC_ATTRIBUTES, text, n);
-    }
+    else
+        to_router(u, d, GWX_TOPIC_ATTRIBUTES, g.data);
     gw_downlink_clear(&g);
 }
 
