@@ -246,6 +246,9 @@ class GatewayDownlink(harness.TestCase):
                               "fw_checksum_algorithm": "SHA256"})
         emu.wait(lambda: any(k == "fw_state" and v == "FAILED" for _, k, v in emu.telemetry("m1")),
                  10, "fw_state FAILED")
+        self.assertIn(("fw_error", "ThingsBoard's gateway API carries no OTA updates (tbgw runs in "
+                                   "gateway mode)"),
+                      [(k, v) for _, k, v in emu.telemetry("m1")])
         self.assertEqual([m.topic for m in emu.messages("gw") if m.topic.startswith("v2/")],
                          [])
         self.assertNotIn("v2/fw/response/+", emu.subscriptions("gw"))
