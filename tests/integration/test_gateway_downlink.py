@@ -22,8 +22,9 @@ WRITE_FUNCTIONS = (5, 6, 15, 16)
 
 
 class GatewayDownlink(harness.TestCase):
-    def start(self, env=None, prepare=None, raw=True):
-        """A gateway ("gw") carrying m1 (unit 1) and m2 (unit 2) of one Modbus TCP bus."""
+    def start(self, env=None, prepare=None, raw=True, announce_acked=True):
+        """A gateway ("gw") carrying m1 (unit 1) and m2 (unit 2) of one Modbus TCP bus.
+        announce_acked False: return at once (prepare holds the PUBACKs)."""
         self.emu = self.emulator(devices=[("gw", "GW")])
         self.emu.set_gateway("gw")
         self.fm = self.fake_modbus("--tcp", "0")
@@ -39,6 +40,8 @@ class GatewayDownlink(harness.TestCase):
         cfg = self.config(self.emu.port, bus, edge='gateway = { token = "GW"; };')
         self.proc, _, _ = self.start_tbgw(cfg, env=env)
         emu = self.emu
+        if announce_acked is False:
+            return emu, self.fm, self.proc
         emu.wait(lambda: set(emu.gateway_connected("gw")) == {"m1", "m2"}, 15,
                  "both devices announced")
         # Pushes before the sync at connect was answered would be written twice.
@@ -207,6 +210,28 @@ class GatewayDownlink(harness.TestCase):
         harness.wait_until(lambda: fm.get(2, "coil", 1) == [1], 10, "m2's write")
         self.assertEqual(self.hw_writes(), [(2, 5, 1, 1)])
         self.assertIn("no device 'ghost' on this gateway", proc.output())
+        self.stop_tbgw(proc)
+
+    def test_downlinks_before_the_announcement_is_acknowledged(self):
+        def prepare(emu, fm):
+            emu.hold_puback("gw")   # ThingsBoard has not confirmed v1/gateway/connect yet
+        emu, fm, proc = self.start(prepare=prepare, announce_acked=False)
+        # ThingsBoard knows the devices, tbgw does not yet count them as announced.
+        emu.wait(lambda: set(emu.gateway_connected("gw")) == {"m1", "m2"}, 15, "the announcements")
+        fm.reset()
+        emu.push_raw("gw", RPC, json.dumps({"device": "m1", "data": {"id": 5, "method": "setValve",
+                                                                     "params": True}}))
+        self.assertEqual(self.reply_to("m1", 5),
+                         {"error": "device 'm1' is not connected through this gateway yet"})
+        emu.push_raw("gw", "v1/gateway/attributes", json.dumps({"device": "m1", "data": {"sp": 1.0}}))
+        emu.wait(lambda: "ignoring shared attributes: device 'm1' is not connected" in proc.output(),
+                 10)
+        self.assertEqual(self.hw_writes(), [])
+        # Confirmed: served from then on.
+        emu.hold_puback("gw", False)
+        emu.wait(lambda: {r.get("device") for r in self.requests()} >= {"m1"}, 15, "m1's sync")
+        self.assertEqual(self.call("m1", "setValve", {"value": True}), {"ok": True})
+        self.assertEqual(fm.get(1, "coil", 5), [1])
         self.stop_tbgw(proc)
 
     def test_claim(self):
