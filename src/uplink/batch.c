@@ -97,6 +97,8 @@ static void take_sample(struct uplink *u, struct sample *s)
             goto out;
         }
         u->attribute_values++;
+        if (!d->attrs) /* most devices have none: a thousand empty objects are 1 MiB */
+            d->attrs = json_object_new_object();
         json_object_object_add(d->attrs, key, json_object_get(jv));
         if (!d->attrs_dirty)
             d->attrs_dirty = json_object_new_object();

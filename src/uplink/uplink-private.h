@@ -65,7 +65,7 @@ struct up_dev {
     struct complain conn;
     struct tb_batch batch;        /* open telemetry batch */
     uint64_t batch_opened_ms;
-    json_object *attrs;           /* every client attribute value known */
+    json_object *attrs;           /* every client attribute value known (NULL: none yet) */
     json_object *attrs_dirty;     /* changed since last published */
     unsigned inflight;            /* telemetry batches awaiting PUBACK */
     uint64_t ack_since_ms;        /* ... since this monotonic time with no PUBACK */

@@ -411,7 +411,6 @@ struct uplink *uplink_new(const struct config *cfg, struct device **devices)
             d->dev = devices[i];
             d->dc = devices[i]->cfg;
         }
-        d->attrs = json_object_new_object();
         tb_batch_init(&d->batch);
         d->window = WINDOW;
         /* In gateway mode the edge's limits are the gateway session's. */
