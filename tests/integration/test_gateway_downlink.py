@@ -22,9 +22,9 @@ WRITE_FUNCTIONS = (5, 6, 15, 16)
 
 
 class GatewayDownlink(harness.TestCase):
-    def start(self, env=None, prepare=None, raw=True, announce_acked=True):
-        """A gateway ("gw") carrying m1 (unit 1) and m2 (unit 2) of one Modbus TCP bus.
-        announce_acked False: return at once (prepare holds the PUBACKs)."""
+    def start(self, env=None, prepare=None, announce_acked=True):
+        """A gateway ("gw") carrying m1 (unit 1, raw RPC allowed) and m2 (unit 2) of one
+        Modbus TCP bus. announce_acked False: return at once (prepare holds the PUBACKs)."""
         self.emu = self.emulator(devices=[("gw", "GW")])
         self.emu.set_gateway("gw")
         self.fm = self.fake_modbus("--tcp", "0")
@@ -35,12 +35,12 @@ class GatewayDownlink(harness.TestCase):
                'scale = 0.1; report = "change"; } ); ' + WRITES + ' }')
         bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
                'timeout_ms = 300; devices = ( %s, %s ); }'
-               % (self.fm.port, dev % ("m1", 1, "true" if raw else "false"),
+               % (self.fm.port, dev % ("m1", 1, "true"),
                   dev % ("m2", 2, "false")))
         cfg = self.config(self.emu.port, bus, edge='gateway = { token = "GW"; };')
         self.proc, _, _ = self.start_tbgw(cfg, env=env)
         emu = self.emu
-        if announce_acked is False:
+        if not announce_acked:
             return emu, self.fm, self.proc
         emu.wait(lambda: set(emu.gateway_connected("gw")) == {"m1", "m2"}, 15,
                  "both devices announced")
