@@ -10,7 +10,10 @@ and need four requests per poll every 100 ms: the line never rests, and each pol
 for 160 ms or more. Reads (getSetpoint: one holding register) and writes (setValve: one
 coil) alternate.
 
-    bench/rpc_latency.py --build BUILD [--calls 400] [--fake PATH] [--only saturated]
+    bench/rpc_latency.py --build BUILD [--calls 400] [--fake PATH] [--only saturated] [--gateway]
+
+--gateway: every device on one gateway session (edge.gateway); requests and answers on
+v1/gateway/rpc.
 
 --fake: the fake-modbus to use (one that knows `unit N delay MS`), to measure a tbgw
 built from an older tree with the same slave.
@@ -18,6 +21,7 @@ built from an older tree with the same slave.
 import argparse
 import os
 import random
+import re
 import sys
 import time
 
@@ -39,13 +43,28 @@ def percentile(sorted_values, p):
 
 
 class Bench(harness.TestCase):
+    gateway = False
+
     def runTest(self):
         pass
+
+    def emulator_for(self, devices):
+        """The emulator with the devices (name, token): in gateway mode with one gateway
+        device "gw" instead; sub-devices are created by announcement."""
+        if not self.gateway:
+            return self.emulator(devices=devices, record=True)
+        emu = self.emulator(devices=[("gw", "GW")], record=True)
+        emu.set_gateway("gw")
+        return emu
+
+    def device_text(self, text):
+        """A device's settings: no token of its own in gateway mode."""
+        return re.sub(r'token = "[^"]*"; ', "", text) if self.gateway else text
 
     def run_saturated(self, calls):
         """The RTU case: see the top of this file."""
         slow = [("slow%d" % i, "T-slow%d" % i) for i in range(4)]
-        emu = self.emulator(devices=[("dev", "TD")] + slow, record=True)
+        emu = self.emulator_for([("dev", "TD")] + slow)
         a, b = self.socat_pair()
         fm = self.fake_modbus("--rtu", b, "--baud", "19200", "--parity", "E", "--quiet")
         tags = ('telemetry = ( { key = "h"; table = "holding"; address = 0; type = "uint16"; },'
@@ -60,12 +79,13 @@ class Bench(harness.TestCase):
             devs.append('{ name = "%s"; unit_id = %d; token = "%s"; poll_ms = 100; %s }'
                         % (name, i + 2, token, tags))
         bus = ('{ name = "rs485"; driver = "modbus-rtu"; port = "%s"; baud = 19200; parity = "even"; '
-               'timeout_ms = 500; devices = ( %s ); }' % (a, ", ".join(devs)))
+               'timeout_ms = 500; devices = ( %s ); }'
+               % (a, ", ".join(self.device_text(d) for d in devs)))
         return self.measure(emu, fm, bus, "saturated", calls)
 
     def run_case(self, busy, calls):
         others = [("load%02d" % i, "T-load%02d" % i) for i in range(20 if busy else 0)]
-        emu = self.emulator(devices=[("dev", "TD")] + others, record=True)
+        emu = self.emulator_for([("dev", "TD")] + others)
         fm = self.fake_modbus("--tcp", "0", "--quiet")
         tags = ", ".join('{ key = "t%02d"; table = "holding"; address = %d; type = "uint16"; }' % (i, i)
                          for i in range(20))
@@ -75,14 +95,18 @@ class Bench(harness.TestCase):
         devs += ['{ name = "%s"; unit_id = %d; token = "%s"; poll_ms = 100; telemetry = ( %s ); }'
                  % (name, i + 2, token, tags) for i, (name, token) in enumerate(others)]
         bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; timeout_ms = 500; '
-               'devices = ( %s ); }' % (fm.port, ", ".join(devs)))
+               'devices = ( %s ); }' % (fm.port, ", ".join(self.device_text(d) for d in devs)))
         return self.measure(emu, fm, bus, "busy" if busy else "idle", calls)
 
     def measure(self, emu, fm, bus, name, calls):
-        proc, _, _ = self.start_tbgw(self.config(emu.port, bus).replace('level = "debug"', 'level = "warning"'),
-                                     name=name)
-        emu.wait(lambda: "v1/devices/me/rpc/request/+" in emu.subscriptions("dev"), 20,
-                 "the RPC subscription")
+        edge = 'gateway = { token = "GW"; };' if self.gateway else ""
+        proc, _, _ = self.start_tbgw(self.config(emu.port, bus, edge=edge)
+                                     .replace('level = "debug"', 'level = "warning"'), name=name)
+        if self.gateway:
+            emu.wait(lambda: "dev" in emu.gateway_connected("gw"), 20, "the announcement")
+        else:
+            emu.wait(lambda: "v1/devices/me/rpc/request/+" in emu.subscriptions("dev"), 20,
+                     "the RPC subscription")
         time.sleep(1)
         rng = random.Random(1)
         lat = {"read": [], "write": []}
@@ -97,8 +121,12 @@ class Bench(harness.TestCase):
             else:
                 rid = emu.rpc("dev", "setValve", n % 4 == 1)
             emu.rpc_response("dev", rid, 10)
-            answer = [m for m in emu.messages("dev", "v1/devices/me/rpc/response/")
-                      if m.topic.endswith("/%d" % rid)]
+            if self.gateway:
+                answer = [m for m in emu.messages("gw", "v1/gateway/rpc")
+                          if m.json().get("device") == "dev" and m.json().get("id") == rid]
+            else:
+                answer = [m for m in emu.messages("dev", "v1/devices/me/rpc/response/")
+                          if m.topic.endswith("/%d" % rid)]
             lat[kind].append(answer[0].recv_ms - t0)
             time.sleep(rng.uniform(0, 0.05))
         self.stop_tbgw(proc)
@@ -114,6 +142,7 @@ def main():
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--fake", help="fake-modbus to use (default: the build's)")
     ap.add_argument("--only", choices=("idle", "busy", "saturated"))
+    ap.add_argument("--gateway", action="store_true", help="every device on one gateway session")
     a = ap.parse_args()
     harness.BUILDDIR = os.path.abspath(a.build)
     harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
@@ -122,6 +151,7 @@ def main():
         os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
 
     b = Bench()
+    b.gateway = a.gateway
     b.setUp()
     try:
         cases = [("idle", "idle bus", lambda: b.run_case(False, a.calls)),
@@ -130,7 +160,8 @@ def main():
         results = [(title, run()) for key, title, run in cases if a.only in (None, key)]
     finally:
         b.tearDown()
-    print("bench rpc: request sent by the emulator -> answer received, sequential calls, ms")
+    print("bench rpc%s: request sent by the emulator -> answer received, sequential calls, ms"
+          % (" (gateway mode)" if a.gateway else ""))
     for name, lat in results:
         for kind in ("read", "write"):
             v = sorted(lat[kind])

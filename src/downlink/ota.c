@@ -793,6 +793,11 @@ static void consider(struct downlink *dl, struct dl_dev *d, enum kind k, bool pu
     }
     package_copy(&j->target, a);
     j->target_done = false;
+    if (dl->cfg->edge.gateway) {
+        fail(dl, d, k, "ThingsBoard's gateway API carries no OTA updates (tbgw runs in gateway "
+                       "mode)");
+        return;
+    }
     if (!d->dc->ota.enabled) {
         fail(dl, d, k, "tbgw has no ota block for device '%s' (see tbgw.conf(5))", d->dc->name);
         return;

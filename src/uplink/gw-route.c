@@ -45,6 +45,7 @@
 #include "uplink/uplink-private.h"
 #include "util/log.h"
 #include "util/macros.h"
+#include "util/utf8.h"
 
 struct gw_route {
     const char **names;         /* u->devs[i].dc->name, for the index */
@@ -69,7 +70,6 @@ static struct gw_route *route(struct uplink *u)
         for (size_t i = 0; i < u->n_devs; i++)
             gwx_request_init(&r->reqs[i]);
         r->next_request_id = 1;
-        r->client_rpc.next_id = 1;
         u->gw_route = r;
     }
     return u->gw_route;
@@ -120,6 +120,12 @@ static void refuse_rpc(struct uplink *u, const char *device, int id, const char 
 {
     char *answer;
 
+    if (!utf8_valid(device, strlen(device))) {
+        /* No ThingsBoard device has such a name, and echoing it would make ThingsBoard
+         * drop the gateway's session (it closes on bad UTF-8). */
+        log_warning("gateway: ignoring an RPC request for a device name that is not UTF-8");
+        return;
+    }
     log_info("gateway: RPC %d for '%s' refused: %s", id, device, why);
     answer = rpc_answer_error(why);
     send_text(u, GW_TOPIC_RPC, gw_rpc_reply_body(device, id, answer));
@@ -131,11 +137,24 @@ static struct up_dev *target(struct uplink *u, const char *name, char *why, size
 {
     struct up_dev *d = find_device(u, name);
 
-    if (!d)
+    if (!d) {
         snprintf(why, size, "no device '%.60s' on this gateway", name);
-    else if (!gw_announced(u, d))
+        return NULL;
+    }
+    if (!gw_announced(u, d)) {
         snprintf(why, size, "device '%.60s' is not connected through this gateway yet", name);
-    return d && gw_announced(u, d) ? d : NULL;
+        return NULL;
+    }
+    return d;
+}
+
+/* Hand o (borrowed) to the router as the device-mode message on topic for d. */
+static void to_router(struct uplink *u, const struct up_dev *d, const char *topic, json_object *o)
+{
+    size_t n;
+    const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+
+    router_message(u->downlink, (uint32_t)d->dc->index, topic, text, n);
 }
 
 static void on_rpc(struct uplink *u, const char *payload, size_t len)
@@ -164,11 +183,7 @@ static void on_rpc(struct uplink *u, const char *payload, size_t len)
     if (g.rpc.params)
         json_object_object_add(req, "params", json_object_get(g.rpc.params));
     snprintf(topic, sizeof(topic), "%s%d", GWX_TOPIC_RPC_REQUEST, g.id);
-    {
-        size_t n;
-        const char *text = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &n);
-        router_message(u->downlink, (uint32_t)d->dc->index, topic, text, n);
-    }
+    to_router(u, d, topic, req);
     json_object_put(req);
 out:
     gw_downlink_clear(&g);
@@ -179,17 +194,13 @@ static void on_attributes(struct uplink *u, const char *payload, size_t len)
     struct gw_downlink g;
     char err[RPC_ERROR_MAX];
     struct up_dev *d;
-    const char *text;
-    size_t n;
 
-    if (gw_parse_attribute_push(payload, len, &g, err, sizeof(err)) < 0) {
+    if (gw_parse_attribute_push(payload, len, &g, err, sizeof(err)) < 0)
         log_warning("gateway: ignoring a shared-attribute message: %s", err);
-    } else if (!(d = target(u, g.device, err, sizeof(err)))) {
+    else if (!(d = target(u, g.device, err, sizeof(err))))
         log_warning("gateway: ignoring shared attributes: %s", err);
-    } else {
-        text = json_object_to_json_string_length(g.data, JSON_C_TO_STRING_PLAIN, &n);
-        router_message(u->downlink, (uint32_t)d->dc->index, GWX_TOPIC_ATTRIBUTES, text, n);
-    }
+    else
+        to_router(u, d, GWX_TOPIC_ATTRIBUTES, g.data);
     gw_downlink_clear(&g);
 }
 

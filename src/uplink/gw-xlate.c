@@ -92,7 +92,17 @@ void gwx_request_clear(struct gwx_request *r)
 }
 
 /* Split a device-mode key list ("a,b") as ThingsBoard does: on commas, untrimmed; empty
- * pieces name nothing. Returns the count; *ret (malloc'd, pointing into *ret_buf) the keys. */
+ * pieces name nothing, and a key named twice is one (ThingsBoard keeps a set, and answers a
+ * set of one with a lone "value"). Returns the count; *ret (malloc'd, pointing into
+ * *ret_buf) the keys. */
+static bool contains(const char *const *keys, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return true;
+    return false;
+}
+
 static size_t split_keys(const char *list, char **ret_buf, const char ***ret)
 {
     char *buf = xstrdup(list), *p = buf;
@@ -103,7 +113,7 @@ static size_t split_keys(const char *list, char **ret_buf, const char ***ret)
         char *comma = strchr(p, ',');
         if (comma)
             *comma = '\0';
-        if (*p)
+        if (*p && !contains(keys, n, p))
             keys[n++] = p;
         if (!comma)
             break;
@@ -244,9 +254,9 @@ long gwx_names_find(const struct gwx_names *ix, const char *name)
 int gwx_idmap_put(struct gwx_idmap *m, uint32_t dev, int dev_id)
 {
     unsigned k = m->next++ % GWX_CLIENT_RPCS;
-    int id = m->next_id;
+    int id = m->next_id >= 1 && m->next_id <= GWX_CLIENT_RPC_ID_MAX ? m->next_id : 1;
 
-    m->next_id = next_java_int(m->next_id);
+    m->next_id = id >= GWX_CLIENT_RPC_ID_MAX || id < 1 ? 1 : id + 1;
     m->v[k].used = true;
     m->v[k].gw_id = id;
     m->v[k].dev = dev;

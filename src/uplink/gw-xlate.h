@@ -100,6 +100,9 @@ long gwx_names_find(const struct gwx_names *ix, const char *name);
 /* ---- client RPC ids ---- */
 
 #define GWX_CLIENT_RPCS 64
+/* The ids the devices' client RPCs take on the gateway's session run from 1 to this and
+ * wrap; the ids above are left to the uplink's own requests there (getSessionLimits). */
+#define GWX_CLIENT_RPC_ID_MAX 0x3fffffff
 
 /* The gateway's client RPCs on its own session: gateway id -> (device, device's id). A
  * request the router gave up on (timeout) is overwritten after GWX_CLIENT_RPCS newer ones;

@@ -46,6 +46,7 @@ VALGRIND_TESTS = \
 	tests/integration/test_uplink.py \
 	tests/integration/test_spool.py \
 	tests/integration/test_downlink.py \
+	tests/integration/test_gateway_downlink.py \
 	tests/integration/test_ota.py \
 	tests/integration/test_serial_line.py \
 	tests/integration/test_modbus_rtu.py \

@@ -22,8 +22,9 @@ WRITE_FUNCTIONS = (5, 6, 15, 16)
 
 
 class GatewayDownlink(harness.TestCase):
-    def start(self, env=None, prepare=None, raw=True):
-        """A gateway ("gw") carrying m1 (unit 1) and m2 (unit 2) of one Modbus TCP bus."""
+    def start(self, env=None, prepare=None, announce_acked=True):
+        """A gateway ("gw") carrying m1 (unit 1, raw RPC allowed) and m2 (unit 2) of one
+        Modbus TCP bus. announce_acked False: return at once (prepare holds the PUBACKs)."""
         self.emu = self.emulator(devices=[("gw", "GW")])
         self.emu.set_gateway("gw")
         self.fm = self.fake_modbus("--tcp", "0")
@@ -34,11 +35,13 @@ class GatewayDownlink(harness.TestCase):
                'scale = 0.1; report = "change"; } ); ' + WRITES + ' }')
         bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
                'timeout_ms = 300; devices = ( %s, %s ); }'
-               % (self.fm.port, dev % ("m1", 1, "true" if raw else "false"),
+               % (self.fm.port, dev % ("m1", 1, "true"),
                   dev % ("m2", 2, "false")))
         cfg = self.config(self.emu.port, bus, edge='gateway = { token = "GW"; };')
         self.proc, _, _ = self.start_tbgw(cfg, env=env)
         emu = self.emu
+        if not announce_acked:
+            return emu, self.fm, self.proc
         emu.wait(lambda: set(emu.gateway_connected("gw")) == {"m1", "m2"}, 15,
                  "both devices announced")
         # Pushes before the sync at connect was answered would be written twice.
@@ -89,7 +92,7 @@ class GatewayDownlink(harness.TestCase):
     def test_attribute_sync_at_connect(self):
         def prepare(emu, fm):
             # Known to ThingsBoard before the gateway connects: m1 exists with its values.
-            emu.add_device("m1")
+            emu.add_device("m1", token="M1")
             emu.set_shared("m1", {"sp": 19.5, "pump": True, "other": 1})
         emu, fm, proc = self.start(prepare=prepare)
         harness.wait_until(lambda: fm.get(1, "holding", 20) == [195] and fm.get(1, "coil", 1) == [1],
@@ -169,7 +172,9 @@ class GatewayDownlink(harness.TestCase):
         n = len(self.replies())
         for body in [b"", b"not json", b"[]", b"{}", b'{"device":"m1"}', b'{"device":5,"data":{"id":1}}',
                      b'{"device":"m1","data":{"method":"setValve","params":true}}',
-                     b'{"device":"m1","data":[1]}', b"\xff\xfe\x00", b"[" * 5000]:
+                     b'{"device":"m1","data":[1]}', b"\xff\xfe\x00", b"[" * 5000,
+                     # Not a name ThingsBoard has; echoing it would close the session.
+                     b'{"device":"m\xff","data":{"id":1,"method":"setValve","params":true}}']:
             emu.push_raw("gw", RPC, body)
         for body in [b"not json", b"{}", b'{"device":"m1"}', b'{"device":"m1","data":[1]}',
                      b'{"data":{"sp":1}}', b'{"device":"m1","data":"sp"}']:
@@ -184,6 +189,8 @@ class GatewayDownlink(harness.TestCase):
         self.assertEqual(self.hw_writes(), [(1, 6, 20, 1)])
         out = proc.output()
         self.assertIn("gateway: ignoring an RPC request that names no device", out)
+        self.assertIn("gateway: ignoring an RPC request for a device name that is not UTF-8", out)
+        self.assertEqual(emu.connect_count("gw"), 1)  # the session was never dropped
         self.assertIn("gateway: ignoring a shared-attribute message", out)
         self.assertTrue(proc.alive())
         self.stop_tbgw(proc)
@@ -203,6 +210,28 @@ class GatewayDownlink(harness.TestCase):
         harness.wait_until(lambda: fm.get(2, "coil", 1) == [1], 10, "m2's write")
         self.assertEqual(self.hw_writes(), [(2, 5, 1, 1)])
         self.assertIn("no device 'ghost' on this gateway", proc.output())
+        self.stop_tbgw(proc)
+
+    def test_downlinks_before_the_announcement_is_acknowledged(self):
+        def prepare(emu, fm):
+            emu.hold_puback("gw")   # ThingsBoard has not confirmed v1/gateway/connect yet
+        emu, fm, proc = self.start(prepare=prepare, announce_acked=False)
+        # ThingsBoard knows the devices, tbgw does not yet count them as announced.
+        emu.wait(lambda: set(emu.gateway_connected("gw")) == {"m1", "m2"}, 15, "the announcements")
+        fm.reset()
+        emu.push_raw("gw", RPC, json.dumps({"device": "m1", "data": {"id": 5, "method": "setValve",
+                                                                     "params": True}}))
+        self.assertEqual(self.reply_to("m1", 5),
+                         {"error": "device 'm1' is not connected through this gateway yet"})
+        emu.push_raw("gw", "v1/gateway/attributes", json.dumps({"device": "m1", "data": {"sp": 1.0}}))
+        emu.wait(lambda: "ignoring shared attributes: device 'm1' is not connected" in proc.output(),
+                 10)
+        self.assertEqual(self.hw_writes(), [])
+        # Confirmed: served from then on.
+        emu.hold_puback("gw", False)
+        emu.wait(lambda: {r.get("device") for r in self.requests()} >= {"m1"}, 15, "m1's sync")
+        self.assertEqual(self.call("m1", "setValve", {"value": True}), {"ok": True})
+        self.assertEqual(fm.get(1, "coil", 5), [1])
         self.stop_tbgw(proc)
 
     def test_claim(self):
@@ -242,6 +271,9 @@ class GatewayDownlink(harness.TestCase):
                               "fw_checksum_algorithm": "SHA256"})
         emu.wait(lambda: any(k == "fw_state" and v == "FAILED" for _, k, v in emu.telemetry("m1")),
                  10, "fw_state FAILED")
+        self.assertIn(("fw_error", "ThingsBoard's gateway API carries no OTA updates (tbgw runs in "
+                                   "gateway mode)"),
+                      [(k, v) for _, k, v in emu.telemetry("m1")])
         self.assertEqual([m.topic for m in emu.messages("gw") if m.topic.startswith("v2/")],
                          [])
         self.assertNotIn("v2/fw/response/+", emu.subscriptions("gw"))

@@ -143,6 +143,27 @@ static void test_request_both_scopes_merge(void **state)
     json_object_put(none);
 }
 
+static void test_request_repeated_key_is_one(void **state)
+{
+    struct gwx_request r;
+    json_object *body = json_tokener_parse("{\"sharedKeys\":\"sp,sp,\"}");
+    json_object *v = json_tokener_parse("{\"sp\":1}");
+    char *out[GWX_SCOPES], *text = NULL;
+    int next = 3, dev_id;
+
+    (void)state;
+    gwx_request_init(&r);
+    assert_int_equal(gwx_request_start(&r, "M", 1, body, &next, out), 1);
+    assert_string_equal(out[GWX_SHARED], "{\"id\":3,\"device\":\"M\",\"client\":false,\"key\":\"sp\"}");
+    assert_string_equal(gwx_request_single_key(&r, 3), "sp");
+    assert_int_equal(gwx_request_answer(&r, 3, v, &text, &dev_id), 1);
+    assert_string_equal(text, "{\"shared\":{\"sp\":1}}");
+    free(text);
+    free(out[GWX_SHARED]);
+    json_object_put(body);
+    json_object_put(v);
+}
+
 static void test_request_without_keys(void **state)
 {
     struct gwx_request r;
@@ -251,10 +272,12 @@ static void test_idmap(void **state)
     assert_int_equal(gwx_idmap_take(&m, a + 2 + GWX_CLIENT_RPCS - 1, &dev, &dev_id), 0);
     assert_int_equal(dev, 3);
     assert_int_equal(dev_id, GWX_CLIENT_RPCS - 1);
-    /* Ids stay Java ints. */
-    m.next_id = 0x7fffffff;
-    assert_int_equal(gwx_idmap_put(&m, 0, 0), 0x7fffffff);
-    assert_int_equal(gwx_idmap_put(&m, 0, 1), 0);
+    /* Ids stay in their range, below the uplink's own. */
+    m.next_id = GWX_CLIENT_RPC_ID_MAX;
+    assert_int_equal(gwx_idmap_put(&m, 0, 0), GWX_CLIENT_RPC_ID_MAX);
+    assert_int_equal(gwx_idmap_put(&m, 0, 1), 1);
+    m = (struct gwx_idmap){0}; /* a zeroed map starts at 1 */
+    assert_int_equal(gwx_idmap_put(&m, 0, 1), 1);
 }
 
 int main(void)
@@ -264,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_wrap),
         cmocka_unit_test(test_request_shared_only),
         cmocka_unit_test(test_request_both_scopes_merge),
+        cmocka_unit_test(test_request_repeated_key_is_one),
         cmocka_unit_test(test_request_without_keys),
         cmocka_unit_test(test_request_restart_drops_old),
         cmocka_unit_test(test_names),
