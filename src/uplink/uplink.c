@@ -103,8 +103,9 @@ static void handle_event(struct uplink *u, struct event *e)
         return;
     d = &u->devs[e->device];
     uplink_mark(u, d);
-    if (d == gw_self(u) && !d->provisioning) {
-        /* The gateway's session: its answers and messages are every device's. */
+    if (d == gw_self(u)) {
+        /* The gateway's session: its acknowledgements and messages are every device's
+         * (but the answer to its own provisioning). It has no spool queue of its own. */
         switch (e->type) {
         case EV_DELIVERED:
             gw_on_delivered(u, e->token);
@@ -113,6 +114,8 @@ static void handle_event(struct uplink *u, struct event *e)
             gw_on_delivery_failed(u, e->token);
             return;
         case EV_MESSAGE:
+            if (d->provisioning)
+                break;
             gw_on_message(u, e->topic, e->payload, e->len);
             return;
         default:

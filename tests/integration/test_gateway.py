@@ -9,6 +9,7 @@ device credentials and OTA blocks are configuration errors in gateway mode."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -24,7 +25,7 @@ ATTRIBUTES = "v1/gateway/attributes"
 
 class Gateway(harness.TestCase):
     def start(self, devices=("a", "b", "c"), n_tags=2, poll_ms=POLL_MS, edge="", name="tbgw",
-              emu=None, fm=None, extra_device=""):
+              emu=None, fm=None, extra_device="", gateway='token = "GW";'):
         if emu is None:
             emu = self.emulator(devices=[("gw", "GW")])
             emu.set_gateway("gw")
@@ -42,7 +43,7 @@ class Gateway(harness.TestCase):
         bus = ('{ name = "plc"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
                'timeout_ms = 300; devices = ( %s ); }' % (self.fm.port, devs))
         self.cfg_text = self.config(self.emu.port, bus,
-                                    edge='gateway = { token = "GW"; }; ' + edge)
+                                    edge="gateway = { %s }; %s" % (gateway, edge))
         self.proc, _, self.cfg = self.start_tbgw(self.cfg_text, name=name)
         return self.emu
 
@@ -155,6 +156,26 @@ class Gateway(harness.TestCase):
                              for d in self.devices), 30, "the data after the flag was set")
         for dev in self.devices:
             self.assert_complete(self.stamps(dev), started + 500, started + 11000)
+        self.stop_tbgw(self.proc)
+
+    def test_the_gateway_provisions_itself(self):
+        emu = self.emulator()
+        emu.add_provision_profile("K", "S")
+        host = socket.gethostname()
+        self.start(emu=emu, gateway='provision = { key = "K"; secret = "S"; };')
+        emu.wait(lambda: host in emu.devices, 15, "the provisioned gateway device")
+        req, resp = emu.provisions[0]
+        self.assertEqual(req["deviceName"], host)
+        # ThingsBoard creates a plain device: it is flagged gateway by hand, then its next
+        # session carries the devices.
+        emu.set_gateway(host)
+        emu.drop(host)
+        emu.wait(lambda: set(emu.gateway_connected(host)) == {"a", "b", "c"}, 20, "announced")
+        self.stop_tbgw(self.proc)
+        # A restart uses the stored credentials: no second provisioning.
+        self.proc, _, _ = self.start_tbgw(self.cfg_text, name="tbgw2")
+        emu.wait(lambda: len(emu.gateway_connected(host)) == 3, 20, "announced again")
+        self.assertEqual(len(emu.provisions), 1)
         self.stop_tbgw(self.proc)
 
     # ---- store and forward ----
