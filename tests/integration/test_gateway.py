@@ -6,8 +6,11 @@ many devices goes grouped in v1/gateway/telemetry messages (timestamps kept, non
 nothing; a reload announces the devices it adds and disconnects the ones it removes, and
 nobody else; a restart disconnects nobody; the gateway's rate limits pace the session;
 device credentials and OTA blocks are configuration errors in gateway mode."""
+import http.client
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,6 +128,43 @@ class Gateway(harness.TestCase):
         self.assertEqual(st["gateway"]["gateway_session"]["connected"], True)
         self.assertEqual(st["gateway"]["gateway_session"]["announced"], 3)
         self.assertEqual({d["edge"] for d in st["devices"]}, {"announced"})
+        self.stop_tbgw(self.proc)
+
+    def test_metrics_show_the_gateway_session(self):
+        port = harness.free_port()
+        self.start(edge="", devices=("a", "b"))
+        self.proc.stop()
+        cfg = self.cfg_text + 'metrics = { listen = "127.0.0.1:%d"; };\n' % port
+        self.proc, _, _ = self.start_tbgw(cfg, name="tbgw2")
+        self.emu.wait(lambda: len(self.emu.gateway_connected("gw")) == 2, 15, "announced")
+
+        def scrape():
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * harness.SLOW)
+            try:
+                c.request("GET", "/metrics")
+                return c.getresponse().read().decode()
+            finally:
+                c.close()
+
+        def sample(text, name):
+            m = re.search(r"^%s (\S+)$" % name, text, re.M)
+            return float(m.group(1)) if m else None
+        harness.wait_until(lambda: sample(scrape(), "tbgw_gateway_devices_announced") == 2, 10,
+                           "two devices announced in the metrics")
+        text = scrape()
+        self.assertEqual(sample(text, "tbgw_sessions_up"), 1)   # one session, the gateway's
+        if shutil.which("promtool"):
+            r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.emu.drop_all()
+        self.emu.refuse_tcp(True)
+        harness.wait_until(lambda: sample(scrape(), "tbgw_gateway_devices_announced") == 0, 10,
+                           "no device announced while the gateway is offline")
+        st = json.loads(self.tbgwctl("status", "--json").stdout)
+        self.assertEqual({d["edge"] for d in st["devices"]}, {"gateway offline"})
+        self.assertIn("gateway offline, 0/2 devices announced", st["gateway"]["summary"])
+        self.emu.refuse_tcp(False)
         self.stop_tbgw(self.proc)
 
     def test_large_messages_stay_below_64_KiB(self):
