@@ -61,13 +61,17 @@ void batch_close_if_ready(struct uplink *u, struct up_dev *d, uint64_t now)
         batch_close(u, d);
 }
 
+static uint32_t min_cap(uint32_t a, uint32_t b)
+{
+    return !a ? b : !b ? a : MIN(a, b);
+}
+
 uint32_t batch_points_cap(const struct uplink *u, const struct up_dev *d)
 {
-    /* In gateway mode the gateway's session carries the message, under its limits. */
-    const struct pace_level *p = u->gw ? &gw_self(u)->pace : &d->pace;
-    uint32_t dev = pace_capacity(&p->points), ten = pace_capacity(&u->tenant_pace.points);
+    uint32_t cap = min_cap(pace_capacity(&d->pace.points), pace_capacity(&u->tenant_pace.points));
 
-    return !dev ? ten : !ten ? dev : MIN(dev, ten);
+    /* In gateway mode the gateway's session carries the message, under its limits too. */
+    return u->gw ? min_cap(cap, pace_capacity(&gw_self(u)->pace.points)) : cap;
 }
 
 /* Whether the open batch holds as many data points as a period of the device's or the

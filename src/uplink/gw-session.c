@@ -255,11 +255,16 @@ static void announce(struct uplink *u, uint64_t now)
             pace_later(gd, now, at);
             return;
         }
+        if (!pace_level_allows(&d->pace, 0, now)) {
+            pace_later(gd, now, pace_level_retry_at(&d->pace, 0, now));
+            return;
+        }
         body = gw_connect_body(d->dc->name, d->dc->type);
         r = pub_send(u, gd, GW_TOPIC_CONNECT, body, strlen(body), 1, &token, 0);
         free(body);
         if (r < 0)
             return;
+        pace_level_take(&d->pace, 0, now);
         flight_add_dev(flight_add(g, FLIGHT_CONNECT, token), dev_index(d));
         if (!g->announce_since_ms)
             g->announce_since_ms = now;
@@ -275,7 +280,7 @@ static bool send_attributes(struct uplink *u, uint64_t now)
 {
     struct up_gw *g = u->gw;
     struct up_dev *gd = g->self;
-    uint32_t points = 0, sent[64];
+    uint32_t points = 0, sent[64], sent_points[64];
     size_t n_sent = 0, len;
     char *text;
     uint64_t at;
@@ -288,8 +293,15 @@ static bool send_attributes(struct uplink *u, uint64_t now)
         char *a;
         int r;
 
+        uint32_t p;
+
         if (d->state != CS_UP || !d->attrs_dirty || json_object_object_length(d->attrs_dirty) == 0)
             continue;
+        p = tb_json_points(d->attrs_dirty);
+        if (!pace_level_allows(&d->pace, p, now)) { /* its share of the gateway's limits */
+            pace_later(gd, now, pace_level_retry_at(&d->pace, p, now));
+            continue;
+        }
         a = tb_json_text(d->attrs_dirty, &alen);
         r = gw_msg_add(&g->msg, d->dc->name, a, alen);
         free(a);
@@ -304,7 +316,8 @@ static bool send_attributes(struct uplink *u, uint64_t now)
             d->attrs_dirty = NULL;
             continue;
         }
-        points += tb_json_points(d->attrs_dirty);
+        points += p;
+        sent_points[n_sent] = p;
         sent[n_sent++] = i;
     }
     if (n_sent == ARRAY_SIZE(sent))
@@ -327,6 +340,7 @@ static bool send_attributes(struct uplink *u, uint64_t now)
     free(text);
     for (size_t k = 0; k < n_sent; k++) {
         struct up_dev *d = &u->devs[sent[k]];
+        pace_level_take(&d->pace, sent_points[k], now);
         json_object_put(d->attrs_dirty);
         d->attrs_dirty = NULL;
     }
@@ -341,7 +355,7 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
     struct up_dev *gd = g->self;
     struct flight *f;
     struct batch **taken = NULL;
-    uint32_t *devs = NULL, points = 0, cap = batch_points_cap(u, gd);
+    uint32_t *devs = NULL, *dev_points = NULL, points = 0, cap = batch_points_cap(u, gd);
     size_t n_taken = 0, n_devs = 0, len;
     bool full = false, alone = false;
     int token = 0, r;
@@ -354,11 +368,19 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
     for (uint32_t i = g->q_head; i != NO_DEV && !full; i = u->devs[i].gw_next) {
         struct up_dev *d = &u->devs[i];
         bool added = false;
+        uint32_t dpoints = 0;
         struct batch *b;
 
         if (d->state != CS_UP)
             continue;
         while ((b = spool_next(u->spool, i))) {
+            /* The device's share of the gateway's limits (rateLimits): the rest of its
+             * batches wait, the other devices' go. */
+            if (!pace_level_allows(&d->pace, dpoints + b->n_values, now)) {
+                if (!dpoints)
+                    pace_later(gd, now, pace_level_retry_at(&d->pace, b->n_values, now));
+                break;
+            }
             if (spool_batch_alone(b)) {
                 /* A suspect goes alone, first after the CONNACK (spool.c, "Rejection"). */
                 if (n_taken || g->tele_inflight) {
@@ -394,11 +416,14 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
             taken = xreallocarray(taken, n_taken + 1, sizeof(*taken));
             taken[n_taken++] = b;
             points += b->n_values;
+            dpoints += b->n_values;
             if (!added) {
                 devs = xreallocarray(devs, n_devs + 1, sizeof(*devs));
+                dev_points = xreallocarray(dev_points, n_devs + 1, sizeof(*dev_points));
                 devs[n_devs++] = i;
                 added = true;
             }
+            dev_points[n_devs - 1] = dpoints;
             if (alone) {
                 full = true;
                 break;
@@ -411,6 +436,7 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
             pace_later(gd, now, at);
         free(taken);
         free(devs);
+        free(dev_points);
         return false;
     }
     text = gw_msg_finish(&g->msg, &len);
@@ -422,12 +448,16 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
             taken[k]->inflight = false;
         free(taken);
         free(devs);
+        free(dev_points);
         return false;
     }
     for (size_t k = 0; k < n_taken; k++) {
         taken[k]->token = token;
         u->devs[taken[k]->device].inflight++;
     }
+    for (size_t k = 0; k < n_devs; k++)
+        pace_level_take(&u->devs[devs[k]].pace, dev_points[k], now);
+    free(dev_points);
     f = flight_add(g, FLIGHT_TELEMETRY, token);
     f->devs = devs;
     f->n_devs = n_devs;
@@ -540,6 +570,10 @@ static void on_announced(struct uplink *u, uint32_t dev)
     /* Every client attribute known, as device mode sends them on each new session. */
     pub_gateway_attributes(u, d);
     gw_pub_attributes(u, d, d->attrs);
+    /* The attribute sync the router starts now names the device too: its share of the
+     * gateway's limits pays for it (what the downlink sends is counted on the gateway's
+     * level only). */
+    pace_level_take(&d->pace, 0, now_ms());
     router_connected(u->downlink, dev);
     gw_want(u, d);
 }

@@ -129,6 +129,17 @@ void limits_apply(struct uplink *u, struct up_dev *d, int err, const char *paylo
     }
     limits_set(u, d, limit_member(limits, "messages"), limit_member(limits, "telemetryMessages"),
                limit_member(limits, "telemetryDataPoints"));
+    /* A gateway's answer also has each device's share of the session (rateLimits): every
+     * message that names the device counts, as on the gateway's own level. */
+    if (d == gw_self(u) && json_object_object_get_ex(o, "rateLimits", &limits) &&
+        json_object_is_type(limits, json_type_object)) {
+        for (size_t i = 0; i < u->n_devs; i++) {
+            u->devs[i].pace.every_msg = true;
+            limits_set(u, &u->devs[i], limit_member(limits, "messages"),
+                       limit_member(limits, "telemetryMessages"),
+                       limit_member(limits, "telemetryDataPoints"));
+        }
+    }
     json_object_put(o);
 }
 

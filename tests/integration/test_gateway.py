@@ -322,6 +322,25 @@ class Gateway(harness.TestCase):
         self.assertIn("rate limits", self.proc.output())
         self.stop_tbgw(self.proc)
 
+    def test_each_devices_share_of_the_gateway_limits(self):
+        emu = self.emulator(devices=[("gw", "GW")])
+        emu.set_gateway("gw")
+        # Each device may send 30 data points and 6 messages a second through the gateway;
+        # it reads 40 a second (4 registers every 100 ms): the rest waits in the spool.
+        emu.set_gateway_rate_limits(device_messages="6:1", device_telemetry_messages="4:1",
+                                    device_telemetry_datapoints="30:1,200:10")
+        self.start(devices=("a", "b", "c"), n_tags=4, emu=emu)
+        started = time.time()
+        time.sleep(8 * harness.SLOW)
+        self.assertEqual(emu.counts("gw")["rate_limited"], 0, "a device exceeded its share")
+        self.assertEqual(emu.connect_count("gw"), 1)
+        elapsed = time.time() - started
+        for d in ("a", "b", "c"):
+            n = len(emu.telemetry(d))
+            self.assertGreater(n, 40, d)
+            self.assertLessEqual(n, 30 * (elapsed + 1), d)
+        self.stop_tbgw(self.proc)
+
     # ---- configuration ----
 
     def check(self, text):
