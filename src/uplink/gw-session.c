@@ -375,7 +375,13 @@ static bool send_telemetry(struct uplink *u, uint64_t now)
             continue;
         while ((b = spool_next(u->spool, i))) {
             /* The device's share of the gateway's limits (rateLimits): the rest of its
-             * batches wait, the other devices' go. */
+             * batches wait, the other devices' go. Its part of one message never holds
+             * more points than a period of its share admits (the check alone would let
+             * that through while its window is empty). */
+            uint32_t dcap = pace_capacity(&d->pace.points);
+
+            if (dpoints && dcap && dpoints + b->n_values > dcap)
+                break;
             if (!pace_level_allows(&d->pace, dpoints + b->n_values, now)) {
                 if (!dpoints)
                     pace_later(gd, now, pace_level_retry_at(&d->pace, b->n_values, now));
