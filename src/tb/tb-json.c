@@ -73,48 +73,137 @@ void tb_batch_init(struct tb_batch *b)
 
 void tb_batch_clear(struct tb_batch *b)
 {
-    json_object_put(b->root);
+    free(b->text);
+    free(b->key_hash);
     tb_batch_init(b);
 }
 
-/* Upper bound of the text json-c will print for a value. */
-static size_t value_bytes(json_object *o)
+static void append(struct tb_batch *b, const char *s, size_t n)
 {
-    switch (json_object_get_type(o)) {
-    case json_type_string:
-        return (size_t)json_object_get_string_len(o) * 6 + 2; /* \u00XX escapes at worst */
-    case json_type_boolean:
-        return 5;
-    case json_type_double:
-        return strlen(json_object_to_json_string_ext(o, TO_STRING_FLAGS));
-    default:
-        return 20; /* INT64_MIN, UINT64_MAX */
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->text = xrealloc(b->text, cap);
+        b->cap = cap;
     }
+    memcpy(b->text + b->len, s, n);
+    b->len += n;
+    b->text[b->len] = '\0';
+}
+
+/* JSON needs nothing done to most keys and strings; the rest are escaped by json-c, the one
+ * escaper every payload uses (tb_json_quote()). */
+static bool plain(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == '"' || *p == '\\')
+            return false;
+    return true;
+}
+
+static void append_string(struct tb_batch *b, const char *s)
+{
+    size_t n;
+    char *q;
+
+    if (plain(s)) {
+        append(b, "\"", 1);
+        append(b, s, strlen(s));
+        append(b, "\"", 1);
+        return;
+    }
+    q = tb_json_quote(s, &n);
+    append(b, q, n);
+    free(q);
+}
+
+/* v as JSON text into buf (FMT_NUM_MAX bytes), exactly as tb_json_value() prints it; the
+ * length, or -1 if ThingsBoard could not store it. Strings are not handled here. */
+static int format_scalar(char *buf, const struct value *v)
+{
+    switch (v->kind) {
+    case VK_INT:
+        return fmt_int64(buf, v->i);
+    case VK_UINT:
+        return fmt_uint64(buf, v->u);
+    case VK_DOUBLE:
+        return fmt_double(buf, v->d) < 0 ? -1 : (int)strlen(buf);
+    case VK_FLOAT:
+        return fmt_float(buf, (float)v->d) < 0 ? -1 : (int)strlen(buf);
+    case VK_BOOL:
+        strcpy(buf, v->b ? "true" : "false");
+        return v->b ? 4 : 5;
+    case VK_STRING:
+    case VK_NONE:
+        break;
+    }
+    return -1;
+}
+
+static uint32_t hash_key(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* A hash seen before may be another key's: that only starts a new entry early. */
+static bool key_seen(struct tb_batch *b, uint32_t h)
+{
+    for (size_t i = 0; i < b->n_keys; i++)
+        if (b->key_hash[i] == h)
+            return true;
+    if (b->n_keys == b->cap_keys) {
+        b->cap_keys = b->cap_keys ? 2 * b->cap_keys : 16;
+        b->key_hash = xreallocarray(b->key_hash, b->cap_keys, sizeof(*b->key_hash));
+    }
+    b->key_hash[b->n_keys++] = h;
+    return false;
+}
+
+static void open_entry(struct tb_batch *b, int64_t ts)
+{
+    char num[FMT_NUM_MAX];
+    int n = fmt_int64(num, ts);
+
+    append(b, b->len ? "}},{\"ts\":" : "[{\"ts\":", b->len ? 9 : 7);
+    append(b, num, (size_t)n);
+    append(b, ",\"values\":{", 11);
+    b->ts = ts;
+    b->n_keys = 0;
 }
 
 bool tb_batch_add(struct tb_batch *b, int64_t ts, const char *key, const struct value *v)
 {
-    json_object *val = tb_json_value(v);
+    char num[FMT_NUM_MAX];
+    int n = 0;
+    uint32_t h = hash_key(key);
 
-    if (!val)
+    if (v->kind != VK_STRING && (n = format_scalar(num, v)) < 0)
         return false;
-    if (!b->root) {
-        b->root = json_object_new_array();
-        b->bytes = 2;
+    if (!b->n_values) {
+        b->len = 0;
         b->first_ts = ts;
+        open_entry(b, ts);
+        key_seen(b, h);
+    } else if (ts != b->ts || key_seen(b, h)) {
+        open_entry(b, ts);
+        key_seen(b, h);
+    } else {
+        append(b, ",", 1);
     }
-    if (!b->values || ts != b->ts) {
-        json_object *entry = json_object_new_object();
-        b->values = json_object_new_object();
-        json_object_object_add(entry, "ts", json_object_new_int64(ts));
-        json_object_object_add(entry, "values", b->values);
-        json_object_array_add(b->root, entry);
-        b->ts = ts;
-        b->bytes += sizeof("{\"ts\":1700000000000,\"values\":{}},") - 1;
-    }
-    b->bytes += strlen(key) * 6 + 4 + value_bytes(val);
-    json_object_object_add(b->values, key, val);
+    append_string(b, key);
+    append(b, ":", 1);
+    if (v->kind == VK_STRING)
+        append_string(b, v->s);
+    else
+        append(b, num, (size_t)n);
     b->n_values++;
+    b->bytes = b->len + 3; /* "}}]" */
     return true;
 }
 
@@ -141,8 +230,19 @@ char *tb_json_quote(const char *s, size_t *ret_len)
 
 char *tb_batch_finish(struct tb_batch *b, size_t *ret_len)
 {
-    char *s = tb_json_text(b->root, ret_len);
+    char *s;
 
+    if (!b->n_values) {
+        tb_batch_clear(b);
+        if (ret_len)
+            *ret_len = 2;
+        return xstrdup("[]");
+    }
+    append(b, "}}]", 3);
+    s = b->text;
+    if (ret_len)
+        *ret_len = b->len;
+    b->text = NULL;
     tb_batch_clear(b);
     return s;
 }

@@ -33,14 +33,21 @@ json_object *tb_json_value(const struct value *v);
 /* JSON value -> struct value (numbers, booleans, strings; NULL for objects, arrays, null). */
 int tb_value_from_json(json_object *o, struct value *ret);
 
-/* Builds one telemetry batch. */
+/* Builds one telemetry batch, as text from the start: a poll of ten registers costs one
+ * append per value instead of a json-c tree of objects that is printed and freed (that tree
+ * was most of the uplink thread's time). The text is exactly what tb_batch_finish() returns
+ * but for the closing "}}]". */
 struct tb_batch {
-    json_object *root;   /* the array */
-    json_object *values; /* "values" of the last entry */
-    int64_t ts;          /* its ts */
-    size_t bytes;        /* serialized size, estimated from above */
+    char *text;          /* "[{"ts":…,"values":{…" so far; NULL while empty */
+    size_t len, cap;
+    size_t bytes;        /* exact size of the finished text */
+    int64_t ts;          /* ts of the open entry */
     size_t n_values;
     int64_t first_ts;
+    /* Keys of the open entry, hashed: a key written twice at one ts starts a new entry
+     * with the same ts instead of repeating a JSON member (see tb_batch_add()). */
+    uint32_t *key_hash;
+    size_t n_keys, cap_keys;
 };
 
 void tb_batch_init(struct tb_batch *b);
@@ -49,7 +56,9 @@ static inline bool tb_batch_empty(const struct tb_batch *b)
 {
     return b->n_values == 0;
 }
-/* Add key = v at ts. Returns false (adding nothing) if v cannot be represented. */
+/* Add key = v at ts. Returns false (adding nothing) if v cannot be represented. The same
+ * key twice at one ts is sent twice, in order, in two entries: ThingsBoard stores the
+ * later, as it would the later of two messages. */
 bool tb_batch_add(struct tb_batch *b, int64_t ts, const char *key, const struct value *v);
 /* The batch as text (malloc'd, NUL-terminated); the builder is reset. */
 char *tb_batch_finish(struct tb_batch *b, size_t *ret_len);

@@ -46,6 +46,50 @@ static void test_batch_groups_by_ts(void **state)
     free(text);
 }
 
+/* A key twice at one ts never repeats a JSON member (a parser keeps one of them): the
+ * second starts an entry of its own, after the first, so the later value wins. Keys and
+ * strings that need escaping are escaped as json-c does it everywhere else. */
+static void test_batch_repeated_key_and_escapes(void **state)
+{
+    struct tb_batch b;
+    struct value one = {.kind = VK_INT, .i = 1}, two = {.kind = VK_INT, .i = 2};
+    struct value s = {.kind = VK_STRING, .s = (char *)"tab\there/\x01"};
+    size_t len;
+    char *text;
+
+    tb_batch_init(&b);
+    assert_true(tb_batch_add(&b, 5, "a", &one));
+    assert_true(tb_batch_add(&b, 5, "b\"q", &s));
+    assert_true(tb_batch_add(&b, 5, "a", &two));
+    assert_int_equal(b.n_values, 3);
+    text = tb_batch_finish(&b, &len);
+    assert_string_equal(text, "[{\"ts\":5,\"values\":{\"a\":1,\"b\\\"q\":\"tab\\there/\\u0001\"}},"
+                              "{\"ts\":5,\"values\":{\"a\":2}}]");
+    assert_int_equal(len, strlen(text));
+    free(text);
+}
+
+/* The size the uplink closes batches by is the finished text's, exactly. */
+static void test_batch_bytes_is_exact(void **state)
+{
+    struct tb_batch b;
+    struct value d = {.kind = VK_DOUBLE, .d = 1.0 / 3.0};
+    char key[8];
+    size_t len, bytes;
+    char *text;
+
+    tb_batch_init(&b);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i % 7);
+        assert_true(tb_batch_add(&b, 1000 + i / 3, key, &d));
+    }
+    bytes = b.bytes;
+    text = tb_batch_finish(&b, &len);
+    assert_int_equal(len, bytes);
+    assert_int_equal(len, strlen(text));
+    free(text);
+}
+
 static void test_unrepresentable_values(void **state)
 {
     struct tb_batch b;
@@ -141,6 +185,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_groups_by_ts),
+        cmocka_unit_test(test_batch_repeated_key_and_escapes),
+        cmocka_unit_test(test_batch_bytes_is_exact),
         cmocka_unit_test(test_unrepresentable_values),
         cmocka_unit_test(test_size_estimate_is_an_upper_bound),
         cmocka_unit_test(test_provision),
