@@ -116,6 +116,18 @@ void mb_close(void *state)
     free(mb);
 }
 
+/* Nothing in the state belongs to one device: the link, its settings (equal, the caller
+ * says) and the listening socket move to the new bus as they are. */
+int mb_adopt(struct bus *bus, void *old_state, void **ret_state)
+{
+    struct mb *mb = old_state;
+
+    mb->bus = bus;
+    mb->cfg = bus_config(bus);
+    *ret_state = mb;
+    return 0;
+}
+
 /* Poll through fd, a connection accepted in listen mode. */
 static void attach(struct mb *mb, int fd)
 {
