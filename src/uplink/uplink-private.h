@@ -90,6 +90,9 @@ struct up_dev {
      * CONNECT slot. */
     bool ready, connq;
     uint32_t next_ready;
+    /* A reload hands the session to the next uplink (reconfigure.c): stopping leaves it
+     * connected. Set before the stop request, read after it. */
+    bool keep;
 };
 
 struct uplink {
@@ -186,6 +189,9 @@ void health_tick(struct uplink *u, uint64_t now);
 
 /* status.c: for uplink_status(), on the uplink thread. */
 void status_snapshot(struct uplink *u);
+
+/* reconfigure.c: whether a stopping uplink leaves d's session up for the next one. */
+bool uplink_hands_over(const struct up_dev *d);
 
 /* downlink-port.c: the downlink, talking to u through its port. */
 struct downlink *port_downlink_new(struct uplink *u);

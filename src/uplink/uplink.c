@@ -23,7 +23,8 @@
  * The other files of src/uplink each do one job for this loop: connection.c (a device's
  * session and its state machine), limits.c (the Edge's rate limits), publish.c (sending,
  * pacing, acknowledgements), batch.c (samples into batches), health.c (health telemetry),
- * status.c (figures for other threads), downlink-port.c (what the downlink may use). All
+ * status.c (figures for other threads), downlink-port.c (what the downlink may use),
+ * reconfigure.c (sessions handed from one uplink to the next on a reload). All
  * session state lives on this thread, so none of it needs a lock.
  *
  * Invariants: a device is on the ready list at most once per pass (up_dev.ready), and in
@@ -274,9 +275,14 @@ static void *uplink_thread(void *arg)
 
     pthread_setname_np(pthread_self(), "tbgw/uplink");
     for (size_t i = 0; i < u->n_devs; i++) {
-        u->devs[i].retry_at_ms = now_ms();
-        conn_set_state(u, &u->devs[i], CS_WAIT);
-        uplink_mark(u, &u->devs[i]);
+        struct up_dev *d = &u->devs[i];
+
+        /* A session taken over from before a reload (reconfigure.c) goes on as it is. */
+        if (d->state != CS_UP && d->state != CS_CONNECTING) {
+            d->retry_at_ms = now_ms();
+            conn_set_state(u, d, CS_WAIT);
+        }
+        uplink_mark(u, d);
     }
 
     while (!atomic_load(&u->stop)) {
@@ -322,6 +328,8 @@ static void *uplink_thread(void *arg)
     status_snapshot(u); /* final: what a failed flush left unsaved is reported as lost */
     for (size_t i = 0; i < u->n_devs; i++) {
         struct up_dev *d = &u->devs[i];
+        if (uplink_hands_over(d))
+            continue;
         if (d->sess)
             session_disconnect(d->sess, 100);
         conn_set_state(u, d, CS_WAIT);

@@ -36,6 +36,15 @@ int uplink_start(struct uplink *u);
 void uplink_stop(struct uplink *u);
 struct uplink *uplink_free(struct uplink *u);
 
+/* A reload (reconfigure.c), on main. Before uplink_stop(old): the sessions of the devices
+ * that d leaves unchanged stay up when old stops. After it, before uplink_start(u) (u is
+ * built from d's new configuration): u takes those sessions over with everything known
+ * about them (client attributes sent, pacing, counters) and the events paho posted to old
+ * for them meanwhile, so the Edge sees no new CONNECT. */
+struct config_diff;
+void uplink_keep_sessions(struct uplink *old, const struct config_diff *d);
+void uplink_take_sessions(struct uplink *u, struct uplink *old, const struct config_diff *d);
+
 /* Hand an event to the uplink thread (finished commands, control requests). */
 void uplink_post(struct uplink *u, struct event *e);
 

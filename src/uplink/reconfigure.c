@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A reload without new sessions: the MQTT sessions of the devices a reload leaves
+ * unchanged go from the stopping uplink to the one built from the new file.
+ *
+ * The old uplink stops as always (its rings drained, every batch closed and kept in the
+ * spool file, which the new uplink opens again), except that the sessions it hands over
+ * stay connected. The new uplink takes each of them with the device's session state: the
+ * client attributes known and sent, pacing and the Edge's limits, the close watch, the
+ * counters. Batches that were in flight are in the spool file as unacknowledged and go
+ * again; an acknowledgement of the old session that arrives later finds no batch and is
+ * ignored (publish.c).
+ *
+ * Events: a paho callback posts under the session's lock (session.c), so each event of a
+ * handed-over session is either in the old uplink's queue under the old device number, or,
+ * after session_move(), in the new one under the new number. The old queue's events of
+ * those sessions are moved in front of the new queue's, renumbered; nothing paho said is
+ * lost or reordered (a shared-attribute push, an RPC request, a lost connection).
+ *
+ * Not handed over: a device halted until a reload (refused provisioning: the reload is the
+ * user's way to try again), and every device when edge or storage settings change
+ * (config_diff says restart_all, so no device is unchanged).
+ *
+ * Invariants: a session belongs to exactly one uplink; the old uplink frees what the new
+ * one did not take.
+ *
+ * Thread: main, while neither uplink's thread runs (the old one has stopped, the new one
+ * has not started); uplink_keep_sessions() before the old one stops.
+ */
+#include "config.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/diff.h"
+#include "uplink/session.h"
+#include "uplink/uplink-private.h"
+#include "util/macros.h"
+
+#define NOT_KEPT UINT32_MAX
+
+bool uplink_hands_over(const struct up_dev *d)
+{
+    return d->keep && d->state != CS_HALTED;
+}
+
+void uplink_keep_sessions(struct uplink *old, const struct config_diff *d)
+{
+    for (size_t i = 0; i < d->n_devices; i++)
+        if (d->devices[i].change == CHANGE_NONE)
+            old->devs[d->devices[i].old->index].keep = true;
+}
+
+/* n gets o's session and everything known about it; o gets n's fresh state, which
+ * uplink_free() releases with the old uplink. */
+static void take(struct uplink *u, struct up_dev *n, struct up_dev *o, uint32_t index)
+{
+    struct up_dev fresh = *n;
+    struct device *odev = o->dev;
+    const struct device_config *odc = o->dc;
+    enum conn_state st = o->state;
+
+    *n = *o;
+    *o = fresh;
+    /* Each keeps its identity: n is the new configuration's device. */
+    n->dev = fresh.dev;
+    n->dc = fresh.dc;
+    o->dev = odev;
+    o->dc = odc;
+    /* The old uplink's scheduling and its batches in flight stay behind: those batches are
+     * in the spool file, unacknowledged, and are sent again. */
+    n->ready = n->connq = false;
+    n->next_ready = 0;
+    n->inflight = 0;
+    n->lone_inflight = false;
+    n->ack = (struct complain){0};
+    n->keep = false;
+    atomic_store(&n->backlog, 0);
+    /* In u's counts of connected and connecting devices. */
+    n->state = CS_WAIT;
+    atomic_store(&n->connected, false);
+    conn_set_state(u, n, st);
+    session_move(n->sess, index, &u->cfg->edge, &u->evq);
+}
+
+/* The events old's queue still holds for the sessions u took, in front of u's own. */
+static void take_events(struct uplink *u, struct uplink *old, const uint32_t *map)
+{
+    struct event *later = evq_take(&u->evq), *e = evq_take(&old->evq);
+
+    while (e) {
+        struct event *next = e->next;
+        bool of_session = e->type != EV_COMMAND_DONE && e->type != EV_CONTROL;
+
+        if (of_session && e->device < old->n_devs && map[e->device] != NOT_KEPT) {
+            e->device = map[e->device];
+            evq_post(&u->evq, e);
+        } else {
+            event_free(e);
+        }
+        e = next;
+    }
+    while (later) {
+        struct event *next = later->next;
+        evq_post(&u->evq, later);
+        later = next;
+    }
+}
+
+void uplink_take_sessions(struct uplink *u, struct uplink *old, const struct config_diff *d)
+{
+    uint32_t *map = xcalloc(old->n_devs ? old->n_devs : 1, sizeof(*map));
+
+    for (size_t i = 0; i < old->n_devs; i++)
+        map[i] = NOT_KEPT;
+    for (size_t i = 0; i < d->n_devices; i++) {
+        const struct device_diff *dd = &d->devices[i];
+        struct up_dev *o;
+
+        if (dd->change != CHANGE_NONE)
+            continue;
+        o = &old->devs[dd->old->index];
+        if (!uplink_hands_over(o) || !o->sess)
+            continue;
+        take(u, &u->devs[dd->new->index], o, (uint32_t)dd->new->index);
+        map[dd->old->index] = (uint32_t)dd->new->index;
+    }
+    take_events(u, old, map);
+    free(map);
+}
