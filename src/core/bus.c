@@ -225,10 +225,10 @@ struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_
 
 /* What a device's values were last reported as (report strategies, heartbeats), which keys
  * could not be read, its backoff: to bd from the same device's old one, so that a reload
- * sends nothing again that has not changed. Both use the same key table. */
+ * sends nothing again that has not changed. bd's device has old's key table (bus_adopt). */
 static void take_device_state(struct bus_device *bd, struct bus_device *old)
 {
-    if (bd->dev->keys != old->dev->keys || bd->n_state != old->n_state)
+    if (bd->n_state != old->n_state)
         return;
     SWAP(bd->state, old->state);
     SWAP(bd->warned, old->warned);

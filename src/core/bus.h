@@ -50,8 +50,9 @@ struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_
                     int wake_fd);
 /* A reload: a bus like bus_new()'s that takes over old's port or connection (old has stopped
  * with bus_stop_keep_link() and has the same transport settings; its driver state is
- * consumed), and old's figures. keep_state[i]: devices[i] is unchanged and keeps its report
- * state (last values, heartbeats) and, on a link that stays up, its identification. Without
+ * consumed), and old's figures. keep_state[i]: devices[i] is unchanged, has the key table of
+ * old's device of that name, and keeps its report state (last values, heartbeats) and, on
+ * a link that stays up, its identification. Without
  * the driver's adopt hook, the bus opens a new link. NULL (logged) on failure. */
 struct bus *bus_adopt(const struct bus_config *cfg, struct device **devices, size_t n,
                       int wake_fd, struct bus *old, const bool *keep_state);
