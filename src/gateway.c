@@ -303,6 +303,12 @@ int gateway_reload(struct gateway **gp, const struct config *nc, const struct co
             od->keys = kt;
         }
     }
+    /* A bus that got a new link goes on counting too. */
+    for (size_t i = 0; i < d->n_buses; i++) {
+        const struct bus_diff *bd = &d->buses[i];
+        if (bd->old && bd->new && !adopts_link(d, bd->new))
+            bus_continue_figures(ng->buses[bd->new - nc->buses], old_bus(old, bd->old));
+    }
     r = adopt_buses(ng, old, d);
     uplink_take_sessions(ng->uplink, old->uplink, d);
 
@@ -596,9 +602,8 @@ static uint64_t device_figure(struct gateway *g, size_t i, size_t k)
 }
 
 /* The figures of tbgwctl status, in Prometheus's terms: counters end in _total, times are
- * in seconds, sizes in bytes. Gateway-wide counters continue across reloads (the totals);
- * per-device and per-bus ones start again with the gateway a reload builds, which
- * Prometheus's rate() and increase() take as a counter reset. */
+ * in seconds, sizes in bytes. Every counter continues across reloads: the totals, and
+ * those of each device and bus the new file still has (gateway_reload). */
 void gateway_metrics(struct gateway *g, FILE *f)
 {
     struct uplink_status st;

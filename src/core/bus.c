@@ -238,6 +238,16 @@ static void take_device_state(struct bus_device *bd, struct bus_device *old)
     bd->overrun_logged = old->overrun_logged;
 }
 
+void bus_continue_figures(struct bus *b, const struct bus *old)
+{
+    atomic_store(&b->requests, atomic_load(&old->requests));
+    atomic_store(&b->errors, atomic_load(&old->errors));
+    atomic_store(&b->busy_us, atomic_load(&old->busy_us));
+    for (size_t i = 0; i < ARRAY_SIZE(b->poll_latency.bucket); i++)
+        atomic_store(&b->poll_latency.bucket[i], atomic_load(&old->poll_latency.bucket[i]));
+    atomic_store(&b->poll_latency.sum_us, atomic_load(&old->poll_latency.sum_us));
+}
+
 struct bus *bus_adopt(const struct bus_config *cfg, struct device **devices, size_t n,
                       int wake_fd, struct bus *old, const bool *keep_state)
 {
@@ -260,13 +270,7 @@ struct bus *bus_adopt(const struct bus_config *cfg, struct device **devices, siz
     b->link_backoff_ms = old->link_backoff_ms;
     b->link_retry_ms = old->link_retry_ms;
     b->paused = old->paused;
-    /* The bus's figures go on: tbgwctl status and Prometheus see one bus, not two. */
-    atomic_store(&b->requests, atomic_load(&old->requests));
-    atomic_store(&b->errors, atomic_load(&old->errors));
-    atomic_store(&b->busy_us, atomic_load(&old->busy_us));
-    for (size_t i = 0; i < ARRAY_SIZE(b->poll_latency.bucket); i++)
-        atomic_store(&b->poll_latency.bucket[i], atomic_load(&old->poll_latency.bucket[i]));
-    atomic_store(&b->poll_latency.sum_us, atomic_load(&old->poll_latency.sum_us));
+    bus_continue_figures(b, old);
     for (size_t i = 0; i < n; i++) {
         struct bus_device *bd = &b->devs[i];
 

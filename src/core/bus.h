@@ -61,6 +61,9 @@ int bus_start(struct bus *b);
 void bus_stop(struct bus *b);
 /* Stop the thread, leaving the port or connection open for bus_adopt(). */
 void bus_stop_keep_link(struct bus *b);
+/* A reload: b (not started) goes on with the counters and poll durations of old (stopped),
+ * the bus of the same name, so that status and Prometheus see one bus, not two. */
+void bus_continue_figures(struct bus *b, const struct bus *old);
 struct bus *bus_free(struct bus *b);
 
 const char *bus_name(const struct bus *b);
