@@ -71,6 +71,9 @@ struct gateway {
     double *bus_rate;
     struct totals carried; /* of the gateways before this one (reloads) */
     bool reloaded;
+    /* What the devices' counters held when a reload handed them to this gateway: counted in
+     * carried already. */
+    uint64_t devices_samples_at_start, devices_dropped_at_start;
 };
 
 static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting);
@@ -312,10 +315,10 @@ int gateway_reload(struct gateway **gp, const struct config *nc, const struct co
     r = adopt_buses(ng, old, d);
     uplink_take_sessions(ng->uplink, old->uplink, d);
 
-    /* The totals go on too; the samples the devices carried over are counted by them. */
+    /* The totals go on too. */
     totals(old, &ng->carried, &waiting);
-    ng->carried.samples -= MIN(samples, ng->carried.samples);
-    ng->carried.samples_dropped -= MIN(dropped, ng->carried.samples_dropped);
+    ng->devices_samples_at_start = samples;
+    ng->devices_dropped_at_start = dropped;
     ng->reloaded = true;
 
     /* The old spool is closed before the new uplink opens the file. */
@@ -397,10 +400,12 @@ static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting)
      * from a ring is among those counted here, and the rest are still in a ring. */
     uplink_status(g->uplink, &st);
     *t = g->carried;
+    t->samples_dropped -= g->devices_dropped_at_start;
     for (size_t i = 0; i < g->cfg->n_devices; i++) {
         samples += atomic_load(&g->devices[i].stats.samples);
         t->samples_dropped += atomic_load(&g->devices[i].stats.dropped);
     }
+    samples -= MIN(g->devices_samples_at_start, samples);
     t->samples += samples;
     t->attribute_values += st.acct.attribute_values;
     t->health_values += st.acct.health_values;
