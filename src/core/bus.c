@@ -269,7 +269,9 @@ struct bus *bus_adopt(const struct bus_config *cfg, struct device **devices, siz
     b->link = old->link;
     b->link_backoff_ms = old->link_backoff_ms;
     b->link_retry_ms = old->link_retry_ms;
-    b->paused = old->paused;
+    /* A pause (an OTA hook's exclusive bus) belongs to the downlink that asked for it,
+     * which does not survive the reload: the new bus starts unpaused (a paused bus's link
+     * is closed, so it opens it again). */
     bus_continue_figures(b, old);
     for (size_t i = 0; i < n; i++) {
         struct bus_device *bd = &b->devs[i];
