@@ -315,7 +315,8 @@ int gateway_reload(struct gateway **gp, const struct config *nc, const struct co
     r = adopt_buses(ng, old, d);
     uplink_take_sessions(ng->uplink, old->uplink, d);
 
-    /* The totals go on too. */
+    /* The totals go on too. What old leaves waiting is in the spool file, which ng counts
+     * when it opens it; the devices' counters that went on are counted in carried. */
     totals(old, &ng->carried, &waiting);
     ng->devices_samples_at_start = samples;
     ng->devices_dropped_at_start = dropped;
