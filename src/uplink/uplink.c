@@ -278,7 +278,9 @@ static void *uplink_thread(void *arg)
         struct up_dev *d = &u->devs[i];
 
         /* A session taken over from before a reload (reconfigure.c) goes on as it is. */
-        if (d->state != CS_UP && d->state != CS_CONNECTING) {
+        if (d->state == CS_UP && !d->provisioning) {
+            router_resumed(u->downlink, (uint32_t)i);
+        } else if (d->state != CS_UP && d->state != CS_CONNECTING) {
             d->retry_at_ms = now_ms();
             conn_set_state(u, d, CS_WAIT);
         }
