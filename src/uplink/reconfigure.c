@@ -15,7 +15,9 @@
  * handed-over session is either in the old uplink's queue under the old device number, or,
  * after session_move(), in the new one under the new number. The old queue's events of
  * those sessions are moved in front of the new queue's, renumbered; nothing paho said is
- * lost or reordered (a shared-attribute push, an RPC request, a lost connection).
+ * lost or reordered (a shared-attribute push, an RPC request, a lost connection). Messages
+ * from the Edge that reach the old uplink while it stops are not routed by it (the buses
+ * they may need have stopped: a write would be refused) but deferred, and go first.
  *
  * Not handed over: a device halted until a reload (refused provisioning: the reload is the
  * user's way to try again), and every device when edge or storage settings change
@@ -43,6 +45,28 @@
 bool uplink_hands_over(const struct up_dev *d)
 {
     return d->keep && d->state != CS_HALTED;
+}
+
+bool uplink_defer_event(struct uplink *u, struct event *e)
+{
+    if (e->type != EV_MESSAGE || !atomic_load_explicit(&u->stop, memory_order_relaxed) ||
+        e->device >= u->n_devs || !uplink_hands_over(&u->devs[e->device]))
+        return false;
+    e->next = NULL;
+    if (!u->deferred)
+        u->deferred_tail = &u->deferred;
+    *u->deferred_tail = e;
+    u->deferred_tail = &e->next;
+    return true;
+}
+
+void uplink_free_deferred(struct uplink *u)
+{
+    while (u->deferred) {
+        struct event *next = u->deferred->next;
+        event_free(u->deferred);
+        u->deferred = next;
+    }
 }
 
 void uplink_keep_sessions(struct uplink *old, const struct config_diff *d)
@@ -84,11 +108,17 @@ static void take(struct uplink *u, struct up_dev *n, struct up_dev *o, uint32_t 
     session_move(n->sess, index, &u->cfg->edge, &u->evq);
 }
 
-/* The events old's queue still holds for the sessions u took, in front of u's own. */
+/* The events old deferred or still holds for the sessions u took, in front of u's own. */
 static void take_events(struct uplink *u, struct uplink *old, const uint32_t *map)
 {
-    struct event *later = evq_take(&u->evq), *e = evq_take(&old->evq);
+    struct event *later = evq_take(&u->evq), *e = old->deferred;
 
+    if (old->deferred_tail)
+        *old->deferred_tail = evq_take(&old->evq);
+    else
+        e = evq_take(&old->evq);
+    old->deferred = NULL;
+    old->deferred_tail = NULL;
     while (e) {
         struct event *next = e->next;
         bool of_session = e->type != EV_COMMAND_DONE && e->type != EV_CONTROL;

@@ -131,6 +131,9 @@ struct uplink {
     unsigned n_connecting;
     uint64_t batching_values; /* values in open batches */
     uint64_t rng;
+    /* Stopping for a reload: messages from the Edge for sessions that go on, left for the
+     * next uplink's downlink (reconfigure.c), oldest first. */
+    struct event *deferred, **deferred_tail;
 };
 
 #define WINDOW 4                  /* QoS 1 messages in flight per device */
@@ -192,6 +195,10 @@ void status_snapshot(struct uplink *u);
 
 /* reconfigure.c: whether a stopping uplink leaves d's session up for the next one. */
 bool uplink_hands_over(const struct up_dev *d);
+/* Whether e is a message for such a session while stopping: then it is kept for the next
+ * uplink (taken; not to be handled or freed), since the buses it may need have stopped. */
+bool uplink_defer_event(struct uplink *u, struct event *e);
+void uplink_free_deferred(struct uplink *u);
 
 /* downlink-port.c: the downlink, talking to u through its port. */
 struct downlink *port_downlink_new(struct uplink *u);

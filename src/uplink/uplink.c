@@ -146,8 +146,10 @@ static void handle_events(struct uplink *u)
 
     while (e) {
         struct event *next = e->next;
-        handle_event(u, e);
-        event_free(e);
+        if (!uplink_defer_event(u, e)) {
+            handle_event(u, e);
+            event_free(e);
+        }
         e = next;
     }
 }
@@ -460,6 +462,7 @@ struct uplink *uplink_free(struct uplink *u)
     spool_close(u->spool);
     credstore_free(u->creds);
     evq_destroy(&u->evq);
+    uplink_free_deferred(u);
     pthread_mutex_destroy(&u->status_lock);
     close(u->wake_fd);
     free(u);

@@ -9,6 +9,7 @@ connection; changed devices reconnect, removed ones disconnect, added ones conne
 Nothing queued during an Edge outage is lost across a reload. A file that fails
 validation changes nothing and `tbgwctl reload` prints its file:line errors."""
 import json
+import signal
 import time
 
 import harness
@@ -184,6 +185,30 @@ class Difference(harness.TestCase):
         self.more_telemetry("meter", "pump", "fan")
         self.assertEqual(self.connects(), after)
         self.assertEqual(self.connections(self.plc), links[0])
+        self.stop_tbgw(proc)
+
+    def test_a_write_during_the_hand_over_reaches_the_hardware(self):
+        writes = ' writes = ( { key = "sp"; table = "holding"; address = 20; type = "uint16"; } );'
+        meter = device("meter", 1, extra=writes)
+        proc, _, cfg = self.start_tbgw(self.text([meter, device("pump", 2)]))
+        self.emu.wait(lambda: self.emu.messages("meter", "v1/devices/me/attributes/request/"), 10,
+                      "the attribute sync")
+        # Unacknowledged batches make the old uplink wait for them while it stops: a push
+        # then reaches it after the buses have stopped.
+        self.emu.hold_puback("meter")
+        time.sleep(1)
+        with open(cfg, "w") as f:
+            f.write(self.text([meter, device("pump", 2, 4)]))
+        proc.kill(signal.SIGHUP)
+        harness.wait_until(lambda: "reload: device 'pump': restart" in proc.output(), 10,
+                           "the reload")
+        time.sleep(0.1)
+        self.emu.set_shared("meter", {"sp": 77})
+        harness.wait_until(lambda: "configuration reloaded" in proc.output(), 10, "the reload")
+        self.emu.hold_puback("meter", False)
+        harness.wait_until(lambda: self.plc.get(1, "holding", 20) == [77], 10, "the write")
+        self.assertEqual(self.emu.connect_count("meter"), 1)
+        self.assertNotIn("not written", proc.output())
         self.stop_tbgw(proc)
 
     def test_edge_change_restarts_every_session_but_keeps_the_bus(self):
