@@ -312,8 +312,13 @@ static void *uplink_thread(void *arg)
     batch_drain_rings(u);
     for (size_t i = 0; i < u->n_devs; i++)
         batch_close(u, &u->devs[i]);
-    for (size_t i = 0; i < u->n_devs; i++)
+    /* Every acknowledgement wakes the thread now: the wait below ends with the last one
+     * (a reload's pause in polling is this wait). */
+    for (size_t i = 0; i < u->n_devs; i++) {
         pub_pump(u, &u->devs[i]);
+        if (u->devs[i].sess)
+            session_wake_on_ack(u->devs[i].sess, true);
+    }
     /* A moment for PUBACKs of what is in flight: saves resending it after a restart. */
     for (uint64_t deadline = now_ms() + 500; now_ms() < deadline;) {
         struct pollfd p = {.fd = u->wake_fd, .events = POLLIN};
