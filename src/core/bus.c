@@ -909,7 +909,11 @@ static void *bus_thread(void *arg)
         }
         wait_for_work(b, schedule_peek(&b->sched, &next) ? next.due_ms : now + WAIT_MAX_MS);
     }
-    if (!b->keep_link) {
+    if (b->keep_link) {
+        /* A reload: what was asked of the bus before it stopped is still done (a write
+         * waits for at most one transaction); the link goes on with the next bus. */
+        run_commands(b);
+    } else {
         b->drv->disconnect(b->drv_state);
         atomic_store(&b->connected, false);
     }

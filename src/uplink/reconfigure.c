@@ -16,8 +16,10 @@
  * after session_move(), in the new one under the new number. The old queue's events of
  * those sessions are moved in front of the new queue's, renumbered; nothing paho said is
  * lost or reordered (a shared-attribute push, an RPC request, a lost connection). Messages
- * from the Edge that reach the old uplink while it stops are not routed by it (the buses
- * they may need have stopped: a write would be refused) but deferred, and go first.
+ * from the Edge that reach the old uplink once the reload has begun are not routed by it
+ * (the buses they may need are stopping: a write would be refused) but deferred, and go
+ * first. What the old router had already sent to a bus runs before that bus stops
+ * (bus_stop_keep_link).
  *
  * Not handed over: a device halted until a reload (refused provisioning: the reload is the
  * user's way to try again), and every device when edge or storage settings change
@@ -27,7 +29,8 @@
  * one did not take.
  *
  * Thread: main, while neither uplink's thread runs (the old one has stopped, the new one
- * has not started); uplink_keep_sessions() before the old one stops.
+ * has not started); uplink_keep_sessions() before the old one's buses stop;
+ * uplink_defer_event() on the old uplink's thread.
  */
 #include "config.h"
 
@@ -44,13 +47,12 @@
 
 bool uplink_hands_over(const struct up_dev *d)
 {
-    return d->keep && d->state != CS_HALTED;
+    return atomic_load(&d->keep) && d->state != CS_HALTED;
 }
 
 bool uplink_defer_event(struct uplink *u, struct event *e)
 {
-    if (e->type != EV_MESSAGE || !atomic_load_explicit(&u->stop, memory_order_relaxed) ||
-        e->device >= u->n_devs || !uplink_hands_over(&u->devs[e->device]))
+    if (e->type != EV_MESSAGE || e->device >= u->n_devs || !uplink_hands_over(&u->devs[e->device]))
         return false;
     e->next = NULL;
     if (!u->deferred)
@@ -73,7 +75,7 @@ void uplink_keep_sessions(struct uplink *old, const struct config_diff *d)
 {
     for (size_t i = 0; i < d->n_devices; i++)
         if (d->devices[i].change == CHANGE_NONE)
-            old->devs[d->devices[i].old->index].keep = true;
+            atomic_store(&old->devs[d->devices[i].old->index].keep, true);
 }
 
 /* n gets o's session and everything known about it; o gets n's fresh state, which
@@ -99,7 +101,7 @@ static void take(struct uplink *u, struct up_dev *n, struct up_dev *o, uint32_t 
     n->inflight = 0;
     n->lone_inflight = false;
     n->ack = (struct complain){0};
-    n->keep = false;
+    atomic_store(&n->keep, false);
     atomic_store(&n->backlog, 0);
     /* In u's counts of connected and connecting devices. */
     n->state = CS_WAIT;

@@ -90,9 +90,10 @@ struct up_dev {
      * CONNECT slot. */
     bool ready, connq;
     uint32_t next_ready;
-    /* A reload hands the session to the next uplink (reconfigure.c): stopping leaves it
-     * connected. Set before the stop request, read after it. */
-    bool keep;
+    /* A reload hands the session to the next uplink (reconfigure.c): from now on messages
+     * from the Edge wait for it, and stopping leaves the session connected. Set on main
+     * before the buses stop. */
+    _Atomic bool keep;
 };
 
 struct uplink {
@@ -195,8 +196,8 @@ void status_snapshot(struct uplink *u);
 
 /* reconfigure.c: whether a stopping uplink leaves d's session up for the next one. */
 bool uplink_hands_over(const struct up_dev *d);
-/* Whether e is a message for such a session while stopping: then it is kept for the next
- * uplink (taken; not to be handled or freed), since the buses it may need have stopped. */
+/* Whether e is a message for such a session: then it is kept for the next uplink (taken;
+ * not to be handled or freed), since the buses it may need are stopping. */
 bool uplink_defer_event(struct uplink *u, struct event *e);
 void uplink_free_deferred(struct uplink *u);
 

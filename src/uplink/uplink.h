@@ -36,8 +36,9 @@ int uplink_start(struct uplink *u);
 void uplink_stop(struct uplink *u);
 struct uplink *uplink_free(struct uplink *u);
 
-/* A reload (reconfigure.c), on main. Before uplink_stop(old): the sessions of the devices
- * that d leaves unchanged stay up when old stops. After it, before uplink_start(u) (u is
+/* A reload (reconfigure.c), on main. Before old's buses stop: the sessions of the devices
+ * that d leaves unchanged stay up when old stops, and their messages from the Edge wait for
+ * u. After it, before uplink_start(u) (u is
  * built from d's new configuration): u takes those sessions over with everything known
  * about them (client attributes sent, pacing, counters) and the events paho posted to old
  * for them meanwhile, so the Edge sees no new CONNECT. */
