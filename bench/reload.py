@@ -39,6 +39,7 @@ def main():
     a = ap.parse_args()
     harness.BUILDDIR = os.path.abspath(a.build)
     harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
+    harness.TBGWCTL = os.path.join(harness.BUILDDIR, "tbgwctl")
     harness.FAKE_MODBUS = os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
 
     t = Bench()
