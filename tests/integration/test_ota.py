@@ -265,16 +265,19 @@ class Ota(harness.TestCase):
         self.assertEqual(len(self.calls()), 1)
         self.stop_tbgw(self.proc)
 
+    def reload_with_another_bus_timeout(self):
+        """The bus restarts; the device, unchanged, keeps its session."""
+        with open(self.path("tbgw.conf"), "w") as f:
+            f.write(self.cfg.replace("timeout_ms = 300;", "timeout_ms = 400;"))
+        r = self.tbgwctl("reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_reload_mid_download_resumes_in_the_same_session(self):
         emu = self.start()
         data = os.urandom(16384 * 30 + 100)
         emu.set_ota("dev", "fw", "fw", "9.1", data, "SHA256")
         emu.wait(lambda: len(emu.ota_requests("dev")) >= 10, 20)
-        # Another bus timeout: the bus restarts, the device and its session stay.
-        with open(self.path("tbgw.conf"), "w") as f:
-            f.write(self.cfg.replace("timeout_ms = 300;", "timeout_ms = 400;"))
-        r = self.tbgwctl("reload")
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.reload_with_another_bus_timeout()
         self.wait_state("UPDATED", timeout=30)
         with open(self.path("image.9.1"), "rb") as f:
             self.assertEqual(f.read(), data)
@@ -289,10 +292,7 @@ class Ota(harness.TestCase):
         emu.set_ota("dev", "fw", "fw", "9.2-slow", os.urandom(5000), "SHA256")
         harness.wait_until(lambda: self.calls(), 20, "the update command")
         # The reload waits for the command; its outcome goes out on the same session.
-        with open(self.path("tbgw.conf"), "w") as f:
-            f.write(self.cfg.replace("timeout_ms = 300;", "timeout_ms = 400;"))
-        r = self.tbgwctl("reload")
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.reload_with_another_bus_timeout()
         self.wait_state("UPDATED", timeout=20)
         self.assertEqual(self.last("current_fw_version"), "9.2-slow")
         self.assertEqual(emu.connect_count("dev"), 1)
