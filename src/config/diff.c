@@ -91,17 +91,22 @@ static bool device_eq(const struct device_config *a, const struct device_config 
            str_eq(a->pattern, b->pattern) && strv_eq(a->keys, b->keys) && str_eq(a->send, b->send);
 }
 
+/* What opens the port or connection (or listens for it). */
 static bool transport_eq(const struct bus_config *a, const struct bus_config *b)
 {
     return a->driver == b->driver && str_eq(a->device, b->device) && a->baud == b->baud &&
            a->parity == b->parity && a->data_bits == b->data_bits &&
            a->stop_bits == b->stop_bits && a->rs485 == b->rs485 &&
            a->rs485_rts == b->rs485_rts && a->rs485_delay_us == b->rs485_delay_us &&
-           a->inter_frame_ms == b->inter_frame_ms && str_eq(a->host, b->host) &&
-           a->tcp_port == b->tcp_port && a->listen == b->listen &&
-           str_eq(a->listen_bind, b->listen_bind) && a->listen_port == b->listen_port &&
-           a->timeout_ms == b->timeout_ms &&
-           a->retries == b->retries;
+           str_eq(a->host, b->host) && a->tcp_port == b->tcp_port && a->listen == b->listen &&
+           str_eq(a->listen_bind, b->listen_bind) && a->listen_port == b->listen_port;
+}
+
+/* How transactions go on that link: a new bus applies these to a link it takes over. */
+static bool timing_eq(const struct bus_config *a, const struct bus_config *b)
+{
+    return a->timeout_ms == b->timeout_ms && a->retries == b->retries &&
+           a->inter_frame_ms == b->inter_frame_ms;
 }
 
 static bool devices_of_bus_eq(const struct bus_config *a, const struct bus_config *b)
@@ -154,7 +159,8 @@ int config_diff(const struct config *old, const struct config *new, struct confi
         if (!ob)
             continue;
         bd->same_transport = transport_eq(ob, nb);
-        bd->change = !d.restart_all && bd->same_transport && devices_of_bus_eq(ob, nb)
+        bd->change = !d.restart_all && bd->same_transport && timing_eq(ob, nb) &&
+                             devices_of_bus_eq(ob, nb)
                          ? CHANGE_NONE
                          : CHANGE_RESTART;
     }

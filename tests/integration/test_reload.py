@@ -273,6 +273,19 @@ class Difference(harness.TestCase):
         self.more_telemetry("meter")
         self.assertEqual(self.connections(dtu), 1)
         self.assertEqual(self.emu.connect_count("meter"), connects)
+        # Another timeout: applied to the same connection.
+        with open(cfg, "w") as f:
+            f.write(self.config(self.emu.port, (bus % (port, device("meter", 1) + ", " +
+                                                       device("pump", 2))).replace(
+                "timeout_ms = 200;", "timeout_ms = 300;")))
+        r = self.tbgwctl("reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("reload: bus 'dtu': restart (its port or connection is kept)", proc.output())
+        dtu.set(2, "input", 0, 9)
+        self.emu.wait(lambda: [v for _, k, v in self.emu.telemetry("pump") if v == 9], 10,
+                      "polling after the new timeout")
+        self.assertEqual(self.connections(dtu), 1)
+        self.assertEqual(self.emu.connect_count("meter"), connects)
         self.assertNotIn("cannot listen", proc.output())
         self.stop_tbgw(proc)
 

@@ -231,6 +231,9 @@ static void test_every_setting_counts(void **state)
         {{"listen = { port = 5020; };", "listen = { port = 5021; };"}, {"", ""}, {A0, A0}, false,
          false},
         {{"host = \"h\";", "listen = { port = 5020; };"}, {"", ""}, {A0, A0}, false, false},
+        /* Applied to the link the new bus takes over. */
+        {{"host = \"h\";", "host = \"h\"; timeout_ms = 700;"}, {"", ""}, {A0, A0}, false, true},
+        {{"host = \"h\";", "host = \"h\"; retries = 3;"}, {"", ""}, {A0, A0}, false, true},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
