@@ -28,6 +28,11 @@ struct driver {
     int (*open)(struct bus *bus, void **ret_state);
     /* Release everything (also disconnects). Accepts NULL. */
     void (*close)(void *state);
+    /* Optional, for a reload: like open, but take over old_state's port or connection (and
+     * listening socket) as it is, open or not, with bus's timeout, retries and pause between
+     * frames. old_state is a stopped bus's of the same driver and port or connection
+     * settings; it is consumed. Returns 0 or -errno. */
+    int (*adopt)(struct bus *bus, void *old_state, void **ret_state);
 
     /* Open the port / connect the socket. 0 or -errno; the bus retries with backoff.
      * -EAGAIN on a bus with listen = {…}: no peer has dialled in yet (the bus shows that it

@@ -47,14 +47,32 @@ uint32_t mb_rtu_silent_interval_us(int baud, int data_bits, int parity, int stop
     return (uint32_t)ceil(3.5 * bits * 1e6 / baud);
 }
 
+/* The pause before each request: RTU's silent interval on a serial line (a device server
+ * keeps it itself; ASCII frames are delimited), and the user's inter_frame_ms. */
+static uint32_t frame_gap_us(const struct mb *mb)
+{
+    const struct bus_config *c = mb->cfg;
+    uint32_t silent = mb->rtu ? mb_rtu_silent_interval_us(c->baud, c->data_bits, c->parity,
+                                                         c->stop_bits)
+                              : 0;
+
+    return mb->rtu || mb->framed ? silent + (uint32_t)c->inter_frame_ms * 1000u : 0;
+}
+
+static void set_timeout(struct mb *mb)
+{
+    uint32_t to = (uint32_t)mb->cfg->timeout_ms;
+
+    if (mb->ctx)
+        modbus_set_response_timeout(mb->ctx, to / 1000, (to % 1000) * 1000);
+    mb->link.timeout_ms = mb->cfg->timeout_ms;
+}
+
 int mb_init(struct mb *mb, struct bus *bus, modbus_t *ctx, bool rtu)
 {
-    const struct bus_config *cfg = bus_config(bus);
-    uint32_t to = (uint32_t)cfg->timeout_ms;
-
     memset(mb, 0, sizeof(*mb));
     mb->bus = bus;
-    mb->cfg = cfg;
+    mb->cfg = bus_config(bus);
     mb->ctx = ctx;
     mb->rtu = rtu;
     mb->listener.fd = -1;
@@ -62,11 +80,8 @@ int mb_init(struct mb *mb, struct bus *bus, modbus_t *ctx, bool rtu)
         return -errno ? -errno : -ENOMEM;
     /* Recovery (reconnects, retries) is ours: libmodbus would sleep and loop on its own. */
     modbus_set_error_recovery(ctx, MODBUS_ERROR_RECOVERY_NONE);
-    modbus_set_response_timeout(ctx, to / 1000, (to % 1000) * 1000);
-    if (rtu)
-        mb->gap_us = mb_rtu_silent_interval_us(cfg->baud, cfg->data_bits, cfg->parity,
-                                               cfg->stop_bits) +
-                     (uint32_t)cfg->inter_frame_ms * 1000u;
+    set_timeout(mb);
+    mb->gap_us = frame_gap_us(mb);
     return 0;
 }
 
@@ -80,9 +95,7 @@ void mb_init_framed(struct mb *mb, struct bus *bus, bool ascii)
     mb->framed = true;
     mb->listener.fd = -1;
     mb_link_init(&mb->link, ascii, cfg->timeout_ms);
-    /* A device server keeps the RS-485 silent interval itself; ASCII frames are
-     * delimited. What remains is the user's extra pause for slow devices. */
-    mb->gap_us = (uint32_t)cfg->inter_frame_ms * 1000u;
+    mb->gap_us = frame_gap_us(mb);
 }
 
 int mb_listen(struct mb *mb)
@@ -114,6 +127,21 @@ void mb_close(void *state)
         modbus_free(mb->ctx);
     tcp_listener_close(&mb->listener);
     free(mb);
+}
+
+/* Nothing in the state belongs to one device: the link (its settings are equal, the
+ * caller says) and the listening socket move to the new bus as they are; the timeout and
+ * the pause between frames are the new bus's (retries are read at each transaction). */
+int mb_adopt(struct bus *bus, void *old_state, void **ret_state)
+{
+    struct mb *mb = old_state;
+
+    mb->bus = bus;
+    mb->cfg = bus_config(bus);
+    set_timeout(mb);
+    mb->gap_us = frame_gap_us(mb);
+    *ret_state = mb;
+    return 0;
 }
 
 /* Poll through fd, a connection accepted in listen mode. */

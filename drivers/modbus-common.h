@@ -55,6 +55,7 @@ int mb_listen(struct mb *mb);
 int mb_accept(struct mb *mb);
 
 void mb_close(void *state);
+int mb_adopt(struct bus *bus, void *old_state, void **ret_state);
 int mb_connect(void *state);
 void mb_disconnect(void *state);
 int mb_poll(void *state, struct bus_device *bd);
@@ -66,7 +67,7 @@ int mb_identify(void *state, struct bus_device *bd, struct device_ident *id);
 
 /* The driver callbacks of a Modbus driver that only sets its link up in open(). */
 #define MB_DRIVER_OPS                                                                        \
-    .close = mb_close, .connect = mb_connect, .disconnect = mb_disconnect, .poll = mb_poll,  \
+    .close = mb_close, .adopt = mb_adopt, .connect = mb_connect, .disconnect = mb_disconnect, .poll = mb_poll,  \
     .execute = mb_execute, .identify = mb_identify, .event_fd = mb_event_fd,              \
     .on_event = mb_on_event
 

@@ -119,6 +119,29 @@ static void sl_close(void *state)
     free(sl);
 }
 
+/* The devices of the bus may have changed: their parsers are the new bus's; the port and
+ * what was read from it so far stay. */
+static int sl_adopt(struct bus *bus, void *old_state, void **ret_state)
+{
+    struct sl *old = old_state, *sl;
+    int r = sl_open(bus, ret_state);
+
+    if (r < 0) {
+        sl_close(old);
+        return r;
+    }
+    sl = *ret_state;
+    sl->fd = old->fd;
+    memcpy(sl->buf, old->buf, old->len);
+    sl->len = old->len;
+    sl->discarding = old->discarding;
+    sl->overlong_logged = old->overlong_logged;
+    sl->last_line_ms = old->last_line_ms;
+    old->fd = -1;
+    sl_close(old);
+    return 0;
+}
+
 static int sl_connect(void *state)
 {
     struct sl *sl = state;
@@ -341,6 +364,7 @@ const struct driver driver_serial_line = {
     .kind = DRIVER_SERIAL_LINE,
     .open = sl_open,
     .close = sl_close,
+    .adopt = sl_adopt,
     .connect = sl_connect,
     .disconnect = sl_disconnect,
     .poll = sl_poll,

@@ -4,6 +4,14 @@
  * then buses, so data has somewhere to go before it is produced. Stop order is the
  * reverse: buses first, then the uplink drains what they left and keeps what it could not
  * send, so nothing a bus read is lost on the way out.
+ *
+ * A reload (gateway_reload) stops the old gateway in the same order and starts the new one
+ * in the same order, but what did not change is handed from one to the other in between:
+ * an unchanged bus's open port or connection (drivers' adopt), an unchanged device's MQTT
+ * session (uplink/reconfigure.c), report state and key table, and every counter. Between
+ * the two, nothing runs but paho's threads, so the hand-over needs no locks of its own.
+ *
+ * Thread: main.
  */
 #include "config.h"
 
@@ -15,6 +23,7 @@
 #include <stdlib.h>
 
 #include "config/config.h"
+#include "config/diff.h"
 #include "core/budget.h"
 #include "core/bus.h"
 #include "core/device.h"
@@ -62,7 +71,12 @@ struct gateway {
     double *bus_rate;
     struct totals carried; /* of the gateways before this one (reloads) */
     bool reloaded;
+    /* What the devices' counters held when a reload handed them to this gateway: counted in
+     * carried already. */
+    uint64_t devices_samples_at_start, devices_dropped_at_start;
 };
+
+static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting);
 
 /* The keys a device can have: a Modbus device its tags' and the identification's (as
  * attributes); a text sensor names its keys as it goes. Per-key state on the bus is
@@ -74,7 +88,21 @@ static size_t device_key_capacity(const struct device_config *dc)
     return dc->telemetry.n + dc->attributes.n + 8;
 }
 
-struct gateway *gateway_new(const struct config *cfg)
+/* On a reload: is bus nb's port or connection taken over from the running bus of that
+ * name (it is unchanged, or only its devices changed)? */
+static bool adopts_link(const struct config_diff *d, const struct bus_config *nb)
+{
+    for (size_t i = 0; d && i < d->n_buses; i++)
+        if (d->buses[i].new == nb)
+            return d->buses[i].change == CHANGE_NONE ||
+                   (d->buses[i].change == CHANGE_RESTART && d->buses[i].same_transport);
+    return false;
+}
+
+/* The components of cfg, no threads yet. With a reload's diff d, the buses that take over
+ * a running bus's link are left for gateway_reload() to build once that bus has stopped:
+ * until then its port or listening socket is in use. */
+static struct gateway *build(const struct config *cfg, const struct config_diff *d)
 {
     struct gateway *g = xcalloc(1, sizeof(*g));
     size_t k = 0;
@@ -96,17 +124,27 @@ struct gateway *gateway_new(const struct config *cfg)
     g->buses = xcalloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*g->buses));
     g->bus_requests = xcalloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*g->bus_requests));
     g->bus_rate = xcalloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*g->bus_rate));
+    g->n_buses = cfg->n_buses; /* a NULL entry is built later, or failed */
     for (size_t b = 0; b < cfg->n_buses; b++) {
         const struct bus_config *bc = &cfg->buses[b];
-        struct bus *bus = bus_new(bc, &g->devptrs[k], bc->n_devices, uplink_wake_fd(g->uplink));
+        struct bus *bus;
 
         k += bc->n_devices;
+        if (adopts_link(d, bc))
+            continue;
+        bus = bus_new(bc, &g->devptrs[k - bc->n_devices], bc->n_devices,
+                      uplink_wake_fd(g->uplink));
         if (!bus)
             return gateway_free(g);
-        g->buses[g->n_buses++] = bus;
+        g->buses[b] = bus;
         uplink_add_ring(g->uplink, bus_ring(bus));
     }
     return g;
+}
+
+struct gateway *gateway_new(const struct config *cfg)
+{
+    return build(cfg, NULL);
 }
 
 int gateway_start(struct gateway *g)
@@ -121,22 +159,38 @@ int gateway_start(struct gateway *g)
             gateway_stop(g);
             return r;
         }
+        g->bus_requests[b] = bus_requests(g->buses[b]); /* a bus's figures go on on reload */
     }
     g->running = true;
     g->started_ms = g->rate_at_ms = g->bus_rate_at_ms = now_ms();
     return 0;
 }
 
-void gateway_leave(struct gateway *g, const char *const *names, size_t n)
+/* Gateway mode (edge.gateway): the devices the new configuration no longer has leave
+ * ThingsBoard's gateway session (v1/gateway/disconnect) as the running gateway stops;
+ * every other device stays, and the new gateway announces the ones it adds. Without
+ * gateway mode in the new file, every device leaves: it will have a session of its own. */
+static void leave_removed(struct gateway *old, const struct config *nc,
+                          const struct config_diff *d)
 {
-    if (g->uplink)
-        uplink_gateway_leave(g->uplink, names, n);
+    const char **names;
+    size_t n = 0;
+
+    if (!old->cfg->edge.gateway)
+        return;
+    names = xcalloc(d->n_devices + 1, sizeof(*names));
+    for (size_t i = 0; i < d->n_devices; i++)
+        if (d->devices[i].old && (d->devices[i].change == CHANGE_REMOVE || !nc->edge.gateway))
+            names[n++] = d->devices[i].old->name;
+    uplink_gateway_leave(old->uplink, names, n);
+    free(names);
 }
 
 void gateway_stop(struct gateway *g)
 {
     for (size_t b = 0; b < g->n_buses; b++)
-        bus_stop(g->buses[b]);
+        if (g->buses[b])
+            bus_stop(g->buses[b]);
     if (g->uplink)
         uplink_stop(g->uplink);
     g->running = false;
@@ -159,6 +213,142 @@ struct gateway *gateway_free(struct gateway *g)
     free(g->devptrs);
     free(g);
     return NULL;
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+static void copy_stats(struct device_stats *to, const struct device_stats *from)
+{
+#define COPY(f) atomic_store(&to->f, atomic_load(&from->f))
+    COPY(polls);
+    COPY(failures);
+    COPY(requests);
+    COPY(samples);
+    COPY(dropped);
+    COPY(overruns);
+    COPY(invalid);
+    COPY(last_poll_ms);
+    COPY(last_ok_ms);
+    COPY(latency_us);
+    COPY(last_error);
+    COPY(active);
+#undef COPY
+}
+
+/* The running bus that bus_config ob of old's configuration was built into. */
+static struct bus *old_bus(struct gateway *old, const struct bus_config *ob)
+{
+    return old->buses[ob - old->cfg->buses];
+}
+
+static bool bus_stays(const struct config_diff *d, const struct bus_config *ob)
+{
+    for (size_t i = 0; i < d->n_buses; i++)
+        if (d->buses[i].old == ob && d->buses[i].new)
+            return adopts_link(d, d->buses[i].new);
+    return false;
+}
+
+/* The buses left for later by build(): each takes over the link of the stopped bus of its
+ * name, and its unchanged devices their report state. 0 or -errno. */
+static int adopt_buses(struct gateway *ng, struct gateway *old, const struct config_diff *d)
+{
+    for (size_t i = 0; i < d->n_buses; i++) {
+        const struct bus_diff *bd = &d->buses[i];
+        const struct bus_config *bc = bd->new;
+        size_t b, first;
+        bool *keep;
+        struct bus *bus;
+
+        if (!bc || !adopts_link(d, bc))
+            continue;
+        b = (size_t)(bc - ng->cfg->buses);
+        first = 0;
+        for (size_t j = 0; j < b; j++)
+            first += ng->cfg->buses[j].n_devices;
+        keep = xcalloc(bc->n_devices + 1, sizeof(*keep));
+        for (size_t j = 0; j < d->n_devices; j++) {
+            const struct device_diff *dd = &d->devices[j];
+            size_t n = dd->new ? dd->new->index : SIZE_MAX;
+
+            if (dd->change == CHANGE_NONE && n >= first && n < first + bc->n_devices)
+                keep[n - first] = true;
+        }
+        bus = bus_adopt(bc, &ng->devptrs[first], bc->n_devices, uplink_wake_fd(ng->uplink),
+                        old_bus(old, bd->old), keep);
+        free(keep);
+        if (!bus)
+            return -ENOMEM;
+        ng->buses[b] = bus;
+        uplink_add_ring(ng->uplink, bus_ring(bus));
+    }
+    return 0;
+}
+
+int gateway_reload(struct gateway **gp, const struct config *nc, const struct config_diff *d)
+{
+    struct gateway *old = *gp, *ng = build(nc, d);
+    uint64_t samples = 0, dropped = 0, waiting;
+    int r;
+
+    if (!ng)
+        return -EINVAL;
+
+    /* Stop the old gateway: its buses first, the links that go on left open; then the
+     * uplink, which keeps everything unsent in the spool and leaves the sessions that go on
+     * connected. */
+    leave_removed(old, nc, d);
+    uplink_keep_sessions(old->uplink, d);
+    for (size_t b = 0; b < old->n_buses; b++) {
+        if (bus_stays(d, &old->cfg->buses[b]))
+            bus_stop_keep_link(old->buses[b]);
+        else
+            bus_stop(old->buses[b]);
+    }
+    uplink_stop(old->uplink);
+    old->running = false;
+
+    /* A device in both files goes on counting; an unchanged one whose link is taken over
+     * keeps its key table, which its report state on the bus is indexed by. */
+    for (size_t i = 0; i < d->n_devices; i++) {
+        const struct device_diff *dd = &d->devices[i];
+        struct device *od, *nd;
+
+        if (!dd->old || !dd->new)
+            continue;
+        od = &old->devices[dd->old->index];
+        nd = &ng->devices[dd->new->index];
+        copy_stats(&nd->stats, &od->stats);
+        samples += atomic_load(&od->stats.samples);
+        dropped += atomic_load(&od->stats.dropped);
+        if (dd->change == CHANGE_NONE && adopts_link(d, dd->new->bus)) {
+            struct keytab *kt = nd->keys;
+            nd->keys = od->keys;
+            od->keys = kt;
+        }
+    }
+    /* A bus that got a new link goes on counting too. */
+    for (size_t i = 0; i < d->n_buses; i++) {
+        const struct bus_diff *bd = &d->buses[i];
+        if (bd->old && bd->new && !adopts_link(d, bd->new))
+            bus_continue_figures(ng->buses[bd->new - nc->buses], old_bus(old, bd->old));
+    }
+    r = adopt_buses(ng, old, d);
+    uplink_take_sessions(ng->uplink, old->uplink, d);
+
+    /* The totals go on too. What old leaves waiting is in the spool file, which ng counts
+     * when it opens it; the devices' counters that went on are counted in carried. */
+    totals(old, &ng->carried, &waiting);
+    ng->devices_samples_at_start = samples;
+    ng->devices_dropped_at_start = dropped;
+    ng->reloaded = true;
+
+    /* The old spool is closed before the new uplink opens the file. */
+    gateway_free(old);
+    *gp = ng;
+    if (r == 0)
+        r = gateway_start(ng);
+    return r < 0 ? -EIO : 0;
 }
 
 bool gateway_alive(struct gateway *g, unsigned long long max_age_ms)
@@ -234,10 +424,12 @@ static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting)
      * from a ring is among those counted here, and the rest are still in a ring. */
     uplink_status(g->uplink, &st);
     *t = g->carried;
+    t->samples_dropped -= g->devices_dropped_at_start;
     for (size_t i = 0; i < g->cfg->n_devices; i++) {
         samples += atomic_load(&g->devices[i].stats.samples);
         t->samples_dropped += atomic_load(&g->devices[i].stats.dropped);
     }
+    samples -= MIN(g->devices_samples_at_start, samples);
     t->samples += samples;
     t->attribute_values += st.acct.attribute_values;
     t->health_values += st.acct.health_values;
@@ -257,15 +449,6 @@ static void totals(struct gateway *g, struct totals *t, uint64_t *ret_waiting)
 void gateway_library_cleanup(void)
 {
     session_library_cleanup();
-}
-
-void gateway_carry(struct gateway *ng, struct gateway *old)
-{
-    uint64_t waiting;
-
-    /* What old leaves waiting is in the spool file, which ng counts when it opens it. */
-    totals(old, &ng->carried, &waiting);
-    ng->reloaded = true;
 }
 
 static void add_str(json_object *o, const char *k, const char *v)
@@ -459,9 +642,8 @@ static uint64_t device_figure(struct gateway *g, size_t i, size_t k)
 }
 
 /* The figures of tbgwctl status, in Prometheus's terms: counters end in _total, times are
- * in seconds, sizes in bytes. Gateway-wide counters continue across reloads (the totals);
- * per-device and per-bus ones start again with the gateway a reload builds, which
- * Prometheus's rate() and increase() take as a counter reset. */
+ * in seconds, sizes in bytes. Every counter continues across reloads: the totals, and
+ * those of each device and bus the new file still has (gateway_reload). */
 void gateway_metrics(struct gateway *g, FILE *f)
 {
     struct uplink_status st;

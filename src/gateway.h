@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The running gateway: every component built from one struct config, started and stopped
- * in a fixed order. main.c owns one gateway at a time; a reload builds a new one.
+ * in a fixed order. main.c owns one gateway at a time; a reload builds a new one, which
+ * takes over what did not change from the old one (gateway_reload).
  *
  * Thread: main, except where noted.
  */
@@ -26,10 +27,6 @@ json_object *gateway_spool_json(struct gateway *g, char *err, size_t errlen);
 /* Start threads and connections. Returns 0 or -errno (logged). */
 int gateway_start(struct gateway *g);
 
-/* Gateway mode: these devices (by name) leave the gateway's session when g stops (a
- * reload removed them). Before gateway_stop(). */
-void gateway_leave(struct gateway *g, const char *const *names, size_t n);
-
 /* Orderly stop: buses first, then drain what they produced, commit, disconnect. */
 void gateway_stop(struct gateway *g);
 
@@ -38,9 +35,15 @@ struct gateway *gateway_free(struct gateway *g);
 /* At exit, after the last gateway_free(): what the libraries keep for the whole process. */
 void gateway_library_cleanup(void);
 
-/* A reload: ng, not started yet, continues the counters of old, which has stopped, so that
- * the totals in tbgwctl status cover the whole process. */
-void gateway_carry(struct gateway *ng, struct gateway *old);
+/* A reload to nc, whose difference from the running gateway's configuration is d: the
+ * unchanged devices keep their MQTT sessions, the unchanged buses (and those whose only
+ * change is their devices) their port or connection; the rest stops or starts. Everything
+ * unsent is kept (the spool file), and the counters go on. The running gateway's
+ * configuration must live until this returns; nothing points into it afterwards.
+ * 0: *gp is the new gateway, running. -EINVAL: nc cannot be built; nothing changed.
+ * -EIO: the old gateway has stopped and *gp, the new one, could not start (logged). */
+struct config_diff;
+int gateway_reload(struct gateway **gp, const struct config *nc, const struct config_diff *d);
 
 /* True if every thread made progress recently (feeds the systemd watchdog). */
 bool gateway_alive(struct gateway *g, unsigned long long max_age_ms);

@@ -204,45 +204,44 @@ static int open_metrics(struct daemon *dm)
     return 0;
 }
 
-/* Does nc change anything the running gateway (built from old) does? Buses, devices,
- * edge and storage settings do; the log level, control socket and metrics address do not
- * (reload() applies those itself). */
-static bool gateway_changes(const struct config *old, const struct config *nc)
+/* Does d change anything the running gateway does? Buses, devices, edge and storage
+ * settings do; the log level, control socket and metrics address do not (reload() applies
+ * those itself). */
+static bool gateway_changes(const struct config_diff *d)
 {
-    struct config_diff d;
-    bool changed;
+    bool changed = d->restart_all;
 
-    config_diff(old, nc, &d);
-    changed = d.restart_all;
-    for (size_t i = 0; i < d.n_buses; i++)
-        changed |= d.buses[i].change != CHANGE_NONE;
-    for (size_t i = 0; i < d.n_devices; i++)
-        changed |= d.devices[i].change != CHANGE_NONE;
-    config_diff_free(&d);
+    for (size_t i = 0; i < d->n_buses; i++)
+        changed |= d->buses[i].change != CHANGE_NONE;
+    for (size_t i = 0; i < d->n_devices; i++)
+        changed |= d->devices[i].change != CHANGE_NONE;
     return changed;
 }
 
-/* Gateway mode (edge.gateway): the devices the new configuration no longer has leave
- * ThingsBoard's gateway session (v1/gateway/disconnect) as the running gateway stops;
- * every other device stays, and the new gateway announces the ones it adds. Without
- * gateway mode in the new file, every device leaves: it will have a session of its own. */
-static void reload_gateway_leave(struct daemon *dm, const struct config *nc)
+/* One line per bus and device that the reload restarts, stops or starts. */
+static void log_diff(const struct config_diff *d)
 {
-    const struct config *old = dm->gw_cfg;
-    struct config_diff d;
-    const char **names;
-    size_t n = 0;
+    size_t kept = 0;
 
-    if (!old->edge.gateway)
-        return;
-    config_diff(old, nc, &d);
-    names = xcalloc(d.n_devices + 1, sizeof(*names));
-    for (size_t i = 0; i < d.n_devices; i++)
-        if (d.devices[i].old && (d.devices[i].change == CHANGE_REMOVE || !nc->edge.gateway))
-            names[n++] = d.devices[i].old->name;
-    gateway_leave(dm->gw, names, n);
-    free(names);
-    config_diff_free(&d);
+    for (size_t i = 0; i < d->n_buses; i++) {
+        const struct bus_diff *b = &d->buses[i];
+        if (b->change != CHANGE_NONE)
+            log_info("reload: bus '%s': %s%s", (b->new ? b->new : b->old)->name,
+                     config_change_to_string(b->change),
+                     b->change == CHANGE_RESTART && b->same_transport
+                         ? " (its port or connection is kept)" : "");
+    }
+    for (size_t i = 0; i < d->n_devices; i++) {
+        const struct device_diff *dd = &d->devices[i];
+        if (dd->change == CHANGE_NONE)
+            kept++;
+        else
+            log_info("reload: device '%s': %s", (dd->new ? dd->new : dd->old)->name,
+                     config_change_to_string(dd->change));
+    }
+    log_info("reload: %zu unchanged device%s keep their session%s", kept, kept == 1 ? "" : "s",
+             d->restart_all ? "; edge or storage settings changed, so every session restarts"
+                            : "");
 }
 
 /* Validate the new file completely before touching the running gateway. Returns 0, or
@@ -250,8 +249,8 @@ static void reload_gateway_leave(struct daemon *dm, const struct config *nc)
 static int reload(struct daemon *dm, char **ret_problems)
 {
     struct diag *d = diag_new();
+    struct config_diff diff;
     struct config *nc;
-    struct gateway *ng;
     int r = 0;
 
     sd_notify(0, "RELOADING=1\nSTATUS=reloading configuration");
@@ -267,9 +266,11 @@ static int reload(struct daemon *dm, char **ret_problems)
         r = -EINVAL;
         goto out;
     }
-    if (!gateway_changes(dm->gw_cfg, nc)) {
+    config_diff(dm->gw_cfg, nc, &diff);
+    if (!gateway_changes(&diff)) {
         /* Nothing the gateway runs changed: keep it running as it is, with its sessions,
          * ports and queues, and apply the rest (log level, control socket, metrics). */
+        config_diff_free(&diff);
         if (dm->cfg != dm->gw_cfg)
             config_free(dm->cfg);
         dm->cfg = nc;
@@ -280,24 +281,21 @@ static int reload(struct daemon *dm, char **ret_problems)
         apply_log_level(nc);
         goto out;
     }
-    ng = gateway_new(nc);
-    if (!ng) {
+    log_diff(&diff);
+    r = gateway_reload(&dm->gw, nc, &diff);
+    config_diff_free(&diff);
+    if (r == -EINVAL) {
         log_error("cannot build the new configuration; still running with the previous one");
         config_free(nc);
-        r = -EINVAL;
         goto out;
     }
-    reload_gateway_leave(dm, nc);
-    gateway_stop(dm->gw);
-    gateway_carry(ng, dm->gw);
-    dm->gw = gateway_free(dm->gw);
+    /* Nothing points into the old configuration any more. */
     if (dm->cfg != dm->gw_cfg)
         config_free(dm->cfg);
     config_free(dm->gw_cfg);
     dm->cfg = dm->gw_cfg = nc;
-    dm->gw = ng;
     apply_log_level(nc);
-    if (gateway_start(dm->gw) < 0) {
+    if (r < 0) {
         log_error("cannot start with the new configuration, stopping");
         sd_event_exit(dm->event, 1);
         return -EIO;

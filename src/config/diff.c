@@ -33,9 +33,19 @@ static bool num_eq(double a, double b)
     return a == b || (isnan(a) && isnan(b));
 }
 
+static bool nums_eq(const double *a, size_t na, const double *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!num_eq(a[i], b[i]))
+            return false;
+    return true;
+}
+
 static bool tag_eq(const struct tag_config *a, const struct tag_config *b)
 {
-    return str_eq(a->key, b->key) && a->role == b->role && a->access == b->access &&
+    return a->poll_ms == b->poll_ms && nums_eq(a->invalid, a->n_invalid, b->invalid, b->n_invalid) && str_eq(a->key, b->key) && a->role == b->role && a->access == b->access &&
            a->table == b->table && a->address == b->address && a->count == b->count &&
            a->type == b->type && a->bit == b->bit && num_eq(a->scale, b->scale) &&
            num_eq(a->offset, b->offset) && a->byte_order == b->byte_order &&
@@ -69,6 +79,8 @@ static bool device_eq(const struct device_config *a, const struct device_config 
            str_eq(a->bus->name, b->bus->name) &&
            a->bus->driver == b->bus->driver && a->unit_id == b->unit_id &&
            a->poll_ms == b->poll_ms && cred_eq(&a->cred, &b->cred) &&
+           a->address_base == b->address_base && a->write_multiple == b->write_multiple &&
+           a->mask_write == b->mask_write && a->identify == b->identify &&
            a->byte_order == b->byte_order && a->word_order == b->word_order &&
            a->report == b->report && num_eq(a->deadband, b->deadband) &&
            a->heartbeat_s == b->heartbeat_s && tags_eq(&a->telemetry, &b->telemetry) &&
@@ -80,15 +92,22 @@ static bool device_eq(const struct device_config *a, const struct device_config 
            str_eq(a->pattern, b->pattern) && strv_eq(a->keys, b->keys) && str_eq(a->send, b->send);
 }
 
+/* What opens the port or connection (or listens for it). */
 static bool transport_eq(const struct bus_config *a, const struct bus_config *b)
 {
     return a->driver == b->driver && str_eq(a->device, b->device) && a->baud == b->baud &&
            a->parity == b->parity && a->data_bits == b->data_bits &&
            a->stop_bits == b->stop_bits && a->rs485 == b->rs485 &&
            a->rs485_rts == b->rs485_rts && a->rs485_delay_us == b->rs485_delay_us &&
-           a->inter_frame_ms == b->inter_frame_ms && str_eq(a->host, b->host) &&
-           a->tcp_port == b->tcp_port && a->timeout_ms == b->timeout_ms &&
-           a->retries == b->retries;
+           str_eq(a->host, b->host) && a->tcp_port == b->tcp_port && a->listen == b->listen &&
+           str_eq(a->listen_bind, b->listen_bind) && a->listen_port == b->listen_port;
+}
+
+/* How transactions go on that link: a new bus applies these to a link it takes over. */
+static bool timing_eq(const struct bus_config *a, const struct bus_config *b)
+{
+    return a->timeout_ms == b->timeout_ms && a->retries == b->retries &&
+           a->inter_frame_ms == b->inter_frame_ms;
 }
 
 static bool devices_of_bus_eq(const struct bus_config *a, const struct bus_config *b)
@@ -109,6 +128,9 @@ static bool edge_eq(const struct edge_config *a, const struct edge_config *b)
            str_eq(a->rl_messages, b->rl_messages) &&
            str_eq(a->rl_telemetry_messages, b->rl_telemetry_messages) &&
            str_eq(a->rl_telemetry_datapoints, b->rl_telemetry_datapoints) &&
+           str_eq(a->rl_tenant_messages, b->rl_tenant_messages) &&
+           str_eq(a->rl_tenant_telemetry_messages, b->rl_tenant_telemetry_messages) &&
+           str_eq(a->rl_tenant_telemetry_datapoints, b->rl_tenant_telemetry_datapoints) &&
            a->gateway == b->gateway && (!a->gateway || cred_eq(&a->gw_cred, &b->gw_cred));
 }
 
@@ -139,7 +161,8 @@ int config_diff(const struct config *old, const struct config *new, struct confi
         if (!ob)
             continue;
         bd->same_transport = transport_eq(ob, nb);
-        bd->change = !d.restart_all && bd->same_transport && devices_of_bus_eq(ob, nb)
+        bd->change = !d.restart_all && bd->same_transport && timing_eq(ob, nb) &&
+                             devices_of_bus_eq(ob, nb)
                          ? CHANGE_NONE
                          : CHANGE_RESTART;
     }

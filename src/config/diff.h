@@ -29,8 +29,9 @@ enum config_change {
 struct bus_diff {
     const struct bus_config *old, *new; /* NULL for ADD / REMOVE respectively */
     enum config_change change;
-    /* RESTART only: the port or connection settings are the same, only the devices on the
-     * bus changed, so the open port or connection can be handed to the new bus. */
+    /* RESTART only: the port or connection settings are the same (what changed is the bus's
+     * devices, or its timeout, retries or pause between frames, which the new bus applies
+     * to the link), so the open port or connection can be handed to the new bus. */
     bool same_transport;
 };
 

@@ -61,6 +61,12 @@
 #define WAIT_MAX_MS 1000u   /* wake at least this often, to show the watchdog we are alive */
 #define RING_SAMPLES 8192u
 #define CMDQ_MAX 64u
+#define SWAP(a, b)                \
+    do {                          \
+        __typeof__(a) swap_ = a;  \
+        a = b;                    \
+        b = swap_;                \
+    } while (0)
 
 /* One (device, poll period) pair of the schedule. */
 struct slot {
@@ -98,6 +104,7 @@ struct bus {
     struct complain ring_full;
     bool paused;
     bool emitted; /* samples pushed since the last wake-up of the uplink */
+    bool keep_link; /* stopping for a reload: leave the port or connection open */
 };
 
 static uint64_t next_backoff(uint64_t cur, int poll_ms)
@@ -166,7 +173,9 @@ static void setup_device(struct bus *b, struct bus_device *bd)
 
 /* ---- public ---------------------------------------------------------------------------- */
 
-struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_t n, int wake_fd)
+/* Everything but the driver. */
+static struct bus *bus_create(const struct bus_config *cfg, struct device **devices, size_t n,
+                              int wake_fd)
 {
     struct bus *b = xcalloc(1, sizeof(*b));
     int r;
@@ -192,11 +201,90 @@ struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_
         devices[i]->bus = b;
         setup_device(b, &b->devs[i]);
     }
-    r = b->drv->open(b, &b->drv_state);
+    return b;
+}
+
+static struct bus *open_driver(struct bus *b)
+{
+    int r = b->drv->open(b, &b->drv_state);
+
     if (r < 0) {
-        log_error_errno(r, "bus '%s': cannot set up the %s driver: %m", cfg->name,
-                        driver_kind_to_string(cfg->driver));
+        log_error_errno(r, "bus '%s': cannot set up the %s driver: %m", b->cfg->name,
+                        driver_kind_to_string(b->cfg->driver));
         return bus_free(b);
+    }
+    return b;
+}
+
+struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_t n, int wake_fd)
+{
+    struct bus *b = bus_create(cfg, devices, n, wake_fd);
+
+    return b ? open_driver(b) : NULL;
+}
+
+/* What a device's values were last reported as (report strategies, heartbeats), which keys
+ * could not be read, its backoff: to bd from the same device's old one, so that a reload
+ * sends nothing again that has not changed. bd's device has old's key table (bus_adopt). */
+static void take_device_state(struct bus_device *bd, struct bus_device *old)
+{
+    if (bd->n_state != old->n_state)
+        return;
+    SWAP(bd->state, old->state);
+    SWAP(bd->warned, old->warned);
+    SWAP(bd->unreadable, old->unreadable);
+    bd->backoff_ms = old->backoff_ms;
+    bd->fail = old->fail;
+    bd->overrun_logged = old->overrun_logged;
+}
+
+void bus_continue_figures(struct bus *b, const struct bus *old)
+{
+    atomic_store(&b->requests, atomic_load(&old->requests));
+    atomic_store(&b->errors, atomic_load(&old->errors));
+    atomic_store(&b->busy_us, atomic_load(&old->busy_us));
+    for (size_t i = 0; i < ARRAY_SIZE(b->poll_latency.bucket); i++)
+        atomic_store(&b->poll_latency.bucket[i], atomic_load(&old->poll_latency.bucket[i]));
+    atomic_store(&b->poll_latency.sum_us, atomic_load(&old->poll_latency.sum_us));
+}
+
+struct bus *bus_adopt(const struct bus_config *cfg, struct device **devices, size_t n,
+                      int wake_fd, struct bus *old, const bool *keep_state)
+{
+    struct bus *b = bus_create(cfg, devices, n, wake_fd);
+    int r;
+
+    if (!b)
+        return NULL;
+    if (!old->drv->adopt || !old->drv_state || old->drv != b->drv)
+        return open_driver(b);
+    r = b->drv->adopt(b, old->drv_state, &b->drv_state);
+    old->drv_state = NULL; /* consumed, whatever the outcome */
+    if (r < 0) {
+        log_error_errno(r, "bus '%s': cannot take over its link: %m", cfg->name);
+        return bus_free(b);
+    }
+    atomic_store(&b->connected, atomic_load(&old->connected));
+    atomic_store(&b->waiting, atomic_load(&old->waiting));
+    b->link = old->link;
+    b->link_backoff_ms = old->link_backoff_ms;
+    b->link_retry_ms = old->link_retry_ms;
+    /* A pause (an OTA hook's exclusive bus) belongs to the downlink that asked for it,
+     * which does not survive the reload: the new bus starts unpaused (a paused bus's link
+     * is closed, so it opens it again). */
+    bus_continue_figures(b, old);
+    for (size_t i = 0; i < n; i++) {
+        struct bus_device *bd = &b->devs[i];
+
+        /* A device new to this link, or changed, is identified as on a new link. */
+        bd->identify_due = atomic_load(&b->connected) && bd->dev->cfg->identify;
+        if (!keep_state[i])
+            continue;
+        for (size_t j = 0; j < old->n_devs; j++)
+            if (strcmp(old->devs[j].dev->cfg->name, bd->dev->cfg->name) == 0) {
+                take_device_state(bd, &old->devs[j]);
+                bd->identify_due = false;
+            }
     }
     return b;
 }
@@ -822,8 +910,14 @@ static void *bus_thread(void *arg)
         }
         wait_for_work(b, schedule_peek(&b->sched, &next) ? next.due_ms : now + WAIT_MAX_MS);
     }
-    b->drv->disconnect(b->drv_state);
-    atomic_store(&b->connected, false);
+    if (b->keep_link) {
+        /* A reload: what was asked of the bus before it stopped is still done (a write
+         * waits for at most one transaction); the link goes on with the next bus. */
+        run_commands(b);
+    } else {
+        b->drv->disconnect(b->drv_state);
+        atomic_store(&b->connected, false);
+    }
     return NULL;
 }
 
@@ -838,6 +932,12 @@ int bus_start(struct bus *b)
         return log_error_errno(r, "bus '%s': cannot start its thread: %m", b->cfg->name);
     b->started = true;
     return 0;
+}
+
+void bus_stop_keep_link(struct bus *b)
+{
+    b->keep_link = true; /* read by the thread once it sees stop */
+    bus_stop(b);
 }
 
 void bus_stop(struct bus *b)

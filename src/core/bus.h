@@ -5,7 +5,7 @@
  * reads arrive as commands (src/core/command.h) and run between two transactions, never
  * during one, also between the transactions of one poll (bus_yield).
  *
- * Thread: bus_new/bus_start/bus_stop/bus_free on main; bus_submit on any thread; the
+ * Thread: bus_new/bus_adopt/bus_start/bus_stop/bus_free on main; bus_submit on any thread; the
  * bus_* helpers for drivers on the bus thread only.
  */
 #ifndef TBGW_CORE_BUS_H
@@ -48,9 +48,22 @@ struct bus_device {
 /* devices: the bus's devices (in config order); wake_fd: eventfd of the ring consumer. */
 struct bus *bus_new(const struct bus_config *cfg, struct device **devices, size_t n,
                     int wake_fd);
+/* A reload: a bus like bus_new()'s that takes over old's port or connection (old has stopped
+ * with bus_stop_keep_link() and has the same transport settings; its driver state is
+ * consumed), and old's figures. keep_state[i]: devices[i] is unchanged, has the key table of
+ * old's device of that name, and keeps its report state (last values, heartbeats) and, on
+ * a link that stays up, its identification. Without
+ * the driver's adopt hook, the bus opens a new link. NULL (logged) on failure. */
+struct bus *bus_adopt(const struct bus_config *cfg, struct device **devices, size_t n,
+                      int wake_fd, struct bus *old, const bool *keep_state);
 int bus_start(struct bus *b);
 /* Stop the thread after the transaction in flight; close the port. */
 void bus_stop(struct bus *b);
+/* Stop the thread, leaving the port or connection open for bus_adopt(). */
+void bus_stop_keep_link(struct bus *b);
+/* A reload: b (not started) goes on with the counters and poll durations of old (stopped),
+ * the bus of the same name, so that status and Prometheus see one bus, not two. */
+void bus_continue_figures(struct bus *b, const struct bus *old);
 struct bus *bus_free(struct bus *b);
 
 const char *bus_name(const struct bus *b);

@@ -500,6 +500,11 @@ void router_connected(struct downlink *dl, uint32_t dev)
     timesync_connected(dl, d);
 }
 
+void router_resumed(struct downlink *dl, uint32_t dev)
+{
+    ota_connected(dl, &dl->devs[dev]);
+}
+
 void router_disconnected(struct downlink *dl, uint32_t dev)
 {
     struct dl_dev *d = &dl->devs[dev];

@@ -29,6 +29,11 @@ struct downlink *downlink_free(struct downlink *dl);
 /* The device's session is up (after subscribing) / went down. */
 void router_connected(struct downlink *dl, uint32_t dev);
 void router_disconnected(struct downlink *dl, uint32_t dev);
+/* The device's session was up before a reload and goes on in this new downlink: an OTA
+ * outcome to report or a download to resume goes on as after a connect. Its shared
+ * attributes are not asked for again: the session received every push (nothing is
+ * written to the hardware again). */
+void router_resumed(struct downlink *dl, uint32_t dev);
 
 /* A message from the Edge for dev. */
 void router_message(struct downlink *dl, uint32_t dev, const char *topic, const char *payload,

@@ -25,8 +25,10 @@
  *   - a lost session: every device leaves CS_UP, every batch in flight goes again in order
  *     after the next CONNACK (spool_requeue per device, with the quarantine rules);
  *   - a reload that removes devices: v1/gateway/disconnect for those, as the old uplink
- *     stops. Nobody else is ever disconnected: a restart of tbgw ends the session, and
- *     the next one announces everyone again.
+ *     stops; the session itself goes on in the new uplink (reconfigure.c, gw_resume()),
+ *     which announces only the devices it adds or changes. Nobody else is ever
+ *     disconnected: a restart of tbgw ends the session, and the next one announces
+ *     everyone again.
  *
  * Invariants: a device's batches go out in spool order, and messages are published in
  * order on the one session, so each device's data reaches ThingsBoard in order; a batch
@@ -800,6 +802,34 @@ void gw_leave_publish(struct uplink *u)
                         g->leaving[i]);
         }
     }
+}
+
+/* A reload handed the gateway's session to u (reconfigure.c), and with it the devices the
+ * reload left unchanged, announced or not. Those that are announced stay so; the others
+ * (added, changed, or not yet acknowledged) are announced now, on the same session. The
+ * old uplink's flights stay behind: their batches are in the spool as unacknowledged and go
+ * again, and a late acknowledgement of one finds no flight here. */
+void gw_resume(struct uplink *u, const struct uplink *old)
+{
+    struct up_gw *g = u->gw;
+    const struct up_gw *og = old->gw;
+
+    g->ann_head = 0;
+    g->ann_len = 0;
+    for (size_t i = 0; i < u->n_devs; i++) {
+        if (u->devs[i].state == CS_UP)
+            atomic_fetch_add(&g->announced, 1);
+        else
+            g->announce[g->ann_len++] = (uint32_t)i;
+    }
+    g->any_announced = og->any_announced;
+    g->announce_since_ms = og->announce_since_ms;
+    g->not_gateway_logged = og->not_gateway_logged;
+    g->limits_id = og->limits_id;
+    g->next_limits_id = og->next_limits_id;
+    if (g->ann_len)
+        log_info("gateway: session kept; announcing %zu device%s", g->ann_len,
+                 g->ann_len == 1 ? "" : "s");
 }
 
 /* ---- life ---- */

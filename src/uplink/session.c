@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,15 @@
 #define CONNECT_TIMEOUT_S 10
 
 struct session {
+    /* Where events go: set at creation and by session_move() (a reload hands the session
+     * to a new uplink), read by paho's threads, so under lock. */
+    pthread_mutex_t lock;
     uint32_t device;
+    struct evq *evq;
+    const struct edge_config *edge;
     char *name;
     char *client_id;
     char *uri;
-    const struct edge_config *edge;
-    struct evq *evq;
     MQTTAsync client;
     _Atomic bool ack_wakes; /* read by paho's threads */
 };
@@ -36,8 +40,21 @@ static struct event *event_new(struct session *s, enum event_type type)
     struct event *e = xcalloc(1, sizeof(*e));
 
     e->type = type;
-    e->device = s->device;
     return e;
+}
+
+/* The device number is taken under the same lock as the queue: an event is either posted
+ * before a session_move() under the old number to the old queue, or after it under the
+ * new number to the new queue. */
+static void post(struct session *s, struct event *e, bool quiet)
+{
+    pthread_mutex_lock(&s->lock);
+    e->device = s->device;
+    if (quiet)
+        evq_post_quiet(s->evq, e);
+    else
+        evq_post(s->evq, e);
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- paho callbacks: copy, post, return ---- */
@@ -49,7 +66,7 @@ static void on_connection_lost(void *ctx, char *cause)
 
     if (cause)
         e->text = xstrdup(cause);
-    evq_post(s->evq, e);
+    post(s, e, false);
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
@@ -66,7 +83,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     e->payload[e->len] = '\0';
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
-    evq_post(s->evq, e);
+    post(s, e, false);
     return 1;
 }
 
@@ -109,9 +126,13 @@ static void edge_sockets_nodelay(int port)
 static void on_connect(void *ctx, MQTTAsync_successData *r)
 {
     struct session *s = ctx;
+    int port;
 
-    edge_sockets_nodelay(s->edge->port);
-    evq_post(s->evq, event_new(s, EV_CONNECTED));
+    pthread_mutex_lock(&s->lock);
+    port = s->edge->port;
+    pthread_mutex_unlock(&s->lock);
+    edge_sockets_nodelay(port);
+    post(s, event_new(s, EV_CONNECTED), false);
 }
 
 static void on_connect_failure(void *ctx, MQTTAsync_failureData *r)
@@ -122,7 +143,7 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData *r)
     e->code = r ? r->code : MQTTASYNC_FAILURE;
     if (r && r->message)
         e->text = xstrdup(r->message);
-    evq_post(s->evq, e);
+    post(s, e, false);
 }
 
 static void on_publish(void *ctx, MQTTAsync_successData *r)
@@ -131,10 +152,7 @@ static void on_publish(void *ctx, MQTTAsync_successData *r)
     struct event *e = event_new(s, EV_DELIVERED);
 
     e->token = r ? r->token : 0;
-    if (atomic_load_explicit(&s->ack_wakes, memory_order_relaxed))
-        evq_post(s->evq, e);
-    else
-        evq_post_quiet(s->evq, e);
+    post(s, e, !atomic_load_explicit(&s->ack_wakes, memory_order_relaxed));
 }
 
 static void on_publish_failure(void *ctx, MQTTAsync_failureData *r)
@@ -144,7 +162,7 @@ static void on_publish_failure(void *ctx, MQTTAsync_failureData *r)
 
     e->token = r ? r->token : 0;
     e->code = r ? r->code : MQTTASYNC_FAILURE;
-    evq_post(s->evq, e);
+    post(s, e, false);
 }
 
 static void on_subscribe(void *ctx, MQTTAsync_successData *r)
@@ -153,7 +171,7 @@ static void on_subscribe(void *ctx, MQTTAsync_successData *r)
     struct event *e = event_new(s, EV_SUBSCRIBED);
 
     e->code = r ? r->alt.qos : 0;
-    evq_post(s->evq, e);
+    post(s, e, false);
 }
 
 static void on_subscribe_failure(void *ctx, MQTTAsync_failureData *r)
@@ -162,7 +180,7 @@ static void on_subscribe_failure(void *ctx, MQTTAsync_failureData *r)
     struct event *e = event_new(s, EV_SUBSCRIBED);
 
     e->code = 0x80;
-    evq_post(s->evq, e);
+    post(s, e, false);
 }
 
 static int on_tls_error(const char *str, size_t len, void *ctx)
@@ -173,7 +191,7 @@ static int on_tls_error(const char *str, size_t len, void *ctx)
     while (len && (str[len - 1] == '\n' || str[len - 1] == '\r'))
         len--;
     e->text = xstrndup(str, len);
-    evq_post(s->evq, e);
+    post(s, e, false);
     return 0;
 }
 
@@ -221,6 +239,7 @@ struct session *session_new(uint32_t device, const char *device_name, const char
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     int r;
 
+    pthread_mutex_init(&s->lock, NULL);
     s->device = device;
     s->name = xstrdup(device_name);
     s->client_id = xstrdup(client_id);
@@ -247,11 +266,22 @@ struct session *session_free(struct session *s)
         return NULL;
     if (s->client)
         MQTTAsync_destroy(&s->client);
+    pthread_mutex_destroy(&s->lock);
     free(s->name);
     free(s->client_id);
     free(s->uri);
     free(s);
     return NULL;
+}
+
+void session_move(struct session *s, uint32_t device, const struct edge_config *edge,
+                  struct evq *evq)
+{
+    pthread_mutex_lock(&s->lock);
+    s->device = device;
+    s->edge = edge;
+    s->evq = evq;
+    pthread_mutex_unlock(&s->lock);
 }
 
 void session_wake_on_ack(struct session *s, bool on)

@@ -42,6 +42,12 @@ struct session *session_new(uint32_t device, const char *device_name, const char
                             const struct edge_config *edge, struct evq *evq);
 struct session *session_free(struct session *s);
 
+/* A reload hands the session to another uplink: its events go to evq as device number
+ * device from now on, and it connects to edge (equal to the one it was created for). Thread:
+ * main, while no uplink thread uses the session. */
+void session_move(struct session *s, uint32_t device, const struct edge_config *edge,
+                  struct evq *evq);
+
 const char *session_client_id(const struct session *s);
 
 /* Start connecting; the outcome arrives as EV_CONNECTED or EV_CONNECT_FAILED. */

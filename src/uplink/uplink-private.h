@@ -97,6 +97,10 @@ struct up_dev {
      * with something to send. */
     bool gw_queued;
     uint32_t gw_next;
+    /* A reload hands the session to the next uplink (reconfigure.c): from now on messages
+     * from the Edge wait for it, and stopping leaves the session connected. Set on main
+     * before the buses stop. */
+    _Atomic bool keep;
 };
 
 struct uplink {
@@ -139,6 +143,9 @@ struct uplink {
      * device mode (one session per device). */
     struct up_gw *gw;
     struct gw_route *gw_route; /* its downlink side (gw-route.c) */
+    /* Stopping for a reload: messages from the Edge for sessions that go on, left for the
+     * next uplink's downlink (reconfigure.c), oldest first. */
+    struct event *deferred, **deferred_tail;
 };
 
 #define WINDOW 4                  /* QoS 1 messages in flight per device */
@@ -251,11 +258,20 @@ void gw_on_delivery_failed(struct uplink *u, int token);
 void gw_want(struct uplink *u, struct up_dev *d);
 /* Announce, then send what the queued devices have, as the window and pacing allow. */
 void gw_pump(struct uplink *u);
+/* A reload handed the gateway's session from old to u (reconfigure.c): carry on with it,
+ * announcing the devices that are not announced. Thread: main, neither uplink running. */
+void gw_resume(struct uplink *u, const struct uplink *old);
 /* Stopping: disconnect (v1/gateway/disconnect) the devices a reload removes. */
 void gw_leave_publish(struct uplink *u);
 /* Messages of the gateway awaiting a PUBACK. */
 bool gw_inflight(const struct uplink *u);
 size_t gw_announced_count(const struct uplink *u);
+/* reconfigure.c: whether a stopping uplink leaves d's session up for the next one. */
+bool uplink_hands_over(const struct up_dev *d);
+/* Whether e is a message for such a session: then it is kept for the next uplink (taken;
+ * not to be handled or freed), since the buses it may need are stopping. */
+bool uplink_defer_event(struct uplink *u, struct event *e);
+void uplink_free_deferred(struct uplink *u);
 
 /* downlink-port.c: the downlink, talking to u through its port. */
 struct downlink *port_downlink_new(struct uplink *u);

@@ -25,7 +25,8 @@
  * pacing, acknowledgements), batch.c (samples into batches), health.c (health telemetry),
  * status.c (figures for other threads), downlink-port.c (what the downlink may use),
  * gw-session.c (gateway mode: one session for every device; the gateway is the last
- * up_dev, served last in each pass so that it sends what the devices queued together). All
+ * up_dev, served last in each pass so that it sends what the devices queued together),
+ * reconfigure.c (sessions handed from one uplink to the next on a reload). All
  * session state lives on this thread, so none of it needs a lock.
  *
  * Invariants: a device is on the ready list at most once per pass (up_dev.ready), and in
@@ -167,8 +168,10 @@ static void handle_events(struct uplink *u)
 
     while (e) {
         struct event *next = e->next;
-        handle_event(u, e);
-        event_free(e);
+        if (!uplink_defer_event(u, e)) {
+            handle_event(u, e);
+            event_free(e);
+        }
         e = next;
     }
 }
@@ -323,9 +326,18 @@ static void *uplink_thread(void *arg)
     pthread_setname_np(pthread_self(), "tbgw/uplink");
     /* In gateway mode the gateway connects, its devices wait for their announcement. */
     for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++) {
-        u->devs[i].retry_at_ms = now_ms();
-        conn_set_state(u, &u->devs[i], CS_WAIT);
-        uplink_mark(u, &u->devs[i]);
+        struct up_dev *d = &u->devs[i];
+
+        /* A session taken over from before a reload (reconfigure.c) goes on as it is; so
+         * does a device announced on a gateway session that was taken over. */
+        if (d->state == CS_UP && !d->provisioning) {
+            if (i < u->n_devs)
+                router_resumed(u->downlink, (uint32_t)i);
+        } else if (d->state != CS_UP && d->state != CS_CONNECTING) {
+            d->retry_at_ms = now_ms();
+            conn_set_state(u, d, CS_WAIT);
+        }
+        uplink_mark(u, d);
     }
 
     while (!atomic_load(&u->stop)) {
@@ -351,14 +363,21 @@ static void *uplink_thread(void *arg)
     batch_drain_rings(u);
     for (size_t i = 0; i < u->n_devs; i++)
         batch_close(u, &u->devs[i]);
+    /* Every acknowledgement wakes the thread now: the wait below ends with the last one
+     * (a reload's pause in polling is this wait). */
     if (u->gw) {
         for (size_t i = 0; i < u->n_devs; i++)
             gw_want(u, &u->devs[i]);
         gw_pump(u);
         gw_leave_publish(u); /* a reload removed them: the only disconnects there are */
+        if (u->gw->self->sess)
+            session_wake_on_ack(u->gw->self->sess, true);
     } else {
-        for (size_t i = 0; i < u->n_devs; i++)
+        for (size_t i = 0; i < u->n_devs; i++) {
             pub_pump(u, &u->devs[i]);
+            if (u->devs[i].sess)
+                session_wake_on_ack(u->devs[i].sess, true);
+        }
     }
     /* A moment for PUBACKs of what is in flight: saves resending it after a restart. */
     for (uint64_t deadline = now_ms() + 500; now_ms() < deadline;) {
@@ -378,6 +397,8 @@ static void *uplink_thread(void *arg)
     status_snapshot(u); /* final: what a failed flush left unsaved is reported as lost */
     for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++) {
         struct up_dev *d = &u->devs[i];
+        if (uplink_hands_over(d))
+            continue;
         if (d->sess)
             session_disconnect(d->sess, 100);
         conn_set_state(u, d, CS_WAIT);
@@ -517,6 +538,7 @@ struct uplink *uplink_free(struct uplink *u)
     spool_close(u->spool);
     credstore_free(u->creds);
     evq_destroy(&u->evq);
+    uplink_free_deferred(u);
     pthread_mutex_destroy(&u->status_lock);
     close(u->wake_fd);
     free(u);

@@ -40,6 +40,15 @@ struct uplink *uplink_free(struct uplink *u);
  * (v1/gateway/disconnect) when u stops; nobody else is disconnected. Thread: main, before
  * uplink_stop(). No effect in device mode. */
 void uplink_gateway_leave(struct uplink *u, const char *const *names, size_t n);
+/* A reload (reconfigure.c), on main. Before old's buses stop: the sessions of the devices
+ * that d leaves unchanged stay up when old stops, and their messages from the Edge wait for
+ * u. After it, before uplink_start(u) (u is
+ * built from d's new configuration): u takes those sessions over with everything known
+ * about them (client attributes sent, pacing, counters) and the events paho posted to old
+ * for them meanwhile, so the Edge sees no new CONNECT. */
+struct config_diff;
+void uplink_keep_sessions(struct uplink *old, const struct config_diff *d);
+void uplink_take_sessions(struct uplink *u, struct uplink *old, const struct config_diff *d);
 
 /* Hand an event to the uplink thread (finished commands, control requests). */
 void uplink_post(struct uplink *u, struct event *e);

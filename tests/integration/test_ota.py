@@ -24,6 +24,7 @@ fi
 case "$TBGW_OTA_VERSION" in
     *fail*) echo "flashing..." ; echo "flash failed: bad magic" >&2 ; exit 3 ;;
     *hang*) sleep 300 & echo $! > "$HOOK_DIR/child" ; wait ;;
+    *slow*) sleep 2 ;;
     *once*) [ -e "$HOOK_DIR/failed-once" ] || { touch "$HOOK_DIR/failed-once"; echo "flash busy" >&2; exit 4; } ;;
 esac
 exit 0
@@ -262,6 +263,39 @@ class Ota(harness.TestCase):
         chunks = [n for _, _, n, _ in emu.ota_requests("dev")]
         self.assertLess(len(chunks), 31 + 12)  # resumed, not restarted from chunk 0
         self.assertEqual(len(self.calls()), 1)
+        self.stop_tbgw(self.proc)
+
+    def reload_with_another_bus_timeout(self):
+        """The bus restarts; the device, unchanged, keeps its session."""
+        with open(self.path("tbgw.conf"), "w") as f:
+            f.write(self.cfg.replace("timeout_ms = 300;", "timeout_ms = 400;"))
+        r = self.tbgwctl("reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_reload_mid_download_resumes_in_the_same_session(self):
+        emu = self.start()
+        data = os.urandom(16384 * 30 + 100)
+        emu.set_ota("dev", "fw", "fw", "9.1", data, "SHA256")
+        emu.wait(lambda: len(emu.ota_requests("dev")) >= 10, 20)
+        self.reload_with_another_bus_timeout()
+        self.wait_state("UPDATED", timeout=30)
+        with open(self.path("image.9.1"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(emu.connect_count("dev"), 1)
+        chunks = [n for _, _, n, _ in emu.ota_requests("dev")]
+        self.assertLess(len(chunks), 31 + 12)  # resumed, not restarted from chunk 0
+        self.assertEqual(len(self.calls()), 1)
+        self.stop_tbgw(self.proc)
+
+    def test_reload_while_the_command_runs_reports_its_outcome(self):
+        emu = self.start()
+        emu.set_ota("dev", "fw", "fw", "9.2-slow", os.urandom(5000), "SHA256")
+        harness.wait_until(lambda: self.calls(), 20, "the update command")
+        # The reload waits for the command; its outcome goes out on the same session.
+        self.reload_with_another_bus_timeout()
+        self.wait_state("UPDATED", timeout=20)
+        self.assertEqual(self.last("current_fw_version"), "9.2-slow")
+        self.assertEqual(emu.connect_count("dev"), 1)
         self.stop_tbgw(self.proc)
 
     def test_restart_mid_download_resumes(self):

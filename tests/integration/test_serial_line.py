@@ -82,6 +82,30 @@ class SerialLine(harness.TestCase):
         self.emu.wait(lambda: self.values("ws") == {"t": 21.5, "h": 40, "wind": 3, "dir": "N E"}, 10)
         self.stop_tbgw(self.proc)
 
+    def test_reload_keeps_the_port_and_a_partial_line(self):
+        s = self.start([("ws", 'format = "kv";')])
+        self.emu.wait_connected("ws")
+        time.sleep(0.3)
+        s.write(b"t=1\n")
+        self.emu.wait(lambda: self.values("ws").get("t") == 1, 10)
+        # Half a line, then the sensor's settings change: the bus restarts with its port
+        # open, and the rest of the line completes what was read before.
+        s.write(b"t=2")
+        time.sleep(0.3)
+        cfg = self.path("tbgw-tty.conf")
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text.replace('format = "kv";', 'format = "kv"; poll_ms = 5000;'))
+        r = self.tbgwctl("reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s.write(b"5\n")
+        self.emu.wait(lambda: self.values("ws").get("t") == 25, 10, "the completed line")
+        self.assertEqual(self.proc.output().count("bus 'ser': connected"), 1)
+        self.assertIn("reload: bus 'ser': restart (its port or connection is kept)",
+                      self.proc.output())
+        self.stop_tbgw(self.proc)
+
     def test_json_csv_regex(self):
         for fmt, settings, line, want in (
                 ("json", 'format = "json";', b'{"t":-1.5,"gps":{"fix":true,"sats":7},"id":"a"}\n',

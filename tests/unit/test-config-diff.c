@@ -242,6 +242,58 @@ static void test_gateway_changes(void **state)
     (void)state;
 }
 
+/* One tcp bus "b" with one device; %s: the bus's connection, then the device's extra
+ * settings, then its tag's. */
+static struct config *make_one(const char *link, const char *device, const char *tag)
+{
+    char text[2048];
+
+    snprintf(text, sizeof(text),
+             "edge = { host = \"edge\"; };\n"
+             "buses = ( { name = \"b\"; driver = \"modbus-tcp\"; %s\n"
+             "  devices = ( { name = \"p1\"; unit_id = 1; token = \"P1\"; %s\n"
+             "    telemetry = ( { key = \"c\"; table = \"holding\"; type = \"uint16\"; %s } ); } ); } );\n",
+             link, device, tag);
+    return load(text);
+}
+
+#define A0 "address = 0; "
+
+/* Settings a reload must not take for "unchanged" (it would keep running without them). */
+static void test_every_setting_counts(void **state)
+{
+    static const struct {
+        const char *link[2], *device[2], *tag[2];
+        bool device_changes, same_transport;
+    } cases[] = {
+        {{"host = \"h\";", "host = \"h\";"}, {"", "identify = true;"}, {A0, A0}, true, true},
+        {{"host = \"h\";", "host = \"h\";"}, {"", "address_base = 1;"}, {"address = 1;", "address = 2;"}, true, true},
+        {{"host = \"h\";", "host = \"h\";"}, {"", ""}, {A0, A0 "poll_ms = 5000;"}, true, true},
+        {{"host = \"h\";", "host = \"h\";"}, {"", ""}, {A0, A0 "invalid = [ 65535 ];"}, true, true},
+        {{"listen = { port = 5020; };", "listen = { port = 5021; };"}, {"", ""}, {A0, A0}, false,
+         false},
+        {{"host = \"h\";", "listen = { port = 5020; };"}, {"", ""}, {A0, A0}, false, false},
+        /* Applied to the link the new bus takes over. */
+        {{"host = \"h\";", "host = \"h\"; timeout_ms = 700;"}, {"", ""}, {A0, A0}, false, true},
+        {{"host = \"h\";", "host = \"h\"; retries = 3;"}, {"", ""}, {A0, A0}, false, true},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config *o = make_one(cases[i].link[0], cases[i].device[0], cases[i].tag[0]);
+        struct config *n = make_one(cases[i].link[1], cases[i].device[1], cases[i].tag[1]);
+        struct config_diff d;
+
+        config_diff(o, n, &d);
+        assert_int_equal(bus(&d, "b")->change, CHANGE_RESTART);
+        assert_int_equal(bus(&d, "b")->same_transport, cases[i].same_transport);
+        assert_int_equal(dev(&d, "p1")->change,
+                         cases[i].device_changes ? CHANGE_RESTART : CHANGE_NONE);
+        config_diff_free(&d);
+        config_free(o);
+        config_free(n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_added_and_removed),
         cmocka_unit_test(test_removed_bus),
         cmocka_unit_test(test_edge_change_restarts_everything),
+        cmocka_unit_test(test_every_setting_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
