@@ -370,8 +370,8 @@ static void *uplink_thread(void *arg)
             gw_want(u, &u->devs[i]);
         gw_pump(u);
         gw_leave_publish(u); /* a reload removed them: the only disconnects there are */
-        if (u->gw->self->sess)
-            session_wake_on_ack(u->gw->self->sess, true);
+        if (gw_self(u)->sess)
+            session_wake_on_ack(gw_self(u)->sess, true);
     } else {
         for (size_t i = 0; i < u->n_devs; i++) {
             pub_pump(u, &u->devs[i]);

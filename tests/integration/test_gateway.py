@@ -304,10 +304,12 @@ class Gateway(harness.TestCase):
         self.assertEqual(len(c_connect), 1)
         self.assertLessEqual(c_connect[0], min(m.recv_ms for m in self.gw_messages(TELEMETRY)
                                                if "c" in m.json()))
-        # a kept flowing across the reload.
+        # a kept flowing across the reload, on the same session, announced once.
         self.assertEqual(self.gw_messages(DISCONNECT)[0].json(), {"device": "b"})
         n = len(self.stamps("a"))
         emu.wait(lambda: len(self.stamps("a")) > n + 3, 10, "a after the reload")
+        self.assertEqual(emu.connect_count("gw"), 1, "the reload reconnected the gateway")
+        self.assertEqual([m.json()["device"] for m in self.gw_messages(CONNECT)].count("a"), 1)
         self.stop_tbgw(self.proc)
         self.assertEqual(len(self.gw_messages(DISCONNECT)), 1)
 
