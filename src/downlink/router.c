@@ -99,6 +99,7 @@ struct rdev {
     unsigned outstanding;
     int next_attr_request;
     int sync_request_id;       /* attribute request sent at connect, -1 if none */
+    bool synced;               /* ... and answered (or there was nothing to ask) */
     int next_client_rpc;
     struct client_rpc crpc[CLIENT_RPC_MAX];
 };
@@ -280,11 +281,14 @@ static void request_shared(struct downlink *dl, struct dl_dev *d)
     char topic[64];
 
     r->sync_request_id = -1;
+    r->synced = false;
     for (size_t i = 0; i < d->dc->writes.n; i++)
         len += strlen(d->dc->writes.v[i].key) + 1;
     len += ota_request_keys(NULL, 0);
-    if (!len)
+    if (!len) {
+        r->synced = true;
         return;
+    }
     keys = xmalloc(len + 1);
     keys[0] = '\0';
     for (size_t i = 0; i < d->dc->writes.n; i++) {
@@ -502,7 +506,64 @@ void router_connected(struct downlink *dl, uint32_t dev)
 
 void router_resumed(struct downlink *dl, uint32_t dev)
 {
-    ota_connected(dl, &dl->devs[dev]);
+    struct dl_dev *d = &dl->devs[dev];
+
+    ota_connected(dl, d);
+    /* The ask at connect may have been unanswered, or not even sent, when the session
+     * changed hands: its answer would not be recognised here, so ask again. */
+    if (!rd(dl, d)->synced)
+        request_shared(dl, d);
+}
+
+/* What a router knows of one session, between two routers (a reload). */
+struct router_session {
+    struct rdev r;
+};
+
+struct router_session *router_export(struct downlink *dl, uint32_t dev)
+{
+    struct router_session *s = xcalloc(1, sizeof(*s));
+    struct rdev *o = &dl->router->devs[dev];
+
+    s->r.synced = o->synced;
+    s->r.next_attr_request = o->next_attr_request;
+    s->r.next_client_rpc = o->next_client_rpc;
+    /* RPCs already answered: a repeat is answered from memory, as before the reload (one
+     * still executing is the old router's, which answers it). */
+    for (unsigned k = 0; k < SEEN_RPCS; k++) {
+        if (!o->seen[k].answer)
+            continue;
+        s->r.seen[k] = o->seen[k];
+        o->seen[k].answer = NULL;
+    }
+    s->r.next_seen = o->next_seen;
+    return s;
+}
+
+struct router_session *router_session_free(struct router_session *s)
+{
+    if (s)
+        for (unsigned k = 0; k < SEEN_RPCS; k++)
+            free(s->r.seen[k].answer);
+    free(s);
+    return NULL;
+}
+
+void router_import(struct downlink *dl, uint32_t dev, struct router_session *s)
+{
+    struct rdev *r = &dl->router->devs[dev];
+
+    r->synced = s->r.synced;
+    /* Ids go on, so an answer to an old request is never taken for a new one. */
+    r->next_attr_request = s->r.next_attr_request;
+    r->next_client_rpc = s->r.next_client_rpc;
+    for (unsigned k = 0; k < SEEN_RPCS; k++) {
+        free(r->seen[k].answer);
+        r->seen[k] = s->r.seen[k];
+        s->r.seen[k].answer = NULL;
+    }
+    r->next_seen = s->r.next_seen;
+    router_session_free(s);
 }
 
 void router_disconnected(struct downlink *dl, uint32_t dev)
@@ -538,8 +599,11 @@ void router_message(struct downlink *dl, uint32_t dev, const char *topic, const 
         json_object_put(o);
     } else if (rpc_topic_id(topic, TOPIC_ATTR_RESPONSE, &id) == 0) {
         json_object *o = attributes_parse(payload, len), *shared;
-        if (o && id == rd(dl, d)->sync_request_id && (shared = attributes_response_shared(o)))
-            apply_shared(dl, d, shared, false);
+        if (o && id == rd(dl, d)->sync_request_id) {
+            rd(dl, d)->synced = true;
+            if ((shared = attributes_response_shared(o)))
+                apply_shared(dl, d, shared, false);
+        }
         json_object_put(o);
     } else if (rpc_topic_id(topic, TOPIC_RPC_REQUEST, &id) == 0) {
         handle_rpc(dl, d, id, payload, len);

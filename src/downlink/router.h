@@ -31,9 +31,17 @@ void router_connected(struct downlink *dl, uint32_t dev);
 void router_disconnected(struct downlink *dl, uint32_t dev);
 /* The device's session was up before a reload and goes on in this new downlink: an OTA
  * outcome to report or a download to resume goes on as after a connect. Its shared
- * attributes are not asked for again: the session received every push (nothing is
- * written to the hardware again). */
+ * attributes are not asked for again once the ask at connect was answered: the session
+ * received every push since (nothing is written to the hardware again). */
 void router_resumed(struct downlink *dl, uint32_t dev);
+/* A reload: what the old router knew of dev's session (whether the ask at connect was
+ * answered, request ids, the answers kept against repeated RPC ids) goes to the new one
+ * with the session. router_export() on the stopped old downlink; router_import() before
+ * router_resumed() on the new one (takes s). Thread: main / the new uplink. */
+struct router_session;
+struct router_session *router_export(struct downlink *dl, uint32_t dev);
+void router_import(struct downlink *dl, uint32_t dev, struct router_session *s);
+struct router_session *router_session_free(struct router_session *s);
 
 /* A message from the Edge for dev. */
 void router_message(struct downlink *dl, uint32_t dev, const char *topic, const char *payload,

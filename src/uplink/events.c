@@ -3,7 +3,8 @@
  * The uplink's event queue (see events.h): a mutex-protected list, and at most one
  * eventfd write per wake-up of the uplink thread however many events arrive meanwhile.
  *
- * Thread: evq_post and evq_post_quiet on any; evq_take on the uplink thread.
+ * Thread: evq_post and evq_post_quiet on any; evq_take on the uplink thread; evq_prepend on
+ * whichever thread owns the queue's consumer (main, during a reload).
  */
 #include "config.h"
 
@@ -85,4 +86,29 @@ struct event *evq_take(struct evq *q)
     q->signalled = false;
     pthread_mutex_unlock(&q->lock);
     return e;
+}
+
+void evq_prepend(struct evq *q, struct event *head)
+{
+    struct event *tail = head;
+    size_t n = 1;
+    bool write_fd;
+
+    if (!head)
+        return;
+    while (tail->next) {
+        tail = tail->next;
+        n++;
+    }
+    pthread_mutex_lock(&q->lock);
+    tail->next = q->head;
+    q->head = head;
+    if (!q->tail)
+        q->tail = tail;
+    q->n += n;
+    write_fd = !q->signalled;
+    q->signalled = true;
+    pthread_mutex_unlock(&q->lock);
+    if (write_fd)
+        eventfd_write(q->wake_fd, 1);
 }

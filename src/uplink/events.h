@@ -64,6 +64,9 @@ void evq_post(struct evq *q, struct event *e);
 void evq_post_quiet(struct evq *q, struct event *e);
 /* All queued events, oldest first (NULL when none). */
 struct event *evq_take(struct evq *q);
+/* Put the list head (linked through next) in front of everything queued, in one step under
+ * the queue's lock: events posted meanwhile stay behind it. */
+void evq_prepend(struct evq *q, struct event *head);
 void event_free(struct event *e);
 
 #endif

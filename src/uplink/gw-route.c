@@ -90,6 +90,17 @@ void gw_route_free(struct uplink *u)
     u->gw_route = NULL;
 }
 
+void gw_route_carry(struct uplink *u, const struct uplink *old)
+{
+    const struct gw_route *o = old->gw_route;
+    struct gw_route *r = route(u);
+
+    if (!o)
+        return;
+    r->next_request_id = o->next_request_id;
+    r->client_rpc.next_id = o->client_rpc.next_id;
+}
+
 /* The configured device called name, or NULL. */
 static struct up_dev *find_device(struct uplink *u, const char *name)
 {

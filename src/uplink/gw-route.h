@@ -27,5 +27,9 @@ void gw_route_port(struct uplink *u, struct downlink_port *port);
 
 /* The route's state (uplink_free). */
 void gw_route_free(struct uplink *u);
+/* A reload handed the gateway's session from old to u: ids of attribute requests and
+ * client RPCs go on from where old's were, so that an answer to one of old's is never
+ * taken for one of u's. Thread: main, while neither uplink runs. */
+void gw_route_carry(struct uplink *u, const struct uplink *old);
 
 #endif

@@ -45,6 +45,8 @@
 #include <string.h>
 
 #include "config/diff.h"
+#include "downlink/router.h"
+#include "uplink/gw-route.h"
 #include "uplink/session.h"
 #include "uplink/uplink-private.h"
 #include "util/macros.h"
@@ -132,10 +134,12 @@ static void take(struct uplink *u, struct up_dev *n, struct up_dev *o, uint32_t 
         session_move(n->sess, index, &u->cfg->edge, &u->evq);
 }
 
-/* The events old deferred or still holds for the sessions u took, in front of u's own. */
+/* The events old deferred or still holds for the sessions u took, in front of u's own.
+ * paho's threads post to u's queue from session_move() on, so the old events go in front
+ * in one step (evq_prepend): nothing paho said is reordered. */
 static void take_events(struct uplink *u, struct uplink *old, const uint32_t *map)
 {
-    struct event *later = evq_take(&u->evq), *e = old->deferred;
+    struct event *e = old->deferred, *head = NULL, **tail = &head;
 
     if (old->deferred_tail)
         *old->deferred_tail = evq_take(&old->evq);
@@ -149,17 +153,15 @@ static void take_events(struct uplink *u, struct uplink *old, const uint32_t *ma
 
         if (of_session && e->device < n_sessions(old) && map[e->device] != NOT_KEPT) {
             e->device = map[e->device];
-            evq_post(&u->evq, e);
+            e->next = NULL;
+            *tail = e;
+            tail = &e->next;
         } else {
             event_free(e);
         }
         e = next;
     }
-    while (later) {
-        struct event *next = later->next;
-        evq_post(&u->evq, later);
-        later = next;
-    }
+    evq_prepend(&u->evq, head);
 }
 
 void uplink_take_sessions(struct uplink *u, struct uplink *old, const struct config_diff *d)
@@ -180,12 +182,15 @@ void uplink_take_sessions(struct uplink *u, struct uplink *old, const struct con
         if (!uplink_hands_over(o) || !(o->sess || gateway))
             continue;
         take(u, &u->devs[dd->new->index], o, (uint32_t)dd->new->index);
+        u->devs[dd->new->index].carried =
+            router_export(old->downlink, (uint32_t)dd->old->index);
         map[dd->old->index] = (uint32_t)dd->new->index;
     }
     if (gateway) {
         take(u, gw_self(u), ogw, (uint32_t)u->n_devs);
         map[old->n_devs] = (uint32_t)u->n_devs;
         gw_resume(u, old);
+        gw_route_carry(u, old);
     }
     take_events(u, old, map);
     free(map);

@@ -101,6 +101,8 @@ struct up_dev {
      * from the Edge wait for it, and stopping leaves the session connected. Set on main
      * before the buses stop. */
     _Atomic bool keep;
+    /* ... and what the old downlink knew of it, for the new one (router_import()). */
+    struct router_session *carried;
 };
 
 struct uplink {

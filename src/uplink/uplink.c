@@ -330,6 +330,10 @@ static void *uplink_thread(void *arg)
 
         /* A session taken over from before a reload (reconfigure.c) goes on as it is; so
          * does a device announced on a gateway session that was taken over. */
+        if (d->carried) {
+            router_import(u->downlink, (uint32_t)i, d->carried);
+            d->carried = NULL;
+        }
         if (d->state == CS_UP && !d->provisioning) {
             if (i < u->n_devs)
                 router_resumed(u->downlink, (uint32_t)i);
@@ -523,6 +527,7 @@ struct uplink *uplink_free(struct uplink *u)
     for (size_t i = 0; i < u->n_devs + (u->gw ? 1 : 0); i++) {
         struct up_dev *d = &u->devs[i];
         tb_batch_clear(&d->batch);
+        d->carried = router_session_free(d->carried);
         json_object_put(d->attrs);
         outbox_clear(&d->held);
         outbox_clear(&d->held_msgs);

@@ -5,6 +5,7 @@ writes and answers as in device mode; malformed gateway messages and downlinks f
 the gateway does not carry write nothing; the clock check asks over the gateway's own
 session; OTA topics never appear."""
 import json
+import signal
 import time
 
 import harness
@@ -232,6 +233,31 @@ class GatewayDownlink(harness.TestCase):
         emu.wait(lambda: {r.get("device") for r in self.requests()} >= {"m1"}, 15, "m1's sync")
         self.assertEqual(self.call("m1", "setValve", {"value": True}), {"ok": True})
         self.assertEqual(fm.get(1, "coil", 5), [1])
+        self.stop_tbgw(proc)
+
+    def test_the_sync_at_connect_survives_a_reload(self):
+        """A reload right after start, while the sync at connect is unanswered or still
+        waiting for room under the gateway's limits: the kept session asks again, and the
+        setpoints changed while tbgw was away still reach the hardware."""
+        def prepare(emu, fm):
+            emu.add_device("m1", token="M1")  # known to ThingsBoard already
+            emu.add_device("m2", token="M2")
+            emu.set_shared("m1", {"sp": 19.5})
+            emu.set_shared("m2", {"sp": 18.5})
+            emu.set_gateway_rate_limits(messages="9:8")
+        emu, fm, proc = self.start(prepare=prepare, announce_acked=False)
+        time.sleep(0.4)
+        cfg = self.path("tbgw.conf")
+        with open(cfg) as f:
+            text = f.read()
+        m3 = ('{ name = "m3"; type = "meter"; unit_id = 3; poll_ms = 200; telemetry = ( '
+              '{ key = "x"; table = "holding"; address = 20; type = "int16"; } ); }, {')
+        with open(cfg, "w") as f:
+            f.write(text.replace("devices = ( {", "devices = ( " + m3, 1))
+        proc.kill(signal.SIGHUP)
+        harness.wait_until(lambda: fm.get(1, "holding", 20) == [195] and
+                           fm.get(2, "holding", 20) == [185], 30, "both setpoints written")
+        self.assertEqual(emu.connect_count("gw"), 1)
         self.stop_tbgw(proc)
 
     def test_claim(self):
