@@ -24,9 +24,10 @@
  *     gatewayRateLimits govern the one session (or edge.rate_limits);
  *   - a lost session: every device leaves CS_UP, every batch in flight goes again in order
  *     after the next CONNACK (spool_requeue per device, with the quarantine rules);
- *   - a reload that removes devices: v1/gateway/disconnect for those, as the old uplink
- *     stops; the session itself goes on in the new uplink (reconfigure.c, gw_resume()),
- *     which announces only the devices it adds or changes. Nobody else is ever
+ *   - a reload that removes devices: v1/gateway/disconnect for those. The session itself
+ *     goes on in the new uplink (reconfigure.c, gw_resume()), which sends them, paced,
+ *     and announces only the devices it adds or changes; when the session cannot go on
+ *     (the edge settings changed), the old uplink sends them as it stops. Nobody else is ever
  *     disconnected: a restart of tbgw ends the session, and the next one announces
  *     everyone again.
  *
@@ -112,8 +113,10 @@ struct up_gw {
     int limits_id;           /* the pending getSessionLimits request, or 0 */
     int next_limits_id;
     _Atomic size_t announced;
-    char **leaving;          /* removed by a reload: disconnect them at stop */
+    char **leaving;          /* removed by a reload: disconnect them at stop (set on main) */
     size_t n_leaving;
+    char **depart;           /* ... or, when the session was handed over, here (leave()): */
+    size_t n_depart, depart_head; /* the next uplink's own list, from depart_head on */
 };
 
 struct up_dev *gw_self(const struct uplink *u)
@@ -273,6 +276,36 @@ static void announce(struct uplink *u, uint64_t now)
         g->announcing++;
         g->ann_head = (g->ann_head + 1) % u->n_devs;
         g->ann_len--;
+    }
+}
+
+/* The disconnects a reload handed over with the session (gw_resume()), paced like every
+ * message of the session: a reload that removes many devices must not get the session it
+ * keeps closed for exceeding the gateway's limits. */
+static void leave(struct uplink *u, uint64_t now)
+{
+    struct up_gw *g = u->gw;
+    struct up_dev *gd = g->self;
+
+    while (g->depart_head < g->n_depart) {
+        const char *name = g->depart[g->depart_head];
+        char *body;
+        int token = 0, r;
+        uint64_t at;
+
+        if (!pace_fits(&gd->pace, &u->tenant_pace, 0, now, &at)) {
+            pace_later(gd, now, at);
+            return;
+        }
+        body = gw_disconnect_body(name);
+        r = pub_send(u, gd, GW_TOPIC_DISCONNECT, body, strlen(body), 1, &token, 0);
+        free(body);
+        if (r < 0)
+            return;
+        flight_add(g, FLIGHT_OTHER, token);
+        log_info("device '%s': removed from the configuration; disconnected from the gateway",
+                 name);
+        g->depart_head++;
     }
 }
 
@@ -544,6 +577,7 @@ void gw_pump(struct uplink *u)
         return;
     check_gateway_flag(u, now);
     pub_pump(u, gd); /* the gateway's own held messages */
+    leave(u, now);
     announce(u, now);
     while (send_attributes(u, now))
         ;
@@ -785,6 +819,10 @@ void gw_leave_publish(struct uplink *u)
 {
     struct up_gw *g = u->gw;
 
+    /* A session that goes on to the next uplink: that one sends them, paced (leave()). */
+    if (uplink_hands_over(g->self))
+        return;
+
     for (size_t i = 0; i < g->n_leaving; i++) {
         char *body = gw_disconnect_body(g->leaving[i]);
         int token = 0;
@@ -806,13 +844,14 @@ void gw_leave_publish(struct uplink *u)
 
 /* A reload handed the gateway's session to u (reconfigure.c), and with it the devices the
  * reload left unchanged, announced or not. Those that are announced stay so; the others
- * (added, changed, or not yet acknowledged) are announced now, on the same session. The
+ * (added, changed, or not yet acknowledged) are announced now, on the same session, after
+ * the disconnects of the devices the reload removed (leave()). The
  * old uplink's flights stay behind: their batches are in the spool as unacknowledged and go
  * again, and a late acknowledgement of one finds no flight here. */
-void gw_resume(struct uplink *u, const struct uplink *old)
+void gw_resume(struct uplink *u, struct uplink *old)
 {
     struct up_gw *g = u->gw;
-    const struct up_gw *og = old->gw;
+    struct up_gw *og = old->gw;
 
     g->ann_head = 0;
     g->ann_len = 0;
@@ -827,6 +866,10 @@ void gw_resume(struct uplink *u, const struct uplink *old)
     g->not_gateway_logged = og->not_gateway_logged;
     g->limits_id = og->limits_id;
     g->next_limits_id = og->next_limits_id;
+    g->depart = og->leaving;
+    g->n_depart = og->n_leaving;
+    og->leaving = NULL;
+    og->n_leaving = 0;
     if (g->ann_len)
         log_info("gateway: session kept; announcing %zu device%s", g->ann_len,
                  g->ann_len == 1 ? "" : "s");
@@ -877,6 +920,9 @@ void gw_free(struct uplink *u)
     for (size_t i = 0; i < g->n_leaving; i++)
         free(g->leaving[i]);
     free(g->leaving);
+    for (size_t i = 0; i < g->n_depart; i++)
+        free(g->depart[i]);
+    free(g->depart);
     free(g->dc.name);
     free(g);
     u->gw = NULL;

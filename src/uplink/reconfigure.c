@@ -23,9 +23,8 @@
  *
  * Gateway mode: the gateway's session is handed over like a device's (unless the edge
  * settings changed), and with it each unchanged device's announcement, so ThingsBoard sees
- * neither a new CONNECT nor a device connect again; a device the reload removed was
- * disconnected from it as the old uplink stopped (gw-session.c), an added or changed one is
- * announced by the new uplink (gw_resume()).
+ * neither a new CONNECT nor a device connect again; the new uplink disconnects the devices
+ * the reload removed and announces the added and changed ones (gw_resume()).
  *
  * Not handed over: a device halted until a reload (refused provisioning: the reload is the
  * user's way to try again), and every device when edge or storage settings change

@@ -261,8 +261,8 @@ void gw_want(struct uplink *u, struct up_dev *d);
 /* Announce, then send what the queued devices have, as the window and pacing allow. */
 void gw_pump(struct uplink *u);
 /* A reload handed the gateway's session from old to u (reconfigure.c): carry on with it,
- * announcing the devices that are not announced. Thread: main, neither uplink running. */
-void gw_resume(struct uplink *u, const struct uplink *old);
+ * disconnecting the devices the reload removed and announcing those not announced. Thread: main, neither uplink running. */
+void gw_resume(struct uplink *u, struct uplink *old);
 /* Stopping: disconnect (v1/gateway/disconnect) the devices a reload removes. */
 void gw_leave_publish(struct uplink *u);
 /* Messages of the gateway awaiting a PUBACK. */
