@@ -179,21 +179,15 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     free(tags);
 }
 
-/* What the bus's devices produce in RING_HOLD_MS, clamped (see RING_HOLD_MS). A device
- * reports at most one sample per tag and poll of its group. */
+/* What the bus's devices produce in RING_HOLD_MS, clamped (see RING_HOLD_MS). */
 static size_t ring_samples(const struct bus *b)
 {
     uint64_t want = 0;
 
     if (b->cfg->driver == DRIVER_SERIAL_LINE)
         return RING_MAX;
-    for (size_t i = 0; i < b->n_devs; i++) {
-        const struct bus_device *bd = &b->devs[i];
-        for (size_t g = 0; g < bd->n_groups; g++) {
-            uint64_t period = (uint64_t)MAX(bd->groups[g].period_ms, 1);
-            want += bd->groups[g].plan.n_tags * ((RING_HOLD_MS + period - 1) / period);
-        }
-    }
+    for (size_t i = 0; i < b->n_devs; i++)
+        want += plan_groups_samples(b->devs[i].groups, b->devs[i].n_groups, RING_HOLD_MS);
     return (size_t)MIN(MAX(want, (uint64_t)RING_MIN), (uint64_t)RING_MAX);
 }
 
