@@ -266,7 +266,8 @@ def report(name, job, runs):
               % (med(r["cpu_per_1k"] for r in runs), 100 * med(r["cpu_share"] for r in runs)))
     else:
         print("  CPU:              %.1f%% of one core" % (100 * med(r["cpu_share"] for r in runs)))
-    print("  peak RSS:         %.1f MiB" % med(r["hwm_mib"] for r in runs))
+    print("  peak RSS:         %.1f MiB (runs: %s)"
+          % (med(r["hwm_mib"] for r in runs), ", ".join("%.1f" % r["hwm_mib"] for r in runs)))
     if not job["change"]:
         print("  all devices published after %.1f s" % med(r["all_up_s"] for r in runs))
     print("  stopped in        %.1f s" % med(r["stop_s"] for r in runs))

@@ -59,7 +59,15 @@
 #define BACKOFF_MAX_MS 60000u
 #define LINK_BACKOFF_MAX_MS 5000u
 #define WAIT_MAX_MS 1000u   /* wake at least this often, to show the watchdog we are alive */
-#define RING_SAMPLES 8192u
+/* The ring holds RING_HOLD_MS of what the bus's devices produce when every tag is
+ * reported: the uplink drains it on every wake-up, and this is the margin for a wake-up
+ * that comes late (a slow spool commit on an SD card, a busy core). Never below RING_MIN,
+ * for on-demand reads and a bus of few tags; never above RING_MAX, and RING_MAX for a
+ * serial-line bus, whose sensors send what they like. A full ring refuses the sample and
+ * counts it (per device and per bus), so a bound that proves too small shows. */
+#define RING_HOLD_MS 4000u
+#define RING_MIN 1024u
+#define RING_MAX 8192u
 #define CMDQ_MAX 64u
 #define SWAP(a, b)                \
     do {                          \
@@ -171,6 +179,18 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     free(tags);
 }
 
+/* What the bus's devices produce in RING_HOLD_MS, clamped (see RING_HOLD_MS). */
+static size_t ring_samples(const struct bus *b)
+{
+    uint64_t want = 0;
+
+    if (b->cfg->driver == DRIVER_SERIAL_LINE)
+        return RING_MAX;
+    for (size_t i = 0; i < b->n_devs; i++)
+        want += plan_groups_samples(b->devs[i].groups, b->devs[i].n_groups, RING_HOLD_MS);
+    return (size_t)MIN(MAX(want, (uint64_t)RING_MIN), (uint64_t)RING_MAX);
+}
+
 /* ---- public ---------------------------------------------------------------------------- */
 
 /* Everything but the driver. */
@@ -186,7 +206,6 @@ static struct bus *bus_create(const struct bus_config *cfg, struct device **devi
     if (cfg->listen)
         snprintf(b->wait_text, sizeof(b->wait_text), "waiting for a connection on %s:%d",
                  cfg->listen_bind, cfg->listen_port);
-    b->ring = ring_new(RING_SAMPLES);
     schedule_init(&b->sched);
     r = cmdq_init(&b->cmdq, CMDQ_MAX);
     if (r < 0) {
@@ -201,6 +220,7 @@ static struct bus *bus_create(const struct bus_config *cfg, struct device **devi
         devices[i]->bus = b;
         setup_device(b, &b->devs[i]);
     }
+    b->ring = ring_new(ring_samples(b));
     return b;
 }
 

@@ -133,6 +133,17 @@ void plan_groups_free(struct poll_group *g, size_t n)
     free(g);
 }
 
+uint64_t plan_groups_samples(const struct poll_group *g, size_t n, unsigned hold_ms)
+{
+    uint64_t sum = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        uint64_t period = (uint64_t)MAX(g[i].period_ms, 1);
+        sum += g[i].plan.n_tags * ((hold_ms + period - 1) / period);
+    }
+    return sum;
+}
+
 size_t plan_split_block(struct plan *p, size_t i)
 {
     struct read_block old = p->blocks[i];

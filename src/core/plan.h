@@ -83,6 +83,10 @@ size_t plan_build_groups(struct poll_group **ret, const struct plan_tag *tags, s
                          int default_ms, const struct plan_limits *lim);
 void plan_groups_free(struct poll_group *g, size_t n);
 
+/* The most samples groups g[0..n) produce in hold_ms: each tag once per poll of its group,
+ * a period that has begun counting whole. */
+uint64_t plan_groups_samples(const struct poll_group *g, size_t n, unsigned hold_ms);
+
 /* Replace block i by one request per tag (tags whose registers overlap stay together).
  * Returns the number of blocks that replaced it. */
 size_t plan_split_block(struct plan *p, size_t i);

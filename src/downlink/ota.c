@@ -117,16 +117,33 @@ struct job {
 };
 
 struct ota {
-    struct job (*jobs)[N_KINDS];
+    /* Per device, NULL until the device has something to do with updates: most never
+     * do (every device in gateway mode), and a pair of jobs is 1.6 KB. */
+    struct job **jobs;
     int next_req_id;
     char *state_path;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* The device's jobs, or NULL when it has none yet. */
+static struct job *jobs_of(const struct downlink *dl, size_t dev)
+{
+    return dl->ota->jobs[dev];
+}
+
 static struct job *job(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    return &dl->ota->jobs[d->dc->index][k];
+    struct job **jp = &dl->ota->jobs[d->dc->index];
+
+    if (!*jp) {
+        *jp = xcalloc(N_KINDS, sizeof(**jp));
+        for (int i = 0; i < N_KINDS; i++) {
+            (*jp)[i].fd = (*jp)[i].out_fd = -1;
+            (*jp)[i].announced.size = (*jp)[i].target.size = -1;
+        }
+    }
+    return &(*jp)[k];
 }
 
 void ota_package_clear(struct ota_package *p)
@@ -247,8 +264,10 @@ static void save_state(struct downlink *dl)
     json_object_object_add(root, "devices", devs);
     for (size_t i = 0; i < dl->n_devs; i++) {
         json_object *dev = NULL;
+        if (!jobs_of(dl, i))
+            continue;
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &dl->ota->jobs[i][k];
+            struct job *j = &jobs_of(dl, i)[k];
             json_object *o, *job = NULL;
 
             if (j->pending)
@@ -300,7 +319,7 @@ static void load_state(struct downlink *dl)
             continue;
         for (int k = 0; k < N_KINDS; k++) {
             json_object *o, *t, *v;
-            struct job *j = &dl->ota->jobs[i][k];
+            struct job *j = job(dl, &dl->devs[i], (enum kind)k);
             json_object *jo, *sz;
             if (!json_object_object_get_ex(dev, kind_names[k], &o))
                 continue;
@@ -896,6 +915,16 @@ unsigned ota_announce(struct ota_package *const pkg[N_OTA_KINDS], json_object *o
     return touched;
 }
 
+static bool has_ota_key(json_object *o)
+{
+    json_object_object_foreach(o, key, v) {
+        (void)v;
+        if (ota_key(key))
+            return true;
+    }
+    return false;
+}
+
 unsigned ota_unannounce(struct ota_package *const pkg[N_OTA_KINDS], json_object *keys)
 {
     size_t n = json_object_array_length(keys);
@@ -931,8 +960,14 @@ int ota_package_check(const struct ota_package *p)
 
 void ota_attributes(struct downlink *dl, struct dl_dev *d, json_object *o, bool push)
 {
-    struct ota_package *pkg[N_KINDS] = {&job(dl, d, FW)->announced, &job(dl, d, SW)->announced};
-    unsigned touched = ota_announce(pkg, o);
+    struct ota_package *pkg[N_KINDS];
+    unsigned touched;
+
+    if (!jobs_of(dl, d->dc->index) && !has_ota_key(o))
+        return;
+    pkg[FW] = &job(dl, d, FW)->announced;
+    pkg[SW] = &job(dl, d, SW)->announced;
+    touched = ota_announce(pkg, o);
 
     for (int k = 0; k < N_KINDS; k++)
         if (touched & (1u << k))
@@ -941,8 +976,14 @@ void ota_attributes(struct downlink *dl, struct dl_dev *d, json_object *o, bool 
 
 void ota_deleted(struct downlink *dl, struct dl_dev *d, json_object *keys)
 {
-    struct ota_package *pkg[N_KINDS] = {&job(dl, d, FW)->announced, &job(dl, d, SW)->announced};
-    unsigned gone = ota_unannounce(pkg, keys);
+    struct ota_package *pkg[N_KINDS];
+    unsigned gone;
+
+    if (!jobs_of(dl, d->dc->index))
+        return; /* nothing was announced */
+    pkg[FW] = &job(dl, d, FW)->announced;
+    pkg[SW] = &job(dl, d, SW)->announced;
+    gone = ota_unannounce(pkg, keys);
 
     for (int k = 0; k < N_KINDS; k++) {
         struct job *j = job(dl, d, (enum kind)k);
@@ -1011,7 +1052,7 @@ bool ota_message(struct downlink *dl, struct dl_dev *d, const char *topic, const
         char msg[128];
         snprintf(msg, sizeof(msg), "the edge refused the download: %.*s", (int)MIN(len, (size_t)80),
                  payload);
-        for (int k = 0; k < N_KINDS; k++)
+        for (int k = 0; k < N_KINDS && jobs_of(dl, d->dc->index); k++)
             if (job(dl, d, (enum kind)k)->phase == DOWNLOADING)
                 fail(dl, d, (enum kind)k, "%s", msg);
         return true;
@@ -1027,10 +1068,10 @@ bool ota_message(struct downlink *dl, struct dl_dev *d, const char *topic, const
  * unknown, and it is not run again unless the package is assigned again). */
 static void restore_job(struct downlink *dl, struct dl_dev *d, enum kind k)
 {
-    struct job *j = job(dl, d, k);
+    struct job *j = jobs_of(dl, d->dc->index) ? job(dl, d, k) : NULL;
     int r;
 
-    if (!j->pending)
+    if (!j || !j->pending)
         return;
     if (strcmp(j->pending, "UPDATING") == 0) {
         log_warning("device '%s': tbgw stopped while the update to %s %s ran; its outcome is "
@@ -1077,12 +1118,6 @@ void ota_init(struct downlink *dl)
     /* reqIds only need to differ within a session; starting from the clock keeps them
      * different from any the server saw before a restart, too. */
     dl->ota->next_req_id = (int)(now_ms() % 1000000);
-    for (size_t i = 0; i < dl->n_devs; i++)
-        for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &dl->ota->jobs[i][k];
-            j->fd = j->out_fd = -1;
-            j->announced.size = j->target.size = -1;
-        }
     load_state(dl);
     for (size_t i = 0; i < dl->n_devs; i++)
         for (int k = 0; k < N_KINDS; k++)
@@ -1094,8 +1129,10 @@ void ota_free(struct downlink *dl)
     if (!dl->ota)
         return;
     for (size_t i = 0; i < dl->n_devs; i++) {
+        if (!jobs_of(dl, i))
+            continue;
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &dl->ota->jobs[i][k];
+            struct job *j = &jobs_of(dl, i)[k];
             if (j->pid > 0) {
                 int status = 0;
 
@@ -1135,6 +1172,7 @@ void ota_free(struct downlink *dl)
             free(j->pending);
             free(j->pending_error);
         }
+        free(jobs_of(dl, i));
     }
     free(dl->ota->jobs);
     free(dl->ota->state_path);
@@ -1144,6 +1182,8 @@ void ota_free(struct downlink *dl)
 
 void ota_connected(struct downlink *dl, struct dl_dev *d)
 {
+    if (!jobs_of(dl, d->dc->index))
+        return; /* nothing to report, nothing to resume */
     for (int k = 0; k < N_KINDS; k++) {
         struct job *j = job(dl, d, (enum kind)k);
         if (j->running_title)
@@ -1178,8 +1218,10 @@ void ota_tick(struct downlink *dl, uint64_t now)
 {
     for (size_t i = 0; i < dl->n_devs; i++) {
         struct dl_dev *d = &dl->devs[i];
+        if (!jobs_of(dl, i))
+            continue;
         for (int k = 0; k < N_KINDS; k++) {
-            struct job *j = &dl->ota->jobs[i][k];
+            struct job *j = &jobs_of(dl, i)[k];
             int status;
 
             if (j->phase == DOWNLOADING && dl_session(dl, d) != DL_DOWN && now >= j->deadline_ms) {

@@ -93,15 +93,17 @@ struct client_rpc {
     void *ctx;
 };
 
+/* The arrays are allocated at a device's first server RPC and first client RPC: most
+ * devices never see either, and together they are 1.3 KB. */
 struct rdev {
-    struct seen seen[SEEN_RPCS];
+    struct seen *seen;         /* SEEN_RPCS; NULL: no RPC yet */
     unsigned next_seen;
     unsigned outstanding;
     int next_attr_request;
     int sync_request_id;       /* attribute request sent at connect, -1 if none */
     bool synced;               /* ... and answered (or there was nothing to ask) */
     int next_client_rpc;
-    struct client_rpc crpc[CLIENT_RPC_MAX];
+    struct client_rpc *crpc;   /* CLIENT_RPC_MAX; NULL: none sent yet */
 };
 
 struct router {
@@ -143,7 +145,7 @@ static void answer_rpc(struct downlink *dl, struct dl_dev *d, int rpc_id, char *
     snprintf(topic, sizeof(topic), "%s%d", TOPIC_RPC_RESPONSE, rpc_id);
     publish_text(dl, d, topic, text);
     /* Remember the answer for a repeat of the same request. */
-    for (unsigned i = 0; i < SEEN_RPCS; i++) {
+    for (unsigned i = 0; i < SEEN_RPCS && r->seen; i++) {
         if (r->seen[i].id == rpc_id && r->seen[i].at_ms && !r->seen[i].answer) {
             r->seen[i].answer = text;
             return;
@@ -316,6 +318,8 @@ static bool repeat(struct downlink *dl, struct dl_dev *d, int id, unsigned long 
     uint64_t now = now_ms();
     struct seen *slot;
 
+    if (!r->seen)
+        r->seen = xcalloc(SEEN_RPCS, sizeof(*r->seen));
     for (unsigned i = 0; i < SEEN_RPCS; i++) {
         struct seen *s = &r->seen[i];
         if (!s->at_ms || now - s->at_ms > SEEN_TTL_MS || s->id != id || s->hash != h)
@@ -412,6 +416,8 @@ int router_client_rpc(struct downlink *dl, uint32_t dev, const char *method, jso
 
     if (dl_session(dl, d) != DL_UP)
         return -ENOTCONN;
+    if (!r->crpc)
+        r->crpc = xcalloc(CLIENT_RPC_MAX, sizeof(*r->crpc));
     for (unsigned i = 0; i < CLIENT_RPC_MAX && !slot; i++)
         if (!r->crpc[i].cb)
             slot = &r->crpc[i];
@@ -436,7 +442,7 @@ static void client_rpc_answer(struct downlink *dl, struct dl_dev *d, int id, con
 {
     struct rdev *r = rd(dl, d);
 
-    for (unsigned i = 0; i < CLIENT_RPC_MAX; i++) {
+    for (unsigned i = 0; i < CLIENT_RPC_MAX && r->crpc; i++) {
         struct client_rpc c = r->crpc[i];
         if (!c.cb || c.id != id)
             continue;
@@ -485,9 +491,13 @@ struct downlink *downlink_free(struct downlink *dl)
         dl->router->pending = p->next;
         pending_free(p);
     }
-    for (size_t i = 0; i < dl->n_devs; i++)
-        for (unsigned k = 0; k < SEEN_RPCS; k++)
-            free(dl->router->devs[i].seen[k].answer);
+    for (size_t i = 0; i < dl->n_devs; i++) {
+        struct rdev *r = &dl->router->devs[i];
+        for (unsigned k = 0; k < SEEN_RPCS && r->seen; k++)
+            free(r->seen[k].answer);
+        free(r->seen);
+        free(r->crpc);
+    }
     free(dl->router->devs);
     free(dl->router);
     free(dl->devs);
@@ -572,7 +582,7 @@ void router_disconnected(struct downlink *dl, uint32_t dev)
     struct rdev *r = rd(dl, d);
 
     /* Client RPCs sent on the old session will not be answered on the new one. */
-    for (unsigned i = 0; i < CLIENT_RPC_MAX; i++) {
+    for (unsigned i = 0; i < CLIENT_RPC_MAX && r->crpc; i++) {
         struct client_rpc c = r->crpc[i];
         if (!c.cb)
             continue;
@@ -681,7 +691,7 @@ void router_tick(struct downlink *dl, uint64_t now)
     }
     for (size_t i = 0; i < dl->n_devs; i++) {
         struct rdev *r = &dl->router->devs[i];
-        for (unsigned k = 0; k < CLIENT_RPC_MAX; k++) {
+        for (unsigned k = 0; k < CLIENT_RPC_MAX && r->crpc; k++) {
             struct client_rpc c = r->crpc[k];
             if (!c.cb || now < c.deadline_ms)
                 continue;

@@ -81,7 +81,7 @@ static uint64_t recent(const struct pace_window *w, uint64_t cur)
     uint64_t sum = 0;
 
     for (unsigned i = 0; i <= PACE_SLOTS; i++)
-        if (w->slot_id[i] + PACE_SLOTS >= cur && w->slot_id[i] <= cur)
+        if ((uint32_t)((uint32_t)cur - w->slot_id[i]) <= PACE_SLOTS)
             sum += w->count[i];
     return sum;
 }
@@ -104,11 +104,11 @@ static void pace_take_one(struct pace_window *w, uint64_t n, uint64_t now_ms)
     unsigned k = (unsigned)(cur % (PACE_SLOTS + 1));
 
     /* A slot id of 0 is slot 0 of the epoch: harmless, the counter is then zero. */
-    if (w->slot_id[k] != cur) {
-        w->slot_id[k] = cur;
+    if (w->slot_id[k] != (uint32_t)cur) {
+        w->slot_id[k] = (uint32_t)cur;
         w->count[k] = 0;
     }
-    w->count[k] += n;
+    w->count[k] = (uint32_t)MIN((uint64_t)w->count[k] + n, (uint64_t)UINT32_MAX);
 }
 
 void pace_take(struct pace_limit *l, uint64_t n, uint64_t now_ms)

@@ -34,11 +34,16 @@
 #define PACE_WINDOWS 4
 #define PACE_SLOTS 10
 
+/* Every device has three limits of PACE_WINDOWS windows (and a gateway has them per
+ * device too), so a window is kept small: slot numbers are compared modulo 2^32 (a slot
+ * is at least 100 ms, so they wrap after 13 years, and only a slot untouched for exactly
+ * that long could be mistaken), and a counter saturates at UINT32_MAX, which is beyond
+ * any capacity. */
 struct pace_window {
     uint32_t cap;                       /* events per period, with a safety margin applied */
     uint32_t slot_ms;                   /* period / PACE_SLOTS */
-    uint64_t slot_id[PACE_SLOTS + 1];   /* absolute slot number each counter belongs to */
-    uint64_t count[PACE_SLOTS + 1];
+    uint32_t slot_id[PACE_SLOTS + 1];   /* slot number (mod 2^32) each counter belongs to */
+    uint32_t count[PACE_SLOTS + 1];
 };
 
 struct pace_limit {

@@ -46,6 +46,29 @@ static void test_parse(void **state)
     }
 }
 
+/* Slot numbers are kept modulo 2^32 and counters saturate: a window that straddles the
+ * wrap still counts what it holds, and a huge take only fills the window. */
+static void test_slot_wrap_and_saturation(void **state)
+{
+    struct pace_limit l;
+    char err[128];
+    const uint64_t wrap_ms = ((uint64_t)1 << 32) * 100; /* slot 2^32 of a 1 s period */
+
+    assert_int_equal(pace_parse("10:1", &l, err, sizeof(err)), 0); /* 9 with the margin */
+    pace_take(&l, 5, wrap_ms - 300);
+    pace_take(&l, 4, wrap_ms + 200);
+    assert_false(pace_allows(&l, 1, wrap_ms + 500)); /* both sides of the wrap count */
+    assert_true(pace_allows(&l, 4, wrap_ms + 900));  /* the first take has left */
+    assert_false(pace_allows(&l, 6, wrap_ms + 900));
+    assert_true(pace_allows(&l, 9, wrap_ms + 1300));
+
+    pace_take(&l, UINT64_MAX, 5000);
+    pace_take(&l, UINT64_MAX, 5000);
+    assert_false(pace_allows(&l, 1, 5000));
+    assert_true(pace_allows(&l, 9, 6100)); /* full, not wrapped around to empty */
+    (void)state;
+}
+
 static void test_window_boundaries(void **state)
 {
     struct pace_limit l;
@@ -237,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_level_counts_by_kind),
         cmocka_unit_test(test_tenant_level_is_shared),
         cmocka_unit_test(test_fill_waits_a_whole_window),
+        cmocka_unit_test(test_slot_wrap_and_saturation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

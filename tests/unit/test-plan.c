@@ -333,6 +333,11 @@ static void test_groups_by_period(void **state)
                 }
         assert_int_equal(seen, 1);
     }
+    /* What they produce in 4 s (what a bus's ring holds): 2 tags x 40 polls, 2 x 4, and
+     * 1 x 1 (a 10 s period that begins counts whole); in 250 ms: 2 x 3 + 2 + 1. */
+    assert_int_equal(plan_groups_samples(g, n, 4000), 80 + 8 + 1);
+    assert_int_equal(plan_groups_samples(g, n, 250), 6 + 2 + 1);
+    assert_int_equal(plan_groups_samples(g, 0, 4000), 0);
     plan_groups_free(g, n);
     assert_int_equal(plan_build_groups(&g, f.pt, 0, 1000, &lim), 0);
     assert_null(g);
