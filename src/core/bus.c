@@ -179,15 +179,22 @@ static void setup_device(struct bus *b, struct bus_device *bd)
     free(tags);
 }
 
-/* What the bus's devices produce in RING_HOLD_MS, clamped (see RING_HOLD_MS). */
+/* What the bus's devices produce in RING_HOLD_MS or in two cycles, clamped (see
+ * RING_HOLD_MS). */
 static size_t ring_samples(const struct bus *b)
 {
     uint64_t want = 0;
 
     if (b->cfg->driver == DRIVER_SERIAL_LINE)
         return RING_MAX;
-    for (size_t i = 0; i < b->n_devs; i++)
-        want += plan_groups_samples(b->devs[i].groups, b->devs[i].n_groups, RING_HOLD_MS);
+    for (size_t i = 0; i < b->n_devs; i++) {
+        const struct bus_device *bd = &b->devs[i];
+        /* A cycle's polls run back to back, so its samples arrive together: room for two
+         * whole cycles even when the period is longer than RING_HOLD_MS. */
+        uint64_t cycle = plan_groups_samples(bd->groups, bd->n_groups, 1);
+
+        want += MAX(plan_groups_samples(bd->groups, bd->n_groups, RING_HOLD_MS), 2 * cycle);
+    }
     return (size_t)MIN(MAX(want, (uint64_t)RING_MIN), (uint64_t)RING_MAX);
 }
 

@@ -540,21 +540,30 @@ struct router_session *router_export(struct downlink *dl, uint32_t dev)
     s->r.next_client_rpc = o->next_client_rpc;
     /* RPCs already answered: a repeat is answered from memory, as before the reload (one
      * still executing is the old router's, which answers it). */
-    for (unsigned k = 0; k < SEEN_RPCS; k++) {
-        if (!o->seen[k].answer)
-            continue;
-        s->r.seen[k] = o->seen[k];
-        o->seen[k].answer = NULL;
+    if (o->seen) {
+        s->r.seen = xcalloc(SEEN_RPCS, sizeof(*s->r.seen));
+        for (unsigned k = 0; k < SEEN_RPCS; k++) {
+            if (!o->seen[k].answer)
+                continue;
+            s->r.seen[k] = o->seen[k];
+            o->seen[k].answer = NULL;
+        }
     }
     s->r.next_seen = o->next_seen;
     return s;
 }
 
+static void seen_free(struct seen *seen)
+{
+    for (unsigned k = 0; seen && k < SEEN_RPCS; k++)
+        free(seen[k].answer);
+    free(seen);
+}
+
 struct router_session *router_session_free(struct router_session *s)
 {
     if (s)
-        for (unsigned k = 0; k < SEEN_RPCS; k++)
-            free(s->r.seen[k].answer);
+        seen_free(s->r.seen);
     free(s);
     return NULL;
 }
@@ -567,10 +576,10 @@ void router_import(struct downlink *dl, uint32_t dev, struct router_session *s)
     /* Ids go on, so an answer to an old request is never taken for a new one. */
     r->next_attr_request = s->r.next_attr_request;
     r->next_client_rpc = s->r.next_client_rpc;
-    for (unsigned k = 0; k < SEEN_RPCS; k++) {
-        free(r->seen[k].answer);
-        r->seen[k] = s->r.seen[k];
-        s->r.seen[k].answer = NULL;
+    if (s->r.seen) {
+        seen_free(r->seen);
+        r->seen = s->r.seen;
+        s->r.seen = NULL;
     }
     r->next_seen = s->r.next_seen;
     router_session_free(s);
