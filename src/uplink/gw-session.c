@@ -244,6 +244,24 @@ static void pace_later(struct up_dev *gd, uint64_t now, uint64_t at)
     gd->paced_until_ms = gd->paced_until_ms > now ? MIN(gd->paced_until_ms, at) : at;
 }
 
+/* body (taken) on topic, if the gateway's limits have room for one more message now; if
+ * not, the gateway is served again when they have. 0 and *token, -EAGAIN, or -errno. */
+static int send_small(struct uplink *u, uint64_t now, const char *topic, char *body, int *token)
+{
+    struct up_dev *gd = u->gw->self;
+    uint64_t at;
+    int r;
+
+    if (!pace_fits(&gd->pace, &u->tenant_pace, 0, now, &at)) {
+        pace_later(gd, now, at);
+        free(body);
+        return -EAGAIN;
+    }
+    r = pub_send(u, gd, topic, body, strlen(body), 1, token, 0);
+    free(body);
+    return r;
+}
+
 /* Announce the devices still to announce while the window and the limits allow. */
 static void announce(struct uplink *u, uint64_t now)
 {
@@ -252,22 +270,14 @@ static void announce(struct uplink *u, uint64_t now)
 
     while (g->ann_len && g->announcing < ANNOUNCE_WINDOW) {
         struct up_dev *d = &u->devs[g->announce[g->ann_head]];
-        char *body;
-        int token = 0, r;
-        uint64_t at;
+        int token = 0;
 
-        if (!pace_fits(&gd->pace, &u->tenant_pace, 0, now, &at)) {
-            pace_later(gd, now, at);
-            return;
-        }
         if (!pace_level_allows(&d->pace, 0, now)) {
             pace_later(gd, now, pace_level_retry_at(&d->pace, 0, now));
             return;
         }
-        body = gw_connect_body(d->dc->name, d->dc->type);
-        r = pub_send(u, gd, GW_TOPIC_CONNECT, body, strlen(body), 1, &token, 0);
-        free(body);
-        if (r < 0)
+        if (send_small(u, now, GW_TOPIC_CONNECT, gw_connect_body(d->dc->name, d->dc->type),
+                       &token) < 0)
             return;
         pace_level_take(&d->pace, 0, now);
         flight_add_dev(flight_add(g, FLIGHT_CONNECT, token), dev_index(d));
@@ -285,22 +295,12 @@ static void announce(struct uplink *u, uint64_t now)
 static void leave(struct uplink *u, uint64_t now)
 {
     struct up_gw *g = u->gw;
-    struct up_dev *gd = g->self;
 
     while (g->depart_head < g->n_depart) {
         const char *name = g->depart[g->depart_head];
-        char *body;
-        int token = 0, r;
-        uint64_t at;
+        int token = 0;
 
-        if (!pace_fits(&gd->pace, &u->tenant_pace, 0, now, &at)) {
-            pace_later(gd, now, at);
-            return;
-        }
-        body = gw_disconnect_body(name);
-        r = pub_send(u, gd, GW_TOPIC_DISCONNECT, body, strlen(body), 1, &token, 0);
-        free(body);
-        if (r < 0)
+        if (send_small(u, now, GW_TOPIC_DISCONNECT, gw_disconnect_body(name), &token) < 0)
             return;
         flight_add(g, FLIGHT_OTHER, token);
         log_info("device '%s': removed from the configuration; disconnected from the gateway",
