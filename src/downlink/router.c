@@ -479,6 +479,13 @@ struct downlink *downlink_new(const struct config *cfg, struct device **devices,
     return dl;
 }
 
+static void seen_free(struct seen *seen)
+{
+    for (unsigned k = 0; seen && k < SEEN_RPCS; k++)
+        free(seen[k].answer);
+    free(seen);
+}
+
 struct downlink *downlink_free(struct downlink *dl)
 {
     struct pending *p;
@@ -492,11 +499,8 @@ struct downlink *downlink_free(struct downlink *dl)
         pending_free(p);
     }
     for (size_t i = 0; i < dl->n_devs; i++) {
-        struct rdev *r = &dl->router->devs[i];
-        for (unsigned k = 0; k < SEEN_RPCS && r->seen; k++)
-            free(r->seen[k].answer);
-        free(r->seen);
-        free(r->crpc);
+        seen_free(dl->router->devs[i].seen);
+        free(dl->router->devs[i].crpc);
     }
     free(dl->router->devs);
     free(dl->router);
@@ -551,13 +555,6 @@ struct router_session *router_export(struct downlink *dl, uint32_t dev)
     }
     s->r.next_seen = o->next_seen;
     return s;
-}
-
-static void seen_free(struct seen *seen)
-{
-    for (unsigned k = 0; seen && k < SEEN_RPCS; k++)
-        free(seen[k].answer);
-    free(seen);
 }
 
 struct router_session *router_session_free(struct router_session *s)
