@@ -28,6 +28,7 @@ A device is told apart at the broker by its first register's value: device i rea
 import argparse
 import json
 import os
+import pwd
 import shutil
 import statistics
 import sys
@@ -153,12 +154,28 @@ class Bench(harness.TestCase):
         pass
 
 
+# ThingsBoard delivers to a device what is addressed to it; a plain broker delivers every
+# device's v1/devices/me/* publications to every device subscribed to that topic. A
+# thousand devices' client attributes and getSessionLimits requests would reach all of
+# them, a million messages that ThingsBoard never sends (and each a server-side RPC
+# "getSessionLimits" answered onto everyone's rpc/response). So tbgw may publish anything
+# and read nothing back, as from a ThingsBoard that has nothing to say; only the counter's
+# telemetry topics are read.
+BROKER_ACL = """pattern write #
+pattern read v1/devices/me/telemetry
+pattern read v1/gateway/telemetry
+"""
+
+
 def mosquitto(t):
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = harness.free_port()
-    conf = t.write("mosquitto.conf", "listener %d 127.0.0.1\nallow_anonymous true\n"
+    acl = t.write("mosquitto.acl", BROKER_ACL)
+    # Started as root, mosquitto becomes "mosquitto" and could not read the test's files.
+    conf = t.write("mosquitto.conf", "user %s\nlistener %d 127.0.0.1\nallow_anonymous true\n"
+                   "acl_file %s\n"
                    "persistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n"
-                   "log_dest none\n" % port)
+                   "log_dest none\n" % (pwd.getpwuid(os.getuid()).pw_name, port, acl))
     p = t.spawn([exe, "-c", conf], "mosquitto")
     harness.wait_until(lambda: _connectable(port), 10, "mosquitto listening")
     return p, port
