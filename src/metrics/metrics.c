@@ -12,12 +12,12 @@
  * (non-blocking sockets, at most 16 connections, 10 s idle timeout).
  *
  * The listening socket is made here, not by libmicrohttpd, so that "address in use"
- * reaches the log as such.
+ * reaches the log as such. libmicrohttpd itself is loaded when the endpoint first opens
+ * (mhd.h): a gateway without metrics never has it in memory.
  */
 #include "metrics/metrics.h"
 
 #include <errno.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +25,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "metrics/mhd.h"
 #include "metrics/prom.h"
 #include "util/hostport.h"
 #include "util/log.h"
 #include "util/macros.h"
+
+static const struct mhd *mhd; /* loaded by the first metrics_open() */
 
 struct metrics {
     sd_event *event;
@@ -43,16 +46,16 @@ struct metrics {
 static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const char *type,
                               char *body, size_t len)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = mhd->create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     enum MHD_Result ret;
 
     if (!r) {
         free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
+    mhd->add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    ret = mhd->queue_response(c, status, r);
+    mhd->destroy_response(r);
     return ret;
 }
 
@@ -90,7 +93,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
     struct metrics *m = userdata;
 
-    MHD_run(m->mhd);
+    mhd->run(m->mhd);
     rearm(m);
     return 0;
 }
@@ -106,7 +109,7 @@ static void rearm(struct metrics *m)
     MHD_UNSIGNED_LONG_LONG ms;
     uint64_t now;
 
-    if (MHD_get_timeout(m->mhd, &ms) != MHD_YES) {
+    if (mhd->get_timeout(m->mhd, &ms) != MHD_YES) {
         sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
         return;
     }
@@ -147,6 +150,10 @@ int metrics_open(sd_event *event, const char *listen, metrics_render_fn render, 
 
     m->event = sd_event_ref(event);
     m->listen = xstrdup(listen);
+    if (!mhd && !(mhd = mhd_load())) {
+        r = -ELIBACC;
+        goto fail;
+    }
     m->render = render;
     m->userdata = userdata;
     m->fd = listen_on(listen);
@@ -154,13 +161,13 @@ int metrics_open(sd_event *event, const char *listen, metrics_render_fn render, 
         r = m->fd;
         goto fail;
     }
-    m->mhd = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, on_request, m,
-                              MHD_OPTION_LISTEN_SOCKET, (MHD_socket)m->fd,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    m->mhd = mhd->start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, on_request, m,
+                               MHD_OPTION_LISTEN_SOCKET, (MHD_socket)m->fd,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
     if (m->mhd)
         m->fd = -1; /* libmicrohttpd closes it when it stops */
-    info = m->mhd ? MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    info = m->mhd ? mhd->get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     if (!info) {
         r = log_error_errno(EIO, "metrics: cannot start the HTTP server on %s", listen);
         goto fail;
@@ -193,7 +200,7 @@ struct metrics *metrics_close(struct metrics *m)
     sd_event_source_disable_unref(m->io);
     sd_event_source_disable_unref(m->timer);
     if (m->mhd)
-        MHD_stop_daemon(m->mhd);
+        mhd->stop_daemon(m->mhd);
     if (m->fd >= 0)
         close(m->fd);
     sd_event_unref(m->event);

@@ -3,7 +3,7 @@
 format 0.0.4 from a running tbgw (fake-modbus slave, ThingsBoard emulator); the figures
 move as the gateway works, and `promtool check metrics` accepts the output. A bad listen
 address is a check-config error at its line; a port in use stops the start with a clear
-line. Skipped (77) when promtool (Debian package prometheus) is not installed."""
+line. libmicrohttpd is in memory only when the endpoint is configured. Skipped (77) when promtool (Debian package prometheus) is not installed."""
 import http.client
 import os
 import re
@@ -109,6 +109,25 @@ class Metrics(harness.TestCase):
 
         status, _, _ = scrape("127.0.0.1", port, "/")
         self.assertEqual(status, 404)
+        self.stop_tbgw(proc)
+
+    def test_http_library_loaded_only_for_metrics(self):
+        # libmicrohttpd (and the GnuTLS it initialises) is loaded when the endpoint opens:
+        # a gateway without metrics never maps it.
+        emu, fm, proc, port = self.start()
+        self.assertEqual(scrape("127.0.0.1", port)[0], 200)
+        with open("/proc/%d/maps" % proc.pid) as f:
+            self.assertIn("libmicrohttpd", f.read())
+        self.stop_tbgw(proc)
+        bus = ('{ name = "b"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
+               'devices = ( { name = "meter-1"; unit_id = 1; token = "T-meter-1"; poll_ms = 100; '
+               '%s } ); }' % (fm.port, TAGS))
+        proc, _, _ = self.start_tbgw(self.config(emu.port, bus), name="tbgw-nometrics")
+        emu.wait_connected("meter-1")
+        with open("/proc/%d/maps" % proc.pid) as f:
+            maps = f.read()
+        for lib in ("libmicrohttpd", "libgnutls"):
+            self.assertFalse(lib in maps, "%s is mapped without metrics" % lib)
         self.stop_tbgw(proc)
 
     def test_ipv6_listen(self):
