@@ -18,6 +18,10 @@ Jobs (the targets of the uplink's design, see bench/README.md):
   idle        100 devices x 10 registers every 1 s, report = "change", nothing changing
   fast        100 devices x 20 registers every 100 ms (20 000 samples/s), qos 1
 
+The broker delivers nothing back to tbgw (BROKER_ACL below), as ThingsBoard sends a device
+only what is addressed to it; nobody answers getSessionLimits (telemetry waits 3 s for it
+once per session).
+
 --gateway runs the job in gateway mode (edge.gateway): one session carries every device
 over v1/gateway/*, the devices have no credentials; the broker acknowledges the
 announcements and nobody answers getSessionLimits (telemetry waits 3 s for it once).
