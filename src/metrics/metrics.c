@@ -148,6 +148,7 @@ int metrics_open(sd_event *event, const char *listen, metrics_render_fn render, 
     const union MHD_DaemonInfo *info;
     int r;
 
+    m->fd = -1;
     m->event = sd_event_ref(event);
     m->listen = xstrdup(listen);
     if (!mhd && !(mhd = mhd_load())) {
