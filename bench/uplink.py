@@ -197,41 +197,54 @@ def _connectable(port):
         s.close()
 
 
+def fake_slave(t, job):
+    """The fake Modbus slave holding every device's registers (see the docstring)."""
+    fm = t.fake_modbus("--tcp", "0", "--quiet")
+    for i in range(job["devices"]):
+        fm.set(i % 100 + 1, "holding", (i // 100) * 32, i,
+               *range(100, 100 + job["tags"] - 1))
+    return fm
+
+
+def tbgw_config(t, job, broker_port, slave_port):
+    """tbgw.conf for the job: 100 devices per TCP bus, commits every second."""
+    n, tags = job["devices"], job["tags"]
+    buses = []
+    per_bus = 100
+    for b in range((n + per_bus - 1) // per_bus):
+        devs = []
+        for i in range(b * per_bus, min(n, (b + 1) * per_bus)):
+            base = (i // 100) * 32
+            tl = ", ".join('{ key = "t%02d"; table = "holding"; address = %d; type = "uint16"; }'
+                           % (k, base + k) for k in range(tags))
+            cred = "" if job.get("gateway") else 'token = "T%04d"; ' % i
+            devs.append('{ name = "dev%04d"; unit_id = %d; %spoll_ms = %d; %s'
+                        'telemetry = ( %s ); }'
+                        % (i, i % 100 + 1, cred, job["poll_ms"],
+                           'report = "change"; heartbeat_s = 3600; ' if job["change"] else "",
+                           tl))
+        buses.append('{ name = "bus%d"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
+                     'devices = ( %s ); }' % (b, slave_port, ", ".join(devs)))
+    edge = "qos = %d;" % job["qos"]
+    if job.get("gateway"):
+        edge += ' gateway = { token = "GATEWAY"; };'
+    cfg = t.config(broker_port, ", ".join(buses), edge=edge,
+                   storage="commit_interval_ms = 1000;")
+    cfg = cfg.replace('level = "debug"', 'level = "warning"')
+    return cfg.replace("commit_interval_ms = 200; commit_interval_ms = 1000;",
+                       "commit_interval_ms = 1000;")
+
+
 def run_once(job, seconds, warmup):
     t = Bench()
     t.setUp()
     try:
-        n, tags = job["devices"], job["tags"]
-        fm = t.fake_modbus("--tcp", "0", "--quiet")
-        for i in range(n):
-            fm.set(i % 100 + 1, "holding", (i // 100) * 32, i, *range(100, 100 + tags - 1))
+        n = job["devices"]
+        fm = fake_slave(t, job)
         mq, port = mosquitto(t)
         counter = Counter(port, n)
         t.later(counter.close)
-        buses = []
-        per_bus = 100
-        for b in range((n + per_bus - 1) // per_bus):
-            devs = []
-            for i in range(b * per_bus, min(n, (b + 1) * per_bus)):
-                base = (i // 100) * 32
-                tl = ", ".join('{ key = "t%02d"; table = "holding"; address = %d; type = "uint16"; }'
-                               % (k, base + k) for k in range(tags))
-                cred = "" if job.get("gateway") else 'token = "T%04d"; ' % i
-                devs.append('{ name = "dev%04d"; unit_id = %d; %spoll_ms = %d; %s'
-                            'telemetry = ( %s ); }'
-                            % (i, i % 100 + 1, cred, job["poll_ms"],
-                               'report = "change"; heartbeat_s = 3600; ' if job["change"] else "",
-                               tl))
-            buses.append('{ name = "bus%d"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
-                         'devices = ( %s ); }' % (b, fm.port, ", ".join(devs)))
-        edge = "qos = %d;" % job["qos"]
-        if job.get("gateway"):
-            edge += ' gateway = { token = "GATEWAY"; };'
-        cfg = t.config(port, ", ".join(buses), edge=edge,
-                       storage="commit_interval_ms = 1000;")
-        cfg = cfg.replace('level = "debug"', 'level = "warning"')
-        cfg = cfg.replace("commit_interval_ms = 200; commit_interval_ms = 1000;",
-                          "commit_interval_ms = 1000;")
+        cfg = tbgw_config(t, job, port, fm.port)
         start = time.monotonic()
         proc, _, _ = t.start_tbgw(cfg)
         all_up = None
@@ -301,6 +314,13 @@ def report(name, job, runs):
     sys.stdout.flush()
 
 
+def use_build(path):
+    """Run tbgw and fake-modbus from the build directory path."""
+    harness.BUILDDIR = os.path.abspath(path)
+    harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
+    harness.FAKE_MODBUS = os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", required=True)
@@ -313,9 +333,7 @@ def main():
     ap.add_argument("--gateway", action="store_true",
                     help="gateway mode: one session for every device (edge.gateway)")
     a = ap.parse_args()
-    harness.BUILDDIR = os.path.abspath(a.build)
-    harness.TBGW = os.path.join(harness.BUILDDIR, "tbgw")
-    harness.FAKE_MODBUS = os.path.join(harness.BUILDDIR, "tests", "fakes", "fake-modbus")
+    use_build(a.build)
     names = list(JOBS) if a.job == "all" else a.job.split(",")
     for name in names:
         job = dict(JOBS[name])
