@@ -10,11 +10,9 @@ peak RSS. Each run is one outage; the figures are medians of --runs.
     bench/drain.py --build BUILD [--outage 30] [--devices 1000] [--runs 3]
 """
 import argparse
-import json
 import os
 import statistics
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,49 +20,6 @@ sys.path.insert(0, HERE)
 
 import uplink  # noqa: E402  (sets up the harness's paths)
 import harness  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
-
-
-class Newest:
-    """Subscribes to the telemetry topic: values received, and each device's newest ts."""
-
-    def __init__(self, port):
-        self.lock = threading.Lock()
-        self.values = 0
-        self.newest = {}
-        self.c = mqtt.Client(client_id="bench-drain", clean_session=True)
-        self.c.on_message = self.on_message
-        self.c.on_connect = lambda c, u, f, rc: c.subscribe("v1/devices/me/telemetry", 0)
-        # Back within 0.2 s of the broker: tbgw's devices retry 0.5 s after a failure at the
-        # soonest (with backoff, much later after a long outage), so none of what they
-        # deliver goes uncounted.
-        self.c.reconnect_delay_set(min_delay=0.2, max_delay=0.2)
-        self.c.connect("127.0.0.1", port, 60)
-        self.c.loop_start()
-
-    def on_message(self, c, u, m):
-        try:
-            doc = json.loads(m.payload)
-        except ValueError:
-            return
-        n, seen = 0, {}
-        for e in doc if isinstance(doc, list) else [doc]:
-            vals = e.get("values", e) if isinstance(e, dict) else {}
-            n += sum(1 for k in vals if k.startswith("t"))
-            if "t00" in vals:
-                seen[vals["t00"]] = max(seen.get(vals["t00"], 0), e.get("ts", 0))
-        with self.lock:
-            self.values += n
-            for dev, ts in seen.items():
-                self.newest[dev] = max(self.newest.get(dev, 0), ts)
-
-    def snapshot(self, since_ms):
-        with self.lock:
-            return self.values, sum(1 for ts in self.newest.values() if ts >= since_ms)
-
-    def close(self):
-        self.c.loop_stop()
-        self.c.disconnect()
 
 
 def run_once(devices, outage):
@@ -75,10 +30,12 @@ def run_once(devices, outage):
     try:
         fm = uplink.fake_slave(t, job)
         mq, port = uplink.mosquitto(t)
-        counter = Newest(port)
+        # Back within 0.2 s of the broker: tbgw's devices retry 0.5 s after a failure at
+        # the soonest, so none of what they deliver goes uncounted.
+        counter = uplink.Counter(port, devices, reconnect_s=0.2)
         t.later(counter.close)
         proc, _, _ = t.start_tbgw(uplink.tbgw_config(t, job, port, fm.port))
-        harness.wait_until(lambda: counter.snapshot(0)[1] >= devices, 60,
+        harness.wait_until(lambda: counter.fresh(0)[1] >= devices, 60,
                            "every device publishing")
         time.sleep(5)
         mq.stop()
@@ -87,12 +44,12 @@ def run_once(devices, outage):
         _, cpu0 = uplink.proc_stat("/proc/%d/stat" % proc.pid)
         t.spawn([mq.argv[0], "-c", t.path("mosquitto.conf")], "mosquitto-again")
         back, back_ms = time.monotonic(), time.time() * 1000
-        v_back, _ = counter.snapshot(back_ms)
+        v_back, _ = counter.fresh(back_ms)
         drained = live = None
         while time.monotonic() - back < 300 and (drained is None or live is None):
             time.sleep(0.2)
             now = time.monotonic()
-            v, fresh = counter.snapshot(back_ms)
+            v, fresh = counter.fresh(back_ms)
             if live is None and fresh >= devices:
                 live = now - back
             # what was produced from the start of the outage until now (2 % of slack for

@@ -104,18 +104,23 @@ def per_thread(t0, t1, seconds):
 
 
 class Counter:
-    """Subscribes to every topic and counts telemetry values per device."""
+    """Subscribes to the telemetry topics and counts telemetry values per device; keeps
+    each device's first arrival and its newest timestamp. reconnect_s: how soon to try
+    again when the broker goes away (paho's default backoff grows to 2 minutes)."""
 
-    def __init__(self, port, devices):
+    def __init__(self, port, devices, reconnect_s=None):
         self.lock = threading.Lock()
         self.values = 0
         self.messages = 0
         self.first_seen = {}
+        self.newest = {}
         self.devices = devices
         self.c = mqtt.Client(client_id="bench-counter", clean_session=True)
         self.c.on_message = self.on_message
         self.c.on_connect = lambda c, u, f, rc: c.subscribe([("v1/devices/me/telemetry", 0),
                                                               ("v1/gateway/telemetry", 0)])
+        if reconnect_s:
+            self.c.reconnect_delay_set(min_delay=reconnect_s, max_delay=reconnect_s)
         self.c.connect("127.0.0.1", port, 60)
         self.c.loop_start()
 
@@ -129,19 +134,25 @@ class Counter:
         else:
             groups = [doc if isinstance(doc, list) else [doc]]
         n = 0
-        devs = set()
+        seen = {}
         for entries in groups:
             for e in entries:
                 vals = e.get("values", e) if isinstance(e, dict) else {}
                 n += sum(1 for k in vals if k.startswith("t"))
                 if "t00" in vals:
-                    devs.add(vals["t00"])
+                    seen[vals["t00"]] = max(seen.get(vals["t00"], 0), e.get("ts", 0))
         now = time.monotonic()
         with self.lock:
             self.values += n
             self.messages += 1
-            for dev in devs:
+            for dev, ts in seen.items():
                 self.first_seen.setdefault(dev, now)
+                self.newest[dev] = max(self.newest.get(dev, 0), ts)
+
+    def fresh(self, since_ms):
+        """Values so far, and the devices with a value timestamped since_ms or later."""
+        with self.lock:
+            return self.values, sum(1 for ts in self.newest.values() if ts >= since_ms)
 
     def snapshot(self):
         with self.lock:
