@@ -931,11 +931,20 @@ size_t spool_pending(const struct spool *s, uint32_t device)
     return s->q[device].n_mem + s->q[device].n_disk_only;
 }
 
+uint64_t spool_commit_after(const struct spool *s, uint64_t t)
+{
+    uint64_t interval = (uint64_t)s->cfg->storage.commit_interval_ms;
+
+    return (t / interval + 1) * interval;
+}
+
 uint64_t spool_commit_due_ms(const struct spool *s)
 {
     if (!s->uncommitted_bytes && !s->n_deleted)
         return UINT64_MAX; /* everything is where it belongs: no commit to make */
-    return s->last_commit_ms + (uint64_t)s->cfg->storage.commit_interval_ms;
+    /* In the past when data comes to a spool that has been clean for a while: it is
+     * written at once, since a batch closed for this very instant may be among it. */
+    return spool_commit_after(s, s->last_commit_ms);
 }
 
 void spool_tick(struct spool *s)

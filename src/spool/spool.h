@@ -87,6 +87,10 @@ void spool_tick(struct spool *s);
 /* When spool_tick() has a commit to make: UINT64_MAX while memory and disk agree. The
  * uplink wakes for it, so that SIGKILL loses at most one commit interval. */
 uint64_t spool_commit_due_ms(const struct spool *s);
+/* Commits fall on a grid of storage.commit_interval_ms on the monotonic clock: the first
+ * instant of it after t. Whoever holds data back from the spool can know, before the
+ * spool has anything to write, when the commit that must take that data will be. */
+uint64_t spool_commit_after(const struct spool *s, uint64_t t);
 
 /* Commit now (graceful stop). */
 void spool_flush(struct spool *s);

@@ -40,14 +40,20 @@ void batch_close(struct uplink *u, struct up_dev *d)
     spool_append(u->spool, (uint32_t)d->dc->index, first, n, text, len);
 }
 
-uint64_t batch_max_age_ms(const struct uplink *u)
+/* When d's open batch must close at the latest: once it has aged half a commit interval,
+ * and in any case at the first commit after it opened, so that a commit takes everything
+ * read before it. That is what bounds the loss of a SIGKILL or a power cut to one
+ * interval (and the poll in progress): a batch left open across a commit would be on disk
+ * only at the one after. */
+uint64_t batch_deadline_ms(const struct uplink *u, const struct up_dev *d)
 {
-    return (uint64_t)u->cfg->storage.commit_interval_ms / 2;
+    return MIN(d->batch_opened_ms + (uint64_t)u->cfg->storage.commit_interval_ms / 2,
+               spool_commit_after(u->spool, d->batch_opened_ms));
 }
 
-/* A batch closes when the device can send it now, when it is full, or when it has waited
- * long enough that the spool must have it. A bus pushes a whole poll before it wakes the
- * uplink, so "can send now" makes one poll one message. */
+/* A batch closes when the device can send it now, when it is full, or when its deadline
+ * has come. A bus pushes a whole poll before it wakes the uplink, so "can send now" makes
+ * one poll one message. */
 void batch_close_if_ready(struct uplink *u, struct up_dev *d, uint64_t now)
 {
     bool can_send;
@@ -56,8 +62,7 @@ void batch_close_if_ready(struct uplink *u, struct up_dev *d, uint64_t now)
         return;
     can_send = d->state == CS_UP && !d->provisioning && d->inflight < d->window &&
                spool_next(u->spool, (uint32_t)d->dc->index) == NULL;
-    if (can_send || d->batch.bytes >= TB_BATCH_SOFT_MAX ||
-        now - d->batch_opened_ms >= batch_max_age_ms(u))
+    if (can_send || d->batch.bytes >= TB_BATCH_SOFT_MAX || now >= batch_deadline_ms(u, d))
         batch_close(u, d);
 }
 

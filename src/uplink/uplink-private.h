@@ -205,7 +205,8 @@ bool uplink_message_fits(struct uplink *u, struct up_dev *d, uint64_t *retry_at)
 
 /* batch.c: samples from the rings into batches. */
 void batch_close(struct uplink *u, struct up_dev *d);
-uint64_t batch_max_age_ms(const struct uplink *u);
+/* The latest instant d's open batch may stay open. */
+uint64_t batch_deadline_ms(const struct uplink *u, const struct up_dev *d);
 /* The most data points one message of d may carry: what one period of the limits that
  * govern it (d's or, in gateway mode, the gateway's, and the tenant's) admits; 0: any. */
 uint32_t batch_points_cap(const struct uplink *u, const struct up_dev *d);

@@ -10,11 +10,12 @@
  *   3. take the devices whose deadline has come from the timer heap (timers.h: one
  *      deadline per device: reconnect, batch age, pacing, provisioning, ack patience);
  *   4. serve each device that steps 1-3 touched, once: its due deadlines, closing its
- *      batch when it can send (so one poll is one message), is full or has aged, publishing
- *      the oldest unsent batches while fewer than WINDOW are in flight and pacing allows
- *      (publish.c); its next deadline goes back into the heap;
- *   5. when the spool has a commit due (storage.commit_interval_ms after the last one,
- *      while anything in memory is not on disk): the commit;
+ *      batch when it can send (so one poll is one message), is full, has aged or a commit
+ *      is due, publishing the oldest unsent batches while fewer than WINDOW are in flight
+ *      and pacing allows (publish.c); its next deadline goes back into the heap;
+ *   5. when the spool has a commit due (commits fall on a grid of
+ *      storage.commit_interval_ms, while anything in memory is not on disk): the commit,
+ *      which takes every batch step 4 closed for it;
  *   6. every TICK_MS: downlink timers, health, the status snapshot.
  * A pass costs what changed: nothing walks every device on a timer. After a pass that took
  * samples the thread lingers LINGER_US, so that under load it wakes a bounded number of
@@ -197,7 +198,7 @@ static uint64_t next_deadline(const struct uplink *u, const struct up_dev *d, ui
     if (d->state == CS_UP && d->inflight && !d->ack.active)
         next = MIN(next, d->ack_since_ms + ack_patience_ms(u));
     if (!tb_batch_empty(&d->batch))
-        next = MIN(next, d->batch_opened_ms + batch_max_age_ms(u));
+        next = MIN(next, batch_deadline_ms(u, d));
     if (d->paced_until_ms > now)
         next = MIN(next, d->paced_until_ms);
     if (!d->limits_known && d->limits_deadline_ms > now)
@@ -235,8 +236,7 @@ static void serve_gw_device(struct uplink *u, struct up_dev *d, uint64_t now)
     batch_close_if_ready(u, d, now);
     gw_want(u, d);
     atomic_store_explicit(&d->backlog, spool_pending(u->spool, i), memory_order_relaxed);
-    timers_set(&u->timers, i, tb_batch_empty(&d->batch) ? TIMERS_NEVER
-                                                        : d->batch_opened_ms + batch_max_age_ms(u));
+    timers_set(&u->timers, i, tb_batch_empty(&d->batch) ? TIMERS_NEVER : batch_deadline_ms(u, d));
 }
 
 /* Everything d needs now: its deadlines that have passed, closing its batch, publishing
@@ -296,7 +296,6 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
 
     while (timers_pop_due(&u->timers, now, &i))
         uplink_mark(u, &u->devs[i]);
-    spool_tick(u->spool);
     if (tick) {
         router_tick(u->downlink, now);
         health_tick(u, now);
@@ -314,6 +313,8 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
     /* The gateway last, once: it sends what the devices queued in this pass together. */
     if (u->gw)
         serve(u, gw_self(u), now);
+    /* After the devices: the batches whose deadline was this commit have just closed. */
+    spool_tick(u->spool);
     if (tick)
         status_snapshot(u); /* after the pass, so that the accounting adds up */
     return MIN(MIN(timers_next(&u->timers), u->next_tick_ms), spool_commit_due_ms(u->spool));

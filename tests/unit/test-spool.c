@@ -171,6 +171,51 @@ static void test_in_flight_batches_wait_one_interval(void **state)
     spool_close(s);
 }
 
+/* Commits fall on a grid of the interval, so that the uplink can close every batch it
+ * holds at the very commit that must take it (batch.c): what was read before a commit is
+ * on disk after it. Data reaching a spool that has been clean for longer is written at
+ * once, since a batch closed for a grid instant that has just passed may be among it. */
+static void test_commits_fall_on_a_grid(void **state)
+{
+    struct fx *f = *state;
+    const uint64_t interval = 200;
+    struct spool *s;
+    uint64_t due, now;
+
+    f->cfg.storage.commit_interval_ms = (int)interval;
+    s = spool_open(&f->cfg);
+    assert_int_equal(spool_commit_after(s, 0), interval);
+    assert_int_equal(spool_commit_after(s, 199), interval);
+    assert_int_equal(spool_commit_after(s, 200), 2 * interval);
+    assert_int_equal(spool_commit_due_ms(s), UINT64_MAX); /* clean: nothing to commit */
+
+    usleep(400 * 1000); /* clean across two grid instants, then 10 ms past the next */
+    now = now_ms();
+    usleep((useconds_t)(spool_commit_after(s, now) + 10 - now) * 1000);
+    add(s, 0, 0);
+    now = now_ms();
+    due = spool_commit_due_ms(s);
+    assert_true(due <= now);
+    spool_tick(s);
+    assert_int_equal(rows(f, "batches"), 1);
+
+    add(s, 0, 1); /* after a commit, the next is at the grid's next instant, not one
+                   * whole interval after the one just made */
+    now = now_ms();
+    due = spool_commit_due_ms(s);
+    assert_int_equal(due % interval, 0);
+    assert_true(due > now && due <= now + interval);
+    assert_int_equal(due, spool_commit_after(s, now));
+    if (now_ms() + 20 < due) { /* not due yet (always, unless this thread was held up) */
+        spool_tick(s);
+        assert_int_equal(rows(f, "batches"), 1);
+    }
+    usleep((useconds_t)(due - now + 5) * 1000);
+    spool_tick(s);
+    assert_int_equal(rows(f, "batches"), 2);
+    spool_close(s);
+}
+
 static void test_restart_resumes_in_order(void **state)
 {
     struct fx *f = *state;
@@ -500,6 +545,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_batches_wait_one_interval, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commits_fall_on_a_grid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_backlog_is_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_with_long_backlog, setup, teardown),
