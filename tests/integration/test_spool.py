@@ -132,7 +132,8 @@ class Spool(harness.TestCase):
         # is on disk. The slack is for scheduling: a commit due is not always a commit done
         # (and under valgrind it is much later).
         edge = killed_at - COMMIT_MS - POLL_MS - int(100 * harness.SLOW)
-        self.assertGreaterEqual(max(before), edge)
+        self.assertGreaterEqual(max(before), edge, "the newest sample on disk was read %d ms "
+                                "before the kill" % (killed_at - max(before)))
         self.assert_complete(self.stamps(), self.stamps()[0], edge)
         self.assertIn("waiting from before; sending them first", self.proc.output())
         self.stop_tbgw(self.proc)
