@@ -151,15 +151,17 @@ int metrics_open(sd_event *event, const char *listen, metrics_render_fn render, 
     m->fd = -1;
     m->event = sd_event_ref(event);
     m->listen = xstrdup(listen);
-    if (!mhd && !(mhd = mhd_load())) {
-        r = -ELIBACC;
-        goto fail;
-    }
     m->render = render;
     m->userdata = userdata;
+    /* The socket first: a port in use (a reload keeps the running gateway) must not leave
+     * the HTTP library and its TLS stack mapped for nothing. */
     m->fd = listen_on(listen);
     if (m->fd < 0) {
         r = m->fd;
+        goto fail;
+    }
+    if (!mhd && !(mhd = mhd_load())) {
+        r = -ELIBACC;
         goto fail;
     }
     m->mhd = mhd->start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, on_request, m,

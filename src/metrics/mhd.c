@@ -33,8 +33,8 @@ const struct mhd *mhd_load(void)
         return &api;
     lib = dlopen(MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
-        log_error("metrics: cannot load %s (apt-get install libmicrohttpd12): %s", MHD_SONAME,
-                  dlerror());
+        log_error("metrics: cannot load %s (apt-get install libmicrohttpd12, or "
+                  "libmicrohttpd12t64 from Debian 13 on): %s", MHD_SONAME, dlerror());
         return NULL;
     }
     if (!sym(lib, "MHD_start_daemon", (void **)&a.start_daemon) ||

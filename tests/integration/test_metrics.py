@@ -3,7 +3,7 @@
 format 0.0.4 from a running tbgw (fake-modbus slave, ThingsBoard emulator); the figures
 move as the gateway works, and `promtool check metrics` accepts the output. A bad listen
 address is a check-config error at its line; a port in use stops the start with a clear
-line. libmicrohttpd is in memory only when the endpoint is configured. Skipped (77) when promtool (Debian package prometheus) is not installed."""
+line. libmicrohttpd is in memory only when the endpoint is configured and its port open. Skipped (77) when promtool (Debian package prometheus) is not installed."""
 import http.client
 import os
 import re
@@ -128,6 +128,36 @@ class Metrics(harness.TestCase):
             maps = f.read()
         for lib in ("libmicrohttpd", "libgnutls"):
             self.assertFalse(lib in maps, "%s is mapped without metrics" % lib)
+        self.stop_tbgw(proc)
+
+    def test_a_port_in_use_on_reload_loads_nothing(self):
+        # A reload that adds the endpoint on a busy port keeps the gateway running without
+        # it, and without the HTTP library; the next reload on a free port serves.
+        emu = self.emulator(devices=[("meter-1", "T-meter-1")])
+        fm = self.fake_modbus("--tcp", "0")
+        bus = ('{ name = "b"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
+               'devices = ( { name = "meter-1"; unit_id = 1; token = "T-meter-1"; poll_ms = 100; '
+               '%s } ); }' % (fm.port, TAGS))
+        proc, _, path = self.start_tbgw(self.config(emu.port, bus))
+        emu.wait_connected("meter-1")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            busy = s.getsockname()[1]
+            with open(path, "w") as f:
+                f.write(self.config(emu.port, bus,
+                                    extra='metrics = { listen = "127.0.0.1:%d"; };' % busy))
+            self.assertEqual(self.tbgwctl("reload").returncode, 0)
+            self.assertIn("metrics: cannot listen on 127.0.0.1:%d: Address already in use" % busy,
+                          proc.output())
+            with open("/proc/%d/maps" % proc.pid) as f:
+                self.assertFalse("libmicrohttpd" in f.read(),
+                                 "libmicrohttpd is mapped for a port it cannot have")
+        port = harness.free_port()
+        with open(path, "w") as f:
+            f.write(self.config(emu.port, bus, extra='metrics = { listen = "127.0.0.1:%d"; };' % port))
+        self.assertEqual(self.tbgwctl("reload").returncode, 0)
+        self.assertEqual(scrape("127.0.0.1", port)[0], 200)
         self.stop_tbgw(proc)
 
     def test_ipv6_listen(self):
