@@ -580,9 +580,8 @@ static bool must_write(const struct spool *s, const struct batch *b, bool all, u
 }
 
 /* all: write every batch (stopping), not only the ones whose time has come. */
-static int commit(struct spool *s, bool all)
+static int commit(struct spool *s, bool all, uint64_t now)
 {
-    uint64_t now = now_ms();
     size_t written = 0;
     int r;
 
@@ -651,7 +650,7 @@ struct spool *spool_close(struct spool *s)
         return NULL;
     /* After a failed flush (stopping) the numbers are final: the uplink has reported
      * them as lost, so no second try that could make them wrong. */
-    if (s->flush_failed || commit(s, true) < 0) {
+    if (s->flush_failed || commit(s, true, now_ms()) < 0) {
         uint64_t n = 0, values = 0;
         for (size_t d = 0; d < s->n_devices; d++)
             for (struct batch *b = s->q[d].head; b; b = b->next)
@@ -947,15 +946,15 @@ uint64_t spool_commit_due_ms(const struct spool *s)
     return spool_commit_after(s, s->last_commit_ms);
 }
 
-void spool_tick(struct spool *s)
+void spool_tick(struct spool *s, uint64_t now)
 {
-    if (now_ms() >= spool_commit_due_ms(s))
-        commit(s, false);
+    if (now >= spool_commit_due_ms(s))
+        commit(s, false, now);
 }
 
 void spool_flush(struct spool *s)
 {
-    s->flush_failed = commit(s, true) < 0;
+    s->flush_failed = commit(s, true, now_ms()) < 0;
 }
 
 struct spool_stats spool_stats(const struct spool *s)

@@ -82,8 +82,10 @@ bool spool_batch_alone(const struct batch *b);
 /* Batches waiting for device. */
 size_t spool_pending(const struct spool *s, uint32_t device);
 
-/* Commit when one is due (spool_commit_due_ms); cheap to call on every pass. */
-void spool_tick(struct spool *s);
+/* Commit when one is due (spool_commit_due_ms) at now; cheap to call on every pass. now
+ * is the caller's clock for the pass, the one it closed batches by: read afresh, it could
+ * pass a commit instant that the batches due then were not yet closed for. */
+void spool_tick(struct spool *s, uint64_t now);
 /* When spool_tick() has a commit to make: UINT64_MAX while memory and disk agree. The
  * uplink wakes for it, so that SIGKILL loses at most one commit interval. */
 uint64_t spool_commit_due_ms(const struct spool *s);

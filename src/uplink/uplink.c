@@ -314,7 +314,7 @@ static uint64_t run_pass(struct uplink *u, uint64_t now)
     if (u->gw)
         serve(u, gw_self(u), now);
     /* After the devices: the batches whose deadline was this commit have just closed. */
-    spool_tick(u->spool);
+    spool_tick(u->spool, now);
     if (tick)
         status_snapshot(u); /* after the pass, so that the accounting adds up */
     return MIN(MIN(timers_next(&u->timers), u->next_tick_ms), spool_commit_due_ms(u->spool));

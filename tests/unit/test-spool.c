@@ -154,11 +154,11 @@ static void test_in_flight_batches_wait_one_interval(void **state)
     usleep(210 * 1000);
     spool_sent(s, a, 1);
     spool_sent(s, c, 2);
-    spool_tick(s); /* due: only the batch that is not in flight is written */
+    spool_tick(s, now_ms()); /* due: only the batch that is not in flight is written */
     assert_int_equal(rows(f, "batches"), 1);
     spool_ack(s, c); /* acknowledged in time: never written */
     usleep(210 * 1000);
-    spool_tick(s); /* a has waited one interval and is still unacknowledged */
+    spool_tick(s, now_ms()); /* a has waited one interval and is still unacknowledged */
     assert_int_equal(rows(f, "batches"), 2);
     spool_close(s);
 
@@ -174,13 +174,14 @@ static void test_in_flight_batches_wait_one_interval(void **state)
 /* Commits fall on a grid of the interval, so that the uplink can close every batch it
  * holds at the very commit that must take it (batch.c): what was read before a commit is
  * on disk after it. Data reaching a spool that has been clean for longer is written at
- * once, since a batch closed for a grid instant that has just passed may be among it. */
+ * once, since a batch closed for a grid instant that has just passed may be among it. The
+ * clock is the caller's (the uplink's pass), so the instants here are chosen, not slept. */
 static void test_commits_fall_on_a_grid(void **state)
 {
     struct fx *f = *state;
     const uint64_t interval = 200;
     struct spool *s;
-    uint64_t due, now;
+    uint64_t g;
 
     f->cfg.storage.commit_interval_ms = (int)interval;
     s = spool_open(&f->cfg);
@@ -189,30 +190,20 @@ static void test_commits_fall_on_a_grid(void **state)
     assert_int_equal(spool_commit_after(s, 200), 2 * interval);
     assert_int_equal(spool_commit_due_ms(s), UINT64_MAX); /* clean: nothing to commit */
 
-    usleep(400 * 1000); /* clean across two grid instants, then 10 ms past the next */
-    now = now_ms();
-    usleep((useconds_t)(spool_commit_after(s, now) + 10 - now) * 1000);
+    g = spool_commit_after(s, now_ms() + 2 * interval); /* clean across two instants */
     add(s, 0, 0);
-    now = now_ms();
-    due = spool_commit_due_ms(s);
-    assert_true(due <= now);
-    spool_tick(s);
+    assert_true(spool_commit_due_ms(s) < g);
+    spool_tick(s, g + 10); /* overdue: written at once */
     assert_int_equal(rows(f, "batches"), 1);
 
-    add(s, 0, 1); /* after a commit, the next is at the grid's next instant, not one
-                   * whole interval after the one just made */
-    now = now_ms();
-    due = spool_commit_due_ms(s);
-    assert_int_equal(due % interval, 0);
-    assert_true(due > now && due <= now + interval);
-    assert_int_equal(due, spool_commit_after(s, now));
-    if (now_ms() + 20 < due) { /* not due yet (always, unless this thread was held up) */
-        spool_tick(s);
-        assert_int_equal(rows(f, "batches"), 1);
-    }
-    usleep((useconds_t)(due - now + 5) * 1000);
-    spool_tick(s);
+    add(s, 0, 1); /* the next commit is at the grid's next instant, not one whole
+                   * interval after the one just made */
+    assert_int_equal(spool_commit_due_ms(s), g + interval);
+    spool_tick(s, g + interval - 1);
+    assert_int_equal(rows(f, "batches"), 1);
+    spool_tick(s, g + interval);
     assert_int_equal(rows(f, "batches"), 2);
+    assert_int_equal(spool_commit_due_ms(s), UINT64_MAX);
     spool_close(s);
 }
 
