@@ -575,8 +575,11 @@ struct spool *spool_open(const struct config *cfg)
  * away) is written at the first commit, as before. */
 static bool must_write(const struct spool *s, const struct batch *b, bool all, uint64_t now)
 {
-    return !b->on_disk &&
-           (all || !b->inflight || now - b->sent_ms >= (uint64_t)s->cfg->storage.commit_interval_ms);
+    /* now is the committing pass's clock, read before the pass sent anything: a batch sent
+     * in that pass has sent_ms > now, and is in flight like any other. */
+    uint64_t interval = (uint64_t)s->cfg->storage.commit_interval_ms;
+
+    return !b->on_disk && (all || !b->inflight || b->sent_ms + interval <= now);
 }
 
 /* all: write every batch (stopping), not only the ones whose time has come. */

@@ -207,6 +207,31 @@ static void test_commits_fall_on_a_grid(void **state)
     spool_close(s);
 }
 
+/* The uplink commits at the end of a pass by the clock it read at the start, so a batch
+ * sent during that pass was sent after the commit's now: it is in flight like any other,
+ * and not written. */
+static void test_batch_sent_in_the_committing_pass_waits(void **state)
+{
+    struct fx *f = *state;
+    struct spool *s;
+    struct batch *a;
+    uint64_t now;
+
+    f->cfg.storage.commit_interval_ms = 200;
+    s = spool_open(&f->cfg);
+    usleep(210 * 1000);
+    now = now_ms(); /* the pass begins; a commit is due */
+    a = add(s, 0, 0);
+    usleep(2 * 1000);
+    spool_sent(s, a, 1);
+    spool_tick(s, now);
+    assert_int_equal(rows(f, "batches"), 0);
+    spool_ack(s, a);
+    spool_flush(s);
+    assert_int_equal(rows(f, "batches"), 0);
+    spool_close(s);
+}
+
 static void test_restart_resumes_in_order(void **state)
 {
     struct fx *f = *state;
@@ -537,6 +562,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_order_and_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_batches_wait_one_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_fall_on_a_grid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_sent_in_the_committing_pass_waits, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_backlog_is_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_with_long_backlog, setup, teardown),
