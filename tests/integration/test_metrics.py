@@ -43,6 +43,18 @@ TAGS = ('telemetry = ( { key = "t"; table = "input"; address = 0; type = "int16"
         ' { key = "p"; table = "holding"; address = 10; type = "uint32"; } );')
 
 
+def bus(fm, name="b"):
+    """A Modbus TCP bus with the one meter, on the fake slave fm."""
+    return ('{ name = "%s"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
+            'devices = ( { name = "meter-1"; unit_id = 1; token = "T-meter-1"; poll_ms = 100; '
+            '%s } ); }' % (name, fm.port, TAGS))
+
+
+def maps(proc):
+    with open("/proc/%d/maps" % proc.pid) as f:
+        return f.read()
+
+
 class Metrics(harness.TestCase):
     def start(self, listen_fmt="127.0.0.1:%d"):
         emu = self.emulator(devices=[("meter-1", "T-meter-1")])
@@ -50,11 +62,9 @@ class Metrics(harness.TestCase):
         fm.set(1, "input", 0, 215)
         fm.set(1, "holding", 10, 0, 7)
         port = harness.free_port()
-        bus = ('{ name = "line \\"A\\""; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
-               'devices = ( { name = "meter-1"; unit_id = 1; token = "T-meter-1"; poll_ms = 100; '
-               '%s } ); }' % (fm.port, TAGS))
         listen = listen_fmt % port
-        cfg = self.config(emu.port, bus, extra='metrics = { listen = "%s"; };' % listen)
+        cfg = self.config(emu.port, bus(fm, 'line \\"A\\"'),
+                          extra='metrics = { listen = "%s"; };' % listen)
         proc, _, _ = self.start_tbgw(cfg)
         return emu, fm, proc, port
 
@@ -116,18 +126,13 @@ class Metrics(harness.TestCase):
         # a gateway without metrics never maps it.
         emu, fm, proc, port = self.start()
         self.assertEqual(scrape("127.0.0.1", port)[0], 200)
-        with open("/proc/%d/maps" % proc.pid) as f:
-            self.assertIn("libmicrohttpd", f.read())
+        self.assertIn("libmicrohttpd", maps(proc))
         self.stop_tbgw(proc)
-        bus = ('{ name = "b"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
-               'devices = ( { name = "meter-1"; unit_id = 1; token = "T-meter-1"; poll_ms = 100; '
-               '%s } ); }' % (fm.port, TAGS))
-        proc, _, _ = self.start_tbgw(self.config(emu.port, bus), name="tbgw-nometrics")
+        proc, _, _ = self.start_tbgw(self.config(emu.port, bus(fm)), name="tbgw-nometrics")
         emu.wait_connected("meter-1")
-        with open("/proc/%d/maps" % proc.pid) as f:
-            maps = f.read()
+        mapped = maps(proc)
         for lib in ("libmicrohttpd", "libgnutls"):
-            self.assertFalse(lib in maps, "%s is mapped without metrics" % lib)
+            self.assertFalse(lib in mapped, "%s is mapped without metrics" % lib)
         self.stop_tbgw(proc)
 
     def test_a_port_in_use_on_reload_loads_nothing(self):
@@ -135,28 +140,26 @@ class Metrics(harness.TestCase):
         # it, and without the HTTP library; the next reload on a free port serves.
         emu = self.emulator(devices=[("meter-1", "T-meter-1")])
         fm = self.fake_modbus("--tcp", "0")
-        bus = ('{ name = "b"; driver = "modbus-tcp"; host = "127.0.0.1"; port = %d; '
-               'devices = ( { name = "meter-1"; unit_id = 1; token = "T-meter-1"; poll_ms = 100; '
-               '%s } ); }' % (fm.port, TAGS))
-        proc, _, path = self.start_tbgw(self.config(emu.port, bus))
+        proc, _, path = self.start_tbgw(self.config(emu.port, bus(fm)))
         emu.wait_connected("meter-1")
+
+        def reload_listening_on(port):
+            with open(path, "w") as f:
+                f.write(self.config(emu.port, bus(fm),
+                                    extra='metrics = { listen = "127.0.0.1:%d"; };' % port))
+            self.assertEqual(self.tbgwctl("reload").returncode, 0)
+
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
             s.listen(1)
             busy = s.getsockname()[1]
-            with open(path, "w") as f:
-                f.write(self.config(emu.port, bus,
-                                    extra='metrics = { listen = "127.0.0.1:%d"; };' % busy))
-            self.assertEqual(self.tbgwctl("reload").returncode, 0)
+            reload_listening_on(busy)
             self.assertIn("metrics: cannot listen on 127.0.0.1:%d: Address already in use" % busy,
                           proc.output())
-            with open("/proc/%d/maps" % proc.pid) as f:
-                self.assertFalse("libmicrohttpd" in f.read(),
-                                 "libmicrohttpd is mapped for a port it cannot have")
+            self.assertFalse("libmicrohttpd" in maps(proc),
+                             "libmicrohttpd is mapped for a port it cannot have")
         port = harness.free_port()
-        with open(path, "w") as f:
-            f.write(self.config(emu.port, bus, extra='metrics = { listen = "127.0.0.1:%d"; };' % port))
-        self.assertEqual(self.tbgwctl("reload").returncode, 0)
+        reload_listening_on(port)
         self.assertEqual(scrape("127.0.0.1", port)[0], 200)
         self.stop_tbgw(proc)
 
